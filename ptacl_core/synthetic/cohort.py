@@ -258,3 +258,31 @@ def _collect(index: int, record: dict | None, error: str, records: dict, failure
         failures.append((subject_id(index), "generate", error))
     else:
         records[index] = record
+
+
+def read_synthetic_subject(cohort_dir: Path | str, subject: str) -> dict:
+    """Everything about one generated subject, read back from its files (for notebooks and tests).
+
+    Keys: ecg (io.ecg.Ecg), rpeaks (samples, from the WFDB .atr annotation), image and labels
+    ((X, Y, Z, T) arrays), spacing_mm, frame_interval_ms, record (the subject's JSON: phenotypes, latent, timing).
+    """
+    import nibabel as nib
+    import wfdb
+
+    from ptacl_core.io.ecg import read_wfdb
+
+    cohort_dir = Path(cohort_dir)
+    ecg = read_wfdb(cohort_dir / "ecg" / f"{subject}.hea")
+    annotation = wfdb.rdann(str(cohort_dir / "ecg" / subject), "atr")
+    image = nib.load(cohort_dir / "cmr" / f"{subject}_sa.nii.gz")
+    labels = nib.load(cohort_dir / "cmr" / f"{subject}_sa_seg.nii.gz")
+    zooms = image.header.get_zooms()
+    return {
+        "ecg": ecg,
+        "rpeaks": np.asarray(annotation.sample, dtype=np.int64),
+        "image": np.asarray(image.dataobj),
+        "labels": np.asarray(labels.dataobj),
+        "spacing_mm": tuple(float(z) for z in zooms[:3]),
+        "frame_interval_ms": float(zooms[3]),
+        "record": json.loads((cohort_dir / "subjects" / f"{subject}.json").read_text()),
+    }

@@ -68,13 +68,14 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     """
     qrs = latent.qrs_duration_s
     onset = latent.qrs_onset_s
-    size_attenuation = (26.0 / latent.bmi) ** 0.8
+    size_attenuation = (26.0 / latent.bmi) ** 0.5
     age_attenuation = 1.0 - 0.005 * (latent.age_years - 60.0)
-    voltage = 1.55 * (latent.lv_mass_g / 100.0) ** 0.85 * size_attenuation * age_attenuation * rng.lognormal(0.0, 0.1)
+    voltage = 1.35 * (latent.lv_mass_g / 100.0) ** 1.1 * size_attenuation * age_attenuation * rng.lognormal(0.0, 0.1)
     axis = latent.electrical_axis_deg
-    main = _frontal(axis, 0.35)
+    # The QRS loop turns counter-clockwise in the horizontal plane: left-anterior, then left-posterior.
+    main_early, main_late = _frontal(axis, -0.25), _frontal(axis - 10.0, 1.0)
     t_direction = _frontal(0.6 * axis + 15.0, -0.35)
-    t_amplitude = 0.30 * np.sqrt(voltage / 1.55) * rng.lognormal(0.0, 0.15)
+    t_amplitude = 0.30 * np.sqrt(voltage / 1.35) * rng.lognormal(0.0, 0.15)
 
     waves: list[tuple[float, float, np.ndarray]] = []
     p_duration = rng.uniform(0.085, 0.11)
@@ -83,29 +84,29 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     condition = latent.condition
     if condition == "conduction_delay":
         # LBBB-like: septum activated from the left (no septal q), broad notched leftward-posterior R.
-        waves.append((onset + 0.12 * qrs, 0.09 * qrs, 0.10 * voltage * _unit([0.6, 0.0, 0.3])))
-        waves.append((onset + 0.38 * qrs, 0.12 * qrs, 0.75 * voltage * _frontal(axis, 0.7)))
-        waves.append((onset + 0.68 * qrs, 0.12 * qrs, 0.85 * voltage * _frontal(axis - 10.0, 0.9)))
+        waves.append((onset + 0.12 * qrs, 0.08 * qrs, 0.10 * voltage * _unit([0.6, 0.0, 0.3])))
+        waves.append((onset + 0.38 * qrs, 0.10 * qrs, 0.75 * voltage * _frontal(axis, 0.7)))
+        waves.append((onset + 0.68 * qrs, 0.10 * qrs, 0.85 * voltage * _frontal(axis - 10.0, 0.9)))
         t_direction = _unit(-_frontal(axis, 0.8) + np.array([0.0, 0.2, 0.0]))  # discordant T
         t_amplitude *= 1.3
     else:
         if condition == "lv_hypertrophy":
-            main = _frontal(axis, 0.6)
-            t_direction = _unit(-0.8 * main + np.array([0.0, 0.3, 0.0]))  # strain pattern
+            main_late = _frontal(axis - 10.0, 1.4)
+            t_direction = _unit(-0.8 * main_late + np.array([0.0, 0.3, 0.0]))  # strain pattern
         elif condition == "dilated_cardiomyopathy":
             voltage *= 0.8
-            main = _frontal(axis, 0.5)
             t_amplitude *= 0.45
         septal = 0.12 * voltage * _unit([-0.6, 0.2, -0.7])
         if condition == "myocardial_infarction":
             away = _AWAY_FROM_TERRITORY[latent.infarct_territory]
             septal = septal + 0.45 * voltage * away  # pathological Q in the territory's leads
-            main = _unit(main + 0.5 * away)
+            main_early, main_late = _unit(main_early + 0.5 * away), _unit(main_late + 0.5 * away)
             t_direction = _unit(0.3 * t_direction + away)
             t_amplitude *= 0.8
-        waves.append((onset + 0.14 * qrs, 0.08 * qrs, septal))
-        waves.append((onset + 0.48 * qrs, 0.13 * qrs, voltage * main))
-        waves.append((onset + 0.80 * qrs, 0.09 * qrs, 0.33 * voltage * _unit([-0.4, -0.5, 0.75])))
+        waves.append((onset + 0.16 * qrs, 0.07 * qrs, septal))
+        waves.append((onset + 0.40 * qrs, 0.09 * qrs, 0.75 * voltage * main_early))
+        waves.append((onset + 0.58 * qrs, 0.09 * qrs, 0.85 * voltage * main_late))
+        waves.append((onset + 0.80 * qrs, 0.08 * qrs, 0.33 * voltage * _unit([-0.4, -0.5, 0.75])))
 
     # T wave: steeper down-slope than up-slope; its tangent-method end is peak + 2 sigma.
     t_sigma = rng.uniform(0.042, 0.055)

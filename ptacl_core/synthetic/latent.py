@@ -111,7 +111,7 @@ def sample_latent(rng: np.random.Generator, subject_id: str, config: SynthConfig
     qrs = rng.normal(0.092 if male else 0.086, 0.007)
     pr = float(np.clip(rng.normal(0.160 + 0.0006 * (age - 60.0), 0.018), 0.12, 0.21))
     qtc = rng.normal(0.405 if male else 0.415, 0.014)
-    axis = rng.normal(50.0 - 2.0 * (bmi - 26.0) - 0.3 * (age - 60.0), 18.0)
+    axis = rng.normal(42.0 - 2.0 * (bmi - 26.0) - 0.3 * (age - 60.0), 18.0)
     emd = rng.normal(0.060, 0.008)
     early_filling = rng.normal(0.72 - 0.006 * (age - 60.0), 0.05)
     territory = ""

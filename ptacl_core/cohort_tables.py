@@ -1,0 +1,53 @@
+"""The cohort's tables (METHOD.md §1): ``manifest.csv`` and ``phenotypes.csv``, joined by subject_id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+MANIFEST_COLUMNS = ("subject_id", "ecg", "cmr", "split")
+SPLITS = ("train", "val", "test")
+
+
+class CohortError(ValueError):
+    """A cohort table that breaks the data contract; the message names the file and the problem."""
+
+
+def read_manifest(cohort_dir: Path | str) -> pd.DataFrame:
+    path = Path(cohort_dir) / "manifest.csv"
+    if not path.exists():
+        raise CohortError(f"{path}: no manifest.csv in the cohort folder")
+    table = pd.read_csv(path, dtype={"subject_id": str})
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
+    if missing:
+        raise CohortError(f"{path}: missing column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
+    duplicated = table.subject_id[table.subject_id.duplicated()].unique().tolist()
+    if duplicated:
+        raise CohortError(f"{path}: duplicate subject_id(s) {duplicated[:5]}")
+    bad_split = sorted(set(table.split) - set(SPLITS))
+    if bad_split:
+        raise CohortError(f"{path}: unknown split value(s) {bad_split}; expected {list(SPLITS)}")
+    return table
+
+
+def read_phenotypes(cohort_dir: Path | str) -> pd.DataFrame:
+    path = Path(cohort_dir) / "phenotypes.csv"
+    if not path.exists():
+        raise CohortError(f"{path}: no phenotypes.csv in the cohort folder")
+    table = pd.read_csv(path, dtype={"subject_id": str})
+    if "subject_id" not in table.columns:
+        raise CohortError(f"{path}: no subject_id column")
+    duplicated = table.subject_id[table.subject_id.duplicated()].unique().tolist()
+    if duplicated:
+        raise CohortError(f"{path}: duplicate subject_id(s) {duplicated[:5]}")
+    return table
+
+
+def read_cohort(cohort_dir: Path | str) -> pd.DataFrame:
+    """Manifest joined with phenotypes on subject_id (never by row position)."""
+    manifest, phenotypes = read_manifest(cohort_dir), read_phenotypes(cohort_dir)
+    orphans = sorted(set(phenotypes.subject_id) - set(manifest.subject_id))
+    if orphans:
+        raise CohortError(f"{Path(cohort_dir) / 'phenotypes.csv'}: row(s) for subject(s) not in the manifest: {orphans[:5]}")
+    return manifest.merge(phenotypes, on="subject_id", how="left", validate="one_to_one")

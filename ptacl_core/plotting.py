@@ -1,0 +1,138 @@
+"""Figures the notebooks show. One style for the kit; every function returns its matplotlib Figure and
+``save_figure`` writes PNG and PDF side by side into the figures folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None  # headless runs stay headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ptacl_core.leads import LEAD_NAMES  # noqa: E402
+
+CONDITION_COLOURS = {
+    "normal": "#4C72B0",
+    "dilated_cardiomyopathy": "#DD8452",
+    "lv_hypertrophy": "#55A868",
+    "myocardial_infarction": "#C44E52",
+    "conduction_delay": "#8172B3",
+}
+LABEL_COLOURS = {1: "#e41a1c", 2: "#4daf4a", 3: "#377eb8"}  # LV cavity, LV myocardium, RV cavity
+
+
+def use_kit_style() -> None:
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,
+    })
+
+
+def save_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> list[Path]:
+    """Write ``<figures_dir>/<name>.png`` and ``.pdf``; returns the paths."""
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = [figures_dir / f"{name}.{extension}" for extension in ("png", "pdf")]
+    for path in paths:
+        figure.savefig(path, bbox_inches="tight")
+    return paths
+
+
+def plot_ecg_12lead(signal: np.ndarray, fs: float, rpeaks: np.ndarray | None = None, title: str = "",
+                    seconds: float | None = None) -> plt.Figure:
+    """12 leads (12, L) in mV on a 4 x 3 grid with a shared time axis; R peaks as ticks."""
+    n = signal.shape[1] if seconds is None else min(signal.shape[1], int(seconds * fs))
+    t = np.arange(n) / fs
+    figure, axes = plt.subplots(6, 2, figsize=(11, 7), sharex=True)
+    for index, (axis, lead) in enumerate(zip(axes.T.ravel(), LEAD_NAMES)):
+        axis.plot(t, signal[index, :n], lw=0.7, color="k")
+        if rpeaks is not None:
+            inside = rpeaks[rpeaks < n]
+            axis.plot(inside / fs, signal[index, inside], "v", color="#C44E52", ms=3)
+        axis.set_ylabel(f"{lead}\n(mV)", rotation=0, ha="right", va="center")
+        axis.grid(True, color="#f4c7c7", lw=0.4)
+    for axis in axes[-1]:
+        axis.set_xlabel("time (s)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_cine_phases(image: np.ndarray, labels: np.ndarray | None, slice_index: int, ed_frame: int, es_frame: int,
+                     frame_interval_ms: float, n_strip: int = 10, title: str = "") -> plt.Figure:
+    """One slice of a cine (X, Y, Z, T): ED and ES with contours of the masks, then a strip of frames."""
+    n_frames = image.shape[-1]
+    strip = np.linspace(0, n_frames - 1, n_strip).round().astype(int)
+    figure = plt.figure(figsize=(11, 4.2))
+    grid = figure.add_gridspec(2, n_strip, height_ratios=[2.2, 1])
+    vmax = np.percentile(image[..., slice_index, :], 99.5)
+    for position, (frame, name) in enumerate(((ed_frame, "ED"), (es_frame, "ES"))):
+        axis = figure.add_subplot(grid[0, position * (n_strip // 2):(position + 1) * (n_strip // 2)])
+        axis.imshow(image[:, :, slice_index, frame].T, cmap="gray", vmin=0, vmax=vmax, origin="lower")
+        if labels is not None:
+            for label, colour in LABEL_COLOURS.items():
+                mask = labels[:, :, slice_index, frame].T == label
+                if mask.any():
+                    axis.contour(mask, levels=[0.5], colors=colour, linewidths=0.8)
+        axis.set_title(f"{name}: frame {frame} ({frame * frame_interval_ms:.0f} ms)")
+        axis.axis("off")
+    for position, frame in enumerate(strip):
+        axis = figure.add_subplot(grid[1, position])
+        axis.imshow(image[:, :, slice_index, frame].T, cmap="gray", vmin=0, vmax=vmax, origin="lower")
+        axis.set_title(f"{frame * frame_interval_ms:.0f} ms", fontsize=7)
+        axis.axis("off")
+    figure.suptitle(title)
+    return figure
+
+
+def plot_electromechanical_coupling(lead: np.ndarray, fs: float, rpeak: int, volume_ml: np.ndarray,
+                                    frame_interval_ms: float, t_end_ms: float | None = None,
+                                    lead_name: str = "II", title: str = "") -> plt.Figure:
+    """One beat of an ECG lead with the LV volume curve on the same time axis (0 = R peak)."""
+    n_frames = len(volume_ml)
+    rr_samples = int(round(n_frames * frame_interval_ms / 1000.0 * fs))
+    start = max(rpeak - int(0.2 * fs), 0)
+    stop = min(rpeak + rr_samples, len(lead))
+    t_ms = (np.arange(start, stop) - rpeak) / fs * 1000.0
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    axis.plot(t_ms, lead[start:stop], color="k", lw=0.8)
+    axis.set_xlabel("time from R peak (ms)")
+    axis.set_ylabel(f"lead {lead_name} (mV)")
+    volume_axis = axis.twinx()
+    frame_ms = np.arange(n_frames) * frame_interval_ms
+    volume_axis.plot(frame_ms, volume_ml, "o-", color="#C44E52", ms=2.5, lw=1)
+    volume_axis.set_ylabel("LV volume (mL)", color="#C44E52")
+    es_frame = int(np.argmin(volume_ml))
+    volume_axis.axvline(es_frame * frame_interval_ms, color="#C44E52", ls="--", lw=0.8)
+    volume_axis.annotate("end-systole", (es_frame * frame_interval_ms, volume_ml.min()), color="#C44E52",
+                         xytext=(5, -12), textcoords="offset points", fontsize=8)
+    if t_end_ms is not None:
+        axis.axvline(t_end_ms, color="0.4", ls=":", lw=0.8)
+        axis.annotate("T-wave end", (t_end_ms, axis.get_ylim()[1]), color="0.3", xytext=(5, -12),
+                      textcoords="offset points", fontsize=8)
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_phenotypes_by_condition(phenotypes: pd.DataFrame, columns: list[str]) -> plt.Figure:
+    """Box plots of phenotypes, one panel each, grouped by condition."""
+    conditions = [c for c in CONDITION_COLOURS if c in set(phenotypes.condition)]
+    n_cols = min(len(columns), 4)
+    n_rows = int(np.ceil(len(columns) / n_cols))
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.8 * n_rows), squeeze=False)
+    for axis, column in zip(axes.ravel(), columns):
+        data = [phenotypes.loc[phenotypes.condition == c, column].dropna().values for c in conditions]
+        boxes = axis.boxplot(data, patch_artist=True, showfliers=False, widths=0.6)
+        for patch, condition in zip(boxes["boxes"], conditions):
+            patch.set_facecolor(CONDITION_COLOURS[condition])
+            patch.set_alpha(0.7)
+        axis.set_xticks(range(1, len(conditions) + 1), [c.replace("_", "\n") for c in conditions], fontsize=6)
+        axis.set_title(column)
+    for axis in axes.ravel()[len(columns):]:
+        axis.axis("off")
+    figure.tight_layout()
+    return figure

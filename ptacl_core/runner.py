@@ -1,0 +1,109 @@
+"""Run the numbered notebooks in order with papermill (``python -m ptacl_core run``).
+
+Each notebook runs in the environment's own Python: the runner writes a kernel spec pointing at
+``sys.executable`` into a private folder on ``JUPYTER_PATH``, so no per-user kernel registration is needed
+and a user's other kernels are never picked by mistake. Executed copies go to ``outputs/notebooks/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptacl_core import paths
+
+KERNEL_NAME = "python3"
+
+
+class NotebookFailed(RuntimeError):
+    def __init__(self, notebook: Path, cell_index: int | None, detail: str, executed: Path):
+        self.notebook, self.cell_index, self.executed = notebook, cell_index, executed
+        where = f"cell {cell_index}" if cell_index is not None else "before any cell ran"
+        super().__init__(f"{notebook.name} failed at {where}: {detail}\n  executed copy: {executed}")
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    notebook: Path
+    executed: Path
+    seconds: float
+
+
+def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed."""
+    notebooks_dir = notebooks_dir or paths.notebooks_dir()
+    found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {number.strip().zfill(2) for number in only}
+        unknown = wanted - {p.name[:2] for p in found}
+        if unknown:
+            raise ValueError(f"no notebook numbered {sorted(unknown)} in {notebooks_dir}")
+        found = [p for p in found if p.name[:2] in wanted]
+    return found
+
+
+def parse_value(text: str):
+    """Parameter values from the command line: int, float, true/false, none, else the string."""
+    lowered = text.lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    if lowered in {"none", "null"}:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _kernel_spec_dir() -> Path:
+    """A JUPYTER_PATH entry whose ``python3`` kernel is this interpreter."""
+    root = Path(tempfile.gettempdir()) / f"ptacl-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (ptacl kit)", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    return root
+
+
+def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, parameters: dict | None = None,
+                  fast: bool = False, log=print, progress_bar: bool = True) -> list[NotebookRun]:
+    """Execute notebooks in order; stop at the first failure (raises ``NotebookFailed``)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir = Path(output_dir) if output_dir else paths.outputs_root() / "notebooks"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    parameters = dict(parameters or {})
+    if fast:
+        parameters["fast"] = True
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_spec_dir()), os.environ.get("JUPYTER_PATH")]))
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    runs = []
+    total_start = time.perf_counter()
+    for position, notebook in enumerate(notebooks, 1):
+        executed = output_dir / notebook.name
+        log(f"[{position}/{len(notebooks)}] {notebook.name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(executed), parameters=parameters, kernel_name=KERNEL_NAME,
+                cwd=str(notebook.parent), progress_bar=progress_bar, log_output=False,
+            )
+        except PapermillExecutionError as error:
+            detail = f"{error.ename}: {error.evalue}"
+            raise NotebookFailed(notebook, error.exec_count, detail, executed) from None
+        except Exception as error:  # kernel died, bad notebook JSON, missing kernel...
+            raise NotebookFailed(notebook, None, f"{type(error).__name__}: {error}", executed) from error
+        seconds = time.perf_counter() - start
+        log(f"[{position}/{len(notebooks)}] {notebook.name} done in {seconds:.1f} s", flush=True)
+        runs.append(NotebookRun(notebook, executed, seconds))
+    log(f"all {len(runs)} notebook(s) done in {time.perf_counter() - total_start:.1f} s; executed copies in {output_dir}")
+    return runs
