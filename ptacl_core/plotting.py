@@ -47,7 +47,7 @@ def plot_ecg_12lead(signal: np.ndarray, fs: float, rpeaks: np.ndarray | None = N
     n = signal.shape[1] if seconds is None else min(signal.shape[1], int(seconds * fs))
     t = np.arange(n) / fs
     figure, axes = plt.subplots(6, 2, figsize=(11, 7), sharex=True)
-    for index, (axis, lead) in enumerate(zip(axes.T.ravel(), LEAD_NAMES)):
+    for index, (axis, lead) in enumerate(zip(axes.T.ravel(), LEAD_NAMES, strict=True)):
         axis.plot(t, signal[index, :n], lw=0.7, color="k")
         if rpeaks is not None:
             inside = rpeaks[rpeaks < n]
@@ -124,7 +124,7 @@ def plot_phenotypes_by_condition(phenotypes: pd.DataFrame, columns: list[str]) -
     n_cols = min(len(columns), 4)
     n_rows = int(np.ceil(len(columns) / n_cols))
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.8 * n_rows), squeeze=False)
-    for axis, column in zip(axes.ravel(), columns):
+    for axis, column in zip(axes.ravel(), columns, strict=True):
         data = [phenotypes.loc[phenotypes.condition == c, column].dropna().values for c in conditions]
         boxes = axis.boxplot(data, patch_artist=True, showfliers=False, widths=0.6)
         for patch, condition in zip(boxes["boxes"], conditions):

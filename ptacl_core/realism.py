@@ -32,7 +32,7 @@ def _measure_rows(paths: list[Path]) -> pd.DataFrame:
             continue
         rows.append({
             "record": path.name, "heart rate (bpm)": measures.heart_rate_bpm, "QRS duration (ms)": measures.qrs_ms,
-            **{f"QRS amplitude {lead} (mV)": value for lead, value in zip(LEAD_NAMES, measures.qrs_amplitude_mv)},
+            **{f"QRS amplitude {lead} (mV)": value for lead, value in zip(LEAD_NAMES, measures.qrs_amplitude_mv, strict=True)},
         })
     return pd.DataFrame(rows)
 

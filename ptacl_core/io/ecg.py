@@ -63,7 +63,7 @@ def _select_leads(channels: dict[str, np.ndarray], path: Path) -> np.ndarray:
         raise EcgReadError(path, f"missing lead(s) {', '.join(missing)}; found {sorted(channels)}")
     signal = np.stack([channels[lead] for lead in LEAD_NAMES]).astype(np.float32)
     if not np.all(np.isfinite(signal)):
-        bad = [lead for lead, row in zip(LEAD_NAMES, signal) if not np.all(np.isfinite(row))]
+        bad = [lead for lead, row in zip(LEAD_NAMES, signal, strict=True) if not np.all(np.isfinite(row))]
         raise EcgReadError(path, f"non-finite samples (NaN/inf) in lead(s) {', '.join(bad)}")
     return signal
 
@@ -84,7 +84,7 @@ def read_wfdb(path: Path | str) -> Ecg:
         raise EcgReadError(path, "record has no physical signal")
     channels: dict[str, np.ndarray] = {}
     units = record.units or [None] * record.n_sig
-    for index, (name, unit) in enumerate(zip(record.sig_name, units)):
+    for index, (name, unit) in enumerate(zip(record.sig_name, units, strict=True)):
         lead = canonical_lead_name(name)
         if lead is None or lead in channels:
             continue
@@ -157,7 +157,7 @@ def write_wfdb(record_path: Path | str, signal_mv: np.ndarray, fs: float, lead_n
     digital = counts.astype("<i2")  # (n_leads, L)
     checksums = digital.astype(np.int64).sum(axis=1) % 65536
     lines = [f"{name} {digital.shape[0]} {fs:g} {digital.shape[1]}"]
-    for lead, first, checksum in zip(lead_names, digital[:, 0], checksums):
+    for lead, first, checksum in zip(lead_names, digital[:, 0], checksums, strict=True):
         lines.append(f"{name}.dat 16 {float(counts_per_mv)}(0)/mV 16 0 {first} {checksum} 0 {lead}")
     lines.extend(f"# {comment}" for comment in comments)
     record_path.with_name(name + ".hea").write_text("\n".join(lines) + "\n")

@@ -142,7 +142,7 @@ def assign_splits(subject_ids: list[str], conditions: list[str], seed: int, frac
     """Train/val/test stratified by condition; within a condition the order is a hash of (seed, id)."""
     splits: dict[str, str] = {}
     for condition in sorted(set(conditions)):
-        members = [sid for sid, c in zip(subject_ids, conditions) if c == condition]
+        members = [sid for sid, c in zip(subject_ids, conditions, strict=True) if c == condition]
         members.sort(key=lambda sid: hashlib.sha256(f"{seed}:{sid}".encode()).hexdigest())
         n_train = int(round(fractions[0] * len(members)))
         n_val = int(round(fractions[1] * len(members)))

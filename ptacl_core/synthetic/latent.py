@@ -23,7 +23,6 @@ import numpy as np
 from ptacl_core.synthetic.config import CONDITIONS, INFARCT_TERRITORIES, SynthConfig
 
 
-
 @dataclass(frozen=True)
 class SubjectLatent:
     """Ground truth of one subject. Times in seconds, volumes in mL, mass in g, angles in degrees."""

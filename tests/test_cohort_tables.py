@@ -1,0 +1,51 @@
+"""The data contract's tables: every validation rule gets its bad input."""
+
+import pytest
+
+from ptacl_core.cohort_tables import CohortError, read_cohort, read_manifest
+
+GOOD_MANIFEST = "subject_id,ecg,cmr,split\na,ecg/a.hea,cmr/a.nii.gz,train\nb,ecg/b.hea,cmr/b.nii.gz,test\n"
+GOOD_PHENOTYPES = "subject_id,LVEF_pct\nb,55\na,60\n"
+
+
+def _cohort(folder, manifest=GOOD_MANIFEST, phenotypes=GOOD_PHENOTYPES):
+    (folder / "manifest.csv").write_text(manifest)
+    (folder / "phenotypes.csv").write_text(phenotypes)
+    return folder
+
+
+def test_join_is_by_subject_id_not_row_position(tmp_path):
+    table = read_cohort(_cohort(tmp_path))
+    assert table.set_index("subject_id").LVEF_pct.to_dict() == {"a": 60, "b": 55}
+
+
+def test_numeric_looking_ids_stay_strings(tmp_path):
+    table = read_cohort(_cohort(tmp_path, GOOD_MANIFEST.replace("a,", "007,"), "subject_id,LVEF_pct\n007,60\n"))
+    assert "007" in set(table.subject_id)
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ("subject_id,ecg,split\na,ecg/a.hea,train\n", "missing column"),
+    (GOOD_MANIFEST + "a,ecg/a2.hea,cmr/a2.nii.gz,val\n", "duplicate subject_id"),
+    (GOOD_MANIFEST.replace("test", "holdout"), "unknown split"),
+])
+def test_bad_manifest_is_refused_naming_the_file(tmp_path, manifest, message):
+    _cohort(tmp_path, manifest)
+    with pytest.raises(CohortError, match=message) as error:
+        read_manifest(tmp_path)
+    assert "manifest.csv" in str(error.value)
+
+
+def test_phenotype_row_without_subject_is_refused(tmp_path):
+    _cohort(tmp_path, phenotypes=GOOD_PHENOTYPES + "ghost,40\n")
+    with pytest.raises(CohortError, match="not in the manifest.*ghost"):
+        read_cohort(tmp_path)
+
+
+def test_duplicate_phenotype_rows_and_missing_files(tmp_path):
+    _cohort(tmp_path, phenotypes=GOOD_PHENOTYPES + "a,61\n")
+    with pytest.raises(CohortError, match="duplicate"):
+        read_cohort(tmp_path)
+    (tmp_path / "manifest.csv").unlink()
+    with pytest.raises(CohortError, match="no manifest.csv"):
+        read_cohort(tmp_path)

@@ -1,0 +1,123 @@
+"""ECG readers and the WFDB writer, on real files and on bad inputs."""
+
+import numpy as np
+import pytest
+import wfdb
+
+from ptacl_core.io.ecg import EcgReadError, read_ecg, read_ukb_xml, read_wfdb, write_wfdb
+from ptacl_core.leads import LEAD_NAMES, canonical_lead_name
+
+pytestmark = []
+
+
+@pytest.mark.parametrize("record, fs, n", [("cinc2021/HR06000", 500, 5000), ("cinc2021/E07500", 500, 5000),
+                                           ("cinc2021/JS20000", 500, 5000), ("ptbxl/00001_lr", 100, 1000)])
+def test_real_wfdb_records_give_12_named_leads_in_mv(realdata, record, fs, n):
+    ecg = read_wfdb(realdata / "ecg/wfdb" / f"{record}.hea")
+    assert ecg.signal.shape == (12, n) and ecg.fs == fs
+    peak_to_peak = np.ptp(ecg.signal, axis=1)
+    assert np.all(peak_to_peak > 0.05) and np.all(peak_to_peak < 10.0)  # mV: neither µV nor V
+
+
+def test_lower_case_unit_and_lead_order_follow_the_header(realdata):
+    path = realdata / "ecg/wfdb/cinc2021/HR06000"
+    raw = wfdb.rdrecord(str(path))
+    assert raw.units[0] == "mv"
+    ecg = read_wfdb(path)
+    np.testing.assert_allclose(ecg.signal[LEAD_NAMES.index("V6")], raw.p_signal[:, raw.sig_name.index("V6")], rtol=1e-6)
+
+
+def test_ptb_record_with_15_channels_selects_the_12_leads_by_name(realdata):
+    path = realdata / "ecg/wfdb/ptb/s0010_re"
+    raw = wfdb.rdrecord(str(path))
+    assert raw.n_sig == 15
+    ecg = read_wfdb(path)
+    assert ecg.signal.shape == (12, 38400) and ecg.fs == 1000
+    np.testing.assert_allclose(ecg.signal[LEAD_NAMES.index("aVR")], raw.p_signal[:, raw.sig_name.index("avr")], rtol=1e-6)
+
+
+def test_ukb_xml_strip_and_median_beat(realdata):
+    path = realdata / "ecg/ukb_xml/ukbb_scrubbed.xml"
+    strip = read_ukb_xml(path)
+    median = read_ukb_xml(path, part="median")
+    assert strip.signal.shape == (12, 5000) and strip.fs == 500
+    assert median.signal.shape == (12, 600) and median.fs == 500
+    # Resolution 5 µV per count: the first lead-I sample of the strip is 21 counts = 0.105 mV.
+    assert strip.signal[0, 0] == pytest.approx(0.105, abs=1e-6)
+    assert read_ecg(path).signal.shape == (12, 5000)
+
+
+def _write_record(folder, names, units="mV", signal=None):
+    signal = np.zeros((500, len(names))) if signal is None else signal
+    wfdb.wrsamp("rec", fs=250, units=[units] * len(names), sig_name=names, p_signal=signal, fmt=["16"] * len(names),
+                write_dir=str(folder))
+    return folder / "rec.hea"
+
+
+def test_missing_lead_is_named(tmp_path):
+    path = _write_record(tmp_path, list(LEAD_NAMES[:-1]), signal=np.random.default_rng(0).normal(size=(500, 11)))
+    with pytest.raises(EcgReadError, match="missing lead.*V6") as error:
+        read_wfdb(path)
+    assert "rec.hea" in str(error.value)
+
+
+def test_microvolt_record_is_converted_to_millivolts(tmp_path):
+    signal = np.random.default_rng(0).normal(0, 500, size=(500, 12))  # µV
+    path = _write_record(tmp_path, list(LEAD_NAMES), units="uV", signal=signal)
+    ecg = read_wfdb(path)
+    np.testing.assert_allclose(ecg.signal, signal.T / 1000.0, atol=2e-3)
+
+
+def test_unknown_unit_is_refused(tmp_path):
+    path = _write_record(tmp_path, list(LEAD_NAMES), units="mmHg", signal=np.ones((500, 12)))
+    with pytest.raises(EcgReadError, match="unit 'mmHg'"):
+        read_wfdb(path)
+
+
+def test_truncated_signal_file_is_reported(tmp_path):
+    path = _write_record(tmp_path, list(LEAD_NAMES), signal=np.ones((500, 12)))
+    data = tmp_path / "rec.dat"
+    data.write_bytes(data.read_bytes()[:1000])
+    with pytest.raises(EcgReadError, match="rec.hea"):
+        read_wfdb(path)
+
+
+def test_missing_header_and_unknown_format(tmp_path):
+    with pytest.raises(EcgReadError, match="no WFDB header"):
+        read_wfdb(tmp_path / "nothing.hea")
+    with pytest.raises(EcgReadError, match="unknown ECG format"):
+        read_ecg(tmp_path / "ecg.edf")
+
+
+def test_xml_without_strip_and_broken_xml(tmp_path):
+    (tmp_path / "other.xml").write_text("<CardiologyXML><RestingECG/></CardiologyXML>")
+    with pytest.raises(EcgReadError, match="no <StripData>"):
+        read_ukb_xml(tmp_path / "other.xml")
+    (tmp_path / "broken.xml").write_text("<CardiologyXML><StripData>")
+    with pytest.raises(EcgReadError, match="not readable as XML"):
+        read_ukb_xml(tmp_path / "broken.xml")
+
+
+def test_write_wfdb_matches_wfdb_wrsamp_byte_for_byte(tmp_path):
+    rng = np.random.default_rng(1)
+    signal = np.round(rng.normal(0, 0.8, size=(12, 2500)), 3)
+    write_wfdb(tmp_path / "ours", signal, 500, comments=("Age: 60", "Sex: Male"))
+    (tmp_path / "ref").mkdir()
+    wfdb.wrsamp("ours", fs=500, units=["mV"] * 12, sig_name=list(LEAD_NAMES), d_signal=np.rint(signal.T * 1000).astype(np.int16),
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, comments=["Age: 60", "Sex: Male"],
+                write_dir=str(tmp_path / "ref"))
+    assert (tmp_path / "ours.dat").read_bytes() == (tmp_path / "ref/ours.dat").read_bytes()
+    assert (tmp_path / "ours.hea").read_text() == (tmp_path / "ref/ours.hea").read_text()
+    back = read_wfdb(tmp_path / "ours")
+    np.testing.assert_allclose(back.signal, signal, atol=1e-6)
+
+
+def test_write_wfdb_refuses_values_beyond_int16(tmp_path):
+    with pytest.raises(ValueError, match="int16"):
+        write_wfdb(tmp_path / "big", np.full((12, 10), 40.0), 500)
+
+
+def test_lead_names_are_normalised():
+    assert canonical_lead_name("avr") == "aVR" and canonical_lead_name("AVL") == "aVL"
+    assert canonical_lead_name(" v1 ") == "V1" and canonical_lead_name("Lead II") == "II"
+    assert canonical_lead_name("vx") is None

@@ -1,0 +1,71 @@
+"""Committed notebooks carry no outputs; the runner executes them in order and names failures."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from ptacl_core import paths
+from ptacl_core.runner import NotebookFailed, list_notebooks, parse_value, run_notebooks
+
+NOTEBOOKS = list_notebooks()
+
+
+def test_there_are_numbered_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell(notebook):
+    nb = json.loads(notebook.read_text())
+    code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None for cell in code)
+    assert any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in code)
+    assert any("fast" in "".join(cell["source"]) for cell in code if "parameters" in cell["metadata"].get("tags", []))
+
+
+def test_only_selects_notebooks_and_rejects_unknown_numbers():
+    assert [p.name[:2] for p in list_notebooks(only=["0"])] == ["00"]
+    with pytest.raises(ValueError, match="no notebook numbered"):
+        list_notebooks(only=["97"])
+
+
+def test_parameter_values_are_typed():
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("True") is True
+    assert parse_value("none") is None and parse_value("data/x") == "data/x"
+
+
+def _notebook(folder, name, sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("fast = False", metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / name)
+    return folder / name
+
+
+@pytest.mark.slow
+def test_runner_stops_at_the_first_failure_and_names_notebook_and_cell(tmp_path):
+    first = _notebook(tmp_path, "00_ok.ipynb", ["x = 1"])
+    second = _notebook(tmp_path, "01_broken.ipynb", ["y = 2", "raise RuntimeError('bad cohort path')"])
+    third = _notebook(tmp_path, "02_never.ipynb", ["z = 3"])
+    with pytest.raises(NotebookFailed, match=r"01_broken.ipynb failed at cell \d+: RuntimeError: bad cohort path") as error:
+        run_notebooks([first, second, third], tmp_path / "out", progress_bar=False, log=lambda *a, **k: None)
+    assert error.value.executed.exists()
+    assert not (tmp_path / "out/02_never.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_all_notebooks_run_in_fast_mode(tmp_path):
+    """The whole sequence through the command-line runner, as `make reproduce` runs it, with tiny parameters."""
+    command = [sys.executable, "-m", "ptacl_core", "run", "--fast", "--no-progress", "--output-dir", str(tmp_path / "out"),
+               "-p", "cohort_dir", str(tmp_path / "cohort"), "-p", "figures_dir", str(tmp_path / "figures")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=paths.project_root())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for notebook in NOTEBOOKS:
+        assert (tmp_path / "out" / notebook.name).exists()
+        assert f"{notebook.name} done in" in result.stdout
+    assert (tmp_path / "figures/00_example_cine.png").exists()
+    assert (tmp_path / "cohort/manifest.csv").exists()
