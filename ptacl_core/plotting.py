@@ -124,10 +124,10 @@ def plot_phenotypes_by_condition(phenotypes: pd.DataFrame, columns: list[str]) -
     n_cols = min(len(columns), 4)
     n_rows = int(np.ceil(len(columns) / n_cols))
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.8 * n_rows), squeeze=False)
-    for axis, column in zip(axes.ravel(), columns, strict=True):
+    for axis, column in zip(axes.ravel(), columns, strict=False):
         data = [phenotypes.loc[phenotypes.condition == c, column].dropna().values for c in conditions]
         boxes = axis.boxplot(data, patch_artist=True, showfliers=False, widths=0.6)
-        for patch, condition in zip(boxes["boxes"], conditions):
+        for patch, condition in zip(boxes["boxes"], conditions, strict=True):
             patch.set_facecolor(CONDITION_COLOURS[condition])
             patch.set_alpha(0.7)
         axis.set_xticks(range(1, len(conditions) + 1), [c.replace("_", "\n") for c in conditions], fontsize=6)
