@@ -221,7 +221,6 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
                 collect(future.result())
     bar.close()
     seconds = time.perf_counter() - start
-    del ecg_array, cmr_array
 
     rows = _read_jsonl(out / "rows.jsonl")
     failures = _read_jsonl(out / "failures.jsonl")
