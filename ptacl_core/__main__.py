@@ -1,4 +1,5 @@
-"""Command line: ``python -m ptacl_core {run,synth} ...`` (also installed as ``ptacl``)."""
+"""Command line: ``python -m ptacl_core {run,synth,preprocess,merge-cache,build-manifest} ...``
+(also installed as ``ptacl``)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,44 @@ def _synth(args: argparse.Namespace) -> int:
     return 1 if summary["failures"] else 0
 
 
+def _preprocess(args: argparse.Namespace) -> int:
+    from ptacl_core.preprocessing.cache import CacheMismatchError, Shard, build_cache
+    from ptacl_core.preprocessing.config import PreprocessConfig
+
+    config = PreprocessConfig.preset(args.preset)
+    try:
+        summary = build_cache(args.cohort, args.out, config, workers=args.workers,
+                              shard=Shard.parse(args.shard) if args.shard else None)
+    except CacheMismatchError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 2
+    print(f"{summary['n_processed_now']} subjects processed now ({summary['subjects_per_s']:.1f}/s); "
+          f"failures listed in {Path(args.out) / 'failures.csv'}")
+    return 0 if summary["complete"] else 1
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from ptacl_core.preprocessing.cache import CacheMismatchError, merge_caches
+
+    try:
+        summary = merge_caches(args.shards, args.out)
+    except CacheMismatchError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 2
+    print(f"merged {len(args.shards)} shards into {args.out}: {summary['n_cached']} cached, {summary['n_failed']} failed")
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from ptacl_core.manifest_builder import build_manifest
+
+    rows, problems = build_manifest(args.cohort, layout=args.layout)
+    print(f"{len(rows)} subjects with both modalities written to {Path(args.cohort) / 'manifest.csv'}")
+    for subject, stage, reason in problems:
+        print(f"  left out {subject} ({stage}): {reason}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ptacl_core", description="PTACL reproducibility kit")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=int, default=50, help="cine frames over one cardiac cycle")
     synth.add_argument("--image-size", type=int, default=80, help="pixels per side (2 mm each)")
     synth.set_defaults(handler=_synth)
+
+    from ptacl_core.preprocessing.config import PRESETS
+
+    preprocess = commands.add_parser("preprocess", help="build the memory-mapped training cache from a cohort")
+    preprocess.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.csv, ...)")
+    preprocess.add_argument("--out", required=True, type=Path, help="cache folder (resumes if interrupted)")
+    preprocess.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    preprocess.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    preprocess.add_argument("--shard", help="I/N: only this shard of the subjects (cluster array jobs)")
+    preprocess.set_defaults(handler=_preprocess)
+
+    merge = commands.add_parser("merge-cache", help="merge shard caches built with --shard I/N")
+    merge.add_argument("--out", required=True, type=Path)
+    merge.add_argument("shards", nargs="+", type=Path)
+    merge.set_defaults(handler=_merge)
+
+    manifest = commands.add_parser("build-manifest", help="write manifest.csv for a folder of ECG and CMR files")
+    manifest.add_argument("--cohort", required=True, type=Path)
+    manifest.add_argument("--layout", choices=["kit", "ukb"], default="kit",
+                          help="kit: ecg/<id>.*, cmr/<id>*; ukb: <eid>_20205_2_0.xml, <eid>_20209_2_0.zip")
+    manifest.set_defaults(handler=_manifest)
     return parser
 
 

@@ -45,8 +45,12 @@ def read_phenotypes(cohort_dir: Path | str) -> pd.DataFrame:
 
 
 def read_cohort(cohort_dir: Path | str) -> pd.DataFrame:
-    """Manifest joined with phenotypes on subject_id (never by row position)."""
-    manifest, phenotypes = read_manifest(cohort_dir), read_phenotypes(cohort_dir)
+    """Manifest joined with phenotypes on subject_id (never by row position); the manifest alone when the
+    cohort has no phenotypes.csv."""
+    manifest = read_manifest(cohort_dir)
+    if not (Path(cohort_dir) / "phenotypes.csv").exists():
+        return manifest
+    phenotypes = read_phenotypes(cohort_dir)
     orphans = sorted(set(phenotypes.subject_id) - set(manifest.subject_id))
     if orphans:
         raise CohortError(f"{Path(cohort_dir) / 'phenotypes.csv'}: row(s) for subject(s) not in the manifest: {orphans[:5]}")

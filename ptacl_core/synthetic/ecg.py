@@ -71,6 +71,7 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     size_attenuation = (26.0 / latent.bmi) ** 0.5
     age_attenuation = 1.0 - 0.005 * (latent.age_years - 60.0)
     voltage = 1.35 * (latent.lv_mass_g / 100.0) ** 1.1 * size_attenuation * age_attenuation * rng.lognormal(0.0, 0.1)
+    voltage = 2.4 * np.tanh(voltage / 2.4)  # saturates: no lead beyond ~5 mV peak-to-peak (the preprocessing's gain check)
     axis = latent.electrical_axis_deg
     # The QRS loop turns counter-clockwise in the horizontal plane: left-anterior, then left-posterior.
     main_early, main_late = _frontal(axis, -0.25), _frontal(axis - 10.0, 1.0)

@@ -1,0 +1,83 @@
+"""Write a cohort's ``manifest.csv`` from a folder of files, with deterministic splits.
+
+Two layouts:
+
+- kit layout: ``ecg/<id>.hea|.xml`` and ``cmr/<id>*.nii.gz`` (optional ``cmr/<id>*_seg*.nii.gz`` masks),
+  ``cmr/<id>/`` DICOM folders or ``cmr/<id>*.zip``;
+- UK Biobank bulk layout: ``<eid>_20205_2_0.xml`` (ECG) and ``<eid>_20209_2_0.zip`` (short-axis CMR) anywhere
+  below the folder.
+
+Subjects lacking a modality are reported (subject, stage, reason), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+def split_for(subject_id: str, salt: str = "ptacl", fractions=SPLIT_FRACTIONS) -> str:
+    """Deterministic split from a hash of the id: stable when subjects are added or removed."""
+    value = int(hashlib.sha256(f"{salt}:{subject_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if value < fractions[0] else "val" if value < fractions[0] + fractions[1] else "test"
+
+
+def _kit_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
+    ecg, cmr, seg = {}, {}, {}
+    for path in sorted((cohort_dir / "ecg").glob("*")):
+        if path.suffix.lower() in (".hea", ".xml"):
+            ecg.setdefault(path.stem, path)
+    for path in sorted((cohort_dir / "cmr").glob("*")):
+        name = path.name
+        subject = re.split(r"[_.]", name, maxsplit=1)[0]
+        if "_seg" in name or "label" in name:
+            seg.setdefault(subject, path)
+        elif path.is_dir() or name.lower().endswith((".nii", ".nii.gz", ".zip")):
+            cmr.setdefault(subject, path)
+    return ecg, cmr, seg
+
+
+def _ukb_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
+    ecg, cmr = {}, {}
+    for path in sorted(cohort_dir.rglob("*_2_0.*")):
+        match = re.fullmatch(r"(\d+)_(\d+)_2_0\.(xml|zip)", path.name)
+        if not match:
+            continue
+        eid, field = match.group(1), int(match.group(2))
+        if field == 20205:
+            ecg[eid] = path
+        elif field == 20209:
+            cmr[eid] = path
+    return ecg, cmr, {}
+
+
+def build_manifest(cohort_dir: Path | str, layout: str = "kit", splits: dict[str, str] | None = None) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """Scan ``cohort_dir`` and write ``manifest.csv``. Returns (rows, problems) where problems are
+    (subject_id, stage, reason) for subjects lacking a modality."""
+    cohort_dir = Path(cohort_dir)
+    if layout not in ("kit", "ukb"):
+        raise ValueError(f"layout must be 'kit' or 'ukb', not {layout!r}")
+    ecg, cmr, seg = _kit_layout(cohort_dir) if layout == "kit" else _ukb_layout(cohort_dir)
+    rows, problems = [], []
+    for subject in sorted(set(ecg) | set(cmr)):
+        if subject not in ecg:
+            problems.append((subject, "manifest", "no ECG file found"))
+            continue
+        if subject not in cmr:
+            problems.append((subject, "manifest", "no CMR file found"))
+            continue
+        rows.append({
+            "subject_id": subject, "ecg": str(ecg[subject].relative_to(cohort_dir)),
+            "cmr": str(cmr[subject].relative_to(cohort_dir)),
+            "cmr_seg": str(seg[subject].relative_to(cohort_dir)) if subject in seg else "",
+            "split": (splits or {}).get(subject) or split_for(subject),
+        })
+    with open(cohort_dir / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["subject_id", "ecg", "cmr", "cmr_seg", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows, problems
