@@ -138,6 +138,16 @@ def _read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def _repair_tail(path: Path) -> None:
+    """A kill mid-write can leave a last line without its newline: end it, so the next record starts fresh."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) != b"\n":
+            handle.write(b"\n")
+
+
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -188,6 +198,8 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
         cache_json.write_text(json.dumps({**description, "complete": False}, indent=1))
     ecg_array, cmr_array = _open_arrays(out, len(table), config, create=fresh)
 
+    _repair_tail(out / "rows.jsonl")
+    _repair_tail(out / "failures.jsonl")
     done = {r["subject_id"] for r in _read_jsonl(out / "rows.jsonl")}
     failed = {r["subject_id"] for r in _read_jsonl(out / "failures.jsonl")}
     row_of = {subject: position for position, subject in enumerate(table.subject_id)}

@@ -95,17 +95,20 @@ def resample_cycle(cine: np.ndarray, n_frames: int) -> np.ndarray:
     return (1.0 - weight) * cine[..., lower % n_source, :, :] + weight * cine[..., (lower + 1) % n_source, :, :]
 
 
-def end_systole_frame(image: np.ndarray, labels: np.ndarray | None, slices: list[int], centre_px) -> int:
-    """Source frame index of end-systole."""
+def end_systole_frame(image: np.ndarray, labels: np.ndarray | None, slices: list[int], centre_px,
+                      spacing_mm: tuple[float, float] = (1.0, 1.0), radius_mm: float = 40.0) -> int:
+    """Source frame index of end-systole: the smallest LV cavity in the labels or, without labels, the
+    frame with the fewest bright (blood-pool) pixels within ``radius_mm`` of the heart centre."""
     if labels is not None and labels.ndim == 4:
         cavity = (labels[:, :, slices, :] == LV_CAVITY).sum(axis=(0, 1, 2))
         if cavity[0] > 0:
             return int(np.argmin(cavity))
-    # Without labels: the blood pool is bright, so the central disk is darkest when the cavity is smallest.
-    x, y = (int(round(c)) for c in centre_px)
-    radius = max(min(image.shape[:2]) // 16, 2)
-    patch = image[max(x - radius, 0):x + radius + 1, max(y - radius, 0):y + radius + 1][:, :, slices, :]
-    return int(np.argmin(patch.mean(axis=(0, 1, 2))))
+    x, y = np.meshgrid(np.arange(image.shape[0]), np.arange(image.shape[1]), indexing="ij")
+    near = np.hypot((x - centre_px[0]) * spacing_mm[0], (y - centre_px[1]) * spacing_mm[1]) < radius_mm
+    region = image[:, :, slices, :][near]  # (pixels, slices, T)
+    low, high = np.percentile(region, (5, 99))
+    bright = (region > (low + high) / 2.0).sum(axis=(0, 1))
+    return int(np.argmin(bright))
 
 
 def preprocess_cine(image: np.ndarray, spacing_mm: tuple[float, float, float], config: CmrConfig,
@@ -119,7 +122,7 @@ def preprocess_cine(image: np.ndarray, spacing_mm: tuple[float, float, float], c
     centre = heart_centre_px(image, labels, slices, spacing_mm[:2])
     crops = np.stack([crop_and_resize(image[:, :, z, :], centre, spacing_mm[:2], config.crop_mm, config.size)
                       for z in slices])  # (S, T0, size, size)
-    es_source = end_systole_frame(image, labels, slices, centre)
+    es_source = end_systole_frame(image, labels, slices, centre, spacing_mm[:2])
     n_source = image.shape[-1]
     crops = resample_cycle(crops, config.n_frames)
     low, high = np.percentile(crops, config.intensity_percentiles)

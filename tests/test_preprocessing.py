@@ -1,0 +1,285 @@
+"""Preprocessing and the training cache: filters, flags, views, resume, shards, refusals, failures."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import wfdb
+from scipy import signal as sps
+
+from ptacl_core.dataset import MAX_BEATS, Augmentation, CacheDataset, augment_cine, augment_ecg
+from ptacl_core.io.ecg import read_ecg
+from ptacl_core.leads import LEAD_NAMES
+from ptacl_core.preprocessing.cache import Cache, CacheMismatchError, Shard, build_cache, merge_caches
+from ptacl_core.preprocessing.cmr import preprocess_cine, resample_cycle
+from ptacl_core.preprocessing.config import CmrConfig, EcgConfig, PreprocessConfig
+from ptacl_core.preprocessing.ecg import EcgQualityError, clipped_leads, filter_ecg, preprocess_ecg
+
+FAST = PreprocessConfig(ecg=EcgConfig(fs=250), cmr=CmrConfig(size=32, n_frames=20))
+
+
+# --- ECG ---------------------------------------------------------------------------------------------
+
+def _sine_ecg(fs=500, seconds=10.0, hz=1.2):
+    t = np.arange(int(fs * seconds)) / fs
+    beats = sps.sawtooth(2 * np.pi * hz * t, width=0.02) ** 30  # narrow spikes at 72 bpm
+    return np.tile(beats, (12, 1)) * np.linspace(0.5, 1.5, 12)[:, None], fs
+
+
+def test_filters_remove_baseline_wander_and_mains_and_keep_the_qrs_band():
+    fs = 500
+    t = np.arange(5000) / fs
+    wander, mains, qrs_band = np.sin(2 * np.pi * 0.1 * t), 0.2 * np.sin(2 * np.pi * 50 * t), 0.3 * np.sin(2 * np.pi * 15 * t)
+    filtered = filter_ecg(np.tile(wander + mains + qrs_band, (12, 1)), fs, EcgConfig())[0, 500:-500]
+    assert np.std(filtered - qrs_band[500:-500]) < 0.03
+    sixty = filter_ecg(np.tile(0.2 * np.sin(2 * np.pi * 60 * t), (12, 1)), fs, EcgConfig(notch_hz=60.0))[0, 500:-500]
+    assert np.std(sixty) < 0.02
+
+
+def test_resampling_and_rpeaks_of_a_real_record_at_another_rate(realdata):
+    ecg = read_ecg(realdata / "ecg/wfdb/ptb/s0010_re.hea")  # 1000 Hz, 38 s, 15 channels
+    out = preprocess_ecg(ecg.signal, ecg.fs, EcgConfig(fs=250))
+    assert out.signal.shape == (12, 2500) and out.signal.dtype == np.float32
+    rate = 60.0 * 250 / np.mean(np.diff(out.rpeaks))
+    full_rate_peaks = preprocess_ecg(ecg.signal, ecg.fs, EcgConfig(fs=500)).rpeaks
+    assert rate == pytest.approx(60.0 * 500 / np.mean(np.diff(full_rate_peaks)), abs=1.0)
+    assert 40 < rate < 120
+
+
+def test_flat_lead_is_rejected_with_its_name():
+    signal, fs = _sine_ecg()
+    signal[LEAD_NAMES.index("V3")] = 0.0
+    with pytest.raises(EcgQualityError, match="flat_lead:V3"):
+        preprocess_ecg(signal, fs, EcgConfig())
+    kept = preprocess_ecg(signal, fs, EcgConfig(reject_flags=()))
+    assert "flat_lead:V3" in kept.flags
+
+
+def test_microvolts_labelled_as_millivolts_are_rejected():
+    signal, fs = _sine_ecg()
+    with pytest.raises(EcgQualityError, match="over_5mv.*µV data labelled as mV"):
+        preprocess_ecg(signal * 1000.0, fs, EcgConfig())
+
+
+def test_clipped_samples_are_flagged():
+    signal, fs = _sine_ecg()
+    clipped = signal.copy()
+    lead_ii = clipped[LEAD_NAMES.index("II")]
+    clipped[LEAD_NAMES.index("II")] = np.minimum(lead_ii, 0.3 * lead_ii.max())  # the amplifier's rail
+    assert clipped_leads(clipped) == ["II"] and clipped_leads(signal) == []
+    assert "clipped:II" in preprocess_ecg(clipped, fs, EcgConfig()).flags
+
+
+def test_short_record_is_refused():
+    signal, fs = _sine_ecg(seconds=6.0)
+    with pytest.raises(EcgQualityError, match="6.00 s long"):
+        preprocess_ecg(signal, fs, EcgConfig())
+
+
+@pytest.mark.parametrize("how", ["lead_zscore", "record_zscore"])
+def test_normalisation_options(how):
+    signal, fs = _sine_ecg()
+    out = preprocess_ecg(signal, fs, EcgConfig(normalisation=how)).signal
+    if how == "lead_zscore":
+        np.testing.assert_allclose(out.std(axis=1), 1.0, atol=1e-3)
+    else:
+        assert out.std() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="notch_hz"):
+        EcgConfig(notch_hz=55.0)
+    with pytest.raises(ValueError, match="normalisation"):
+        EcgConfig(normalisation="minmax")
+    with pytest.raises(ValueError, match="view"):
+        CmrConfig(view="axial")
+    with pytest.raises(ValueError, match="unknown preset"):
+        PreprocessConfig.preset("huge")
+    assert PreprocessConfig.from_dict(PreprocessConfig.preset("tiny").to_dict()) == PreprocessConfig.preset("tiny")
+
+
+# --- cine --------------------------------------------------------------------------------------------
+
+def _disk_cine(n_frames=30, size=60, es=12):
+    """A bright disk whose radius shrinks to a minimum at frame ``es``; labels alongside."""
+    x, y = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    radius = 10 - 5 * np.sin(np.pi * np.minimum(np.arange(n_frames), 2 * es) / (2 * es))
+    distance = np.hypot(x - 35, y - 25)[:, :, None, None]
+    cavity = distance < radius[None, None, None, :]
+    image = np.where(cavity, 200.0, 40.0) + np.zeros((size, size, 3, n_frames))
+    labels = np.where(cavity, 1, 0).astype(np.uint8) + np.zeros((size, size, 3, n_frames), dtype=np.uint8)
+    return image, labels
+
+
+def test_cine_crop_is_centred_on_the_lv_and_es_found():
+    image, labels = _disk_cine()
+    out = preprocess_cine(image, (1.0, 1.0, 8.0), CmrConfig(size=32, crop_mm=40.0, n_frames=30), labels)
+    assert out.cine.shape == (1, 30, 32, 32) and out.es_frame == 12 and out.ed_frame == 0
+    assert out.centre_mm == pytest.approx((35.0, 25.0))
+    bright = out.cine[0, 0] > 0.5
+    rows, columns = np.nonzero(bright)
+    assert abs(rows.mean() - 15.5) < 1.0 and abs(columns.mean() - 15.5) < 1.0  # the disk sits in the middle
+    assert out.cine.min() >= 0.0 and out.cine.max() <= 1.0
+    unlabelled = preprocess_cine(image, (1.0, 1.0, 8.0), CmrConfig(size=32, crop_mm=40.0, n_frames=30), None)
+    assert abs(unlabelled.es_frame - 12) <= 1
+    assert np.hypot(*np.subtract(unlabelled.centre_mm, (35.0, 25.0))) < 6.0
+
+
+def test_time_resampling_is_cyclic_and_matches_a_loop():
+    rng = np.random.default_rng(0)
+    cine = rng.random((1, 20, 4, 4))
+    out = resample_cycle(cine, 50)
+    for k in range(50):
+        position = k * 20 / 50
+        lower, weight = int(np.floor(position)), position - np.floor(position)
+        expected = (1 - weight) * cine[:, lower % 20] + weight * cine[:, (lower + 1) % 20]
+        np.testing.assert_allclose(out[:, k], expected)
+
+
+def test_views():
+    image, labels = _disk_cine()
+    three = preprocess_cine(image, (1, 1, 8), CmrConfig(view="sa_three", size=32, n_frames=10), labels)
+    assert three.cine.shape == (3, 10, 32, 32)
+    with pytest.raises(ValueError, match="single long-axis slice"):
+        preprocess_cine(image, (1, 1, 8), CmrConfig(view="la_4ch", size=32), None)
+
+
+def test_sunnybrook_dicom_slice_preprocesses_with_es_near_the_contoured_frame(realdata):
+    from ptacl_core.io.cmr import read_cmr
+
+    cine = read_cmr(realdata / "cmr/sunnybrook/dicom_slice05")
+    out = preprocess_cine(cine.image, cine.spacing_mm, CmrConfig(n_frames=20), None)
+    assert out.cine.shape == (1, 20, 64, 64)
+    # The contours of this patient put ES at frame 7 of 20 (scd_subset_phenotypes_from_contours.csv).
+    assert abs(out.es_frame - 7) <= 2
+
+
+# --- cache ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_cohort(cohort, tmp_path_factory):
+    """12 subjects of the session cohort, with their own manifest (a cache test's cohort)."""
+    folder = tmp_path_factory.mktemp("small_cohort")
+    manifest = pd.read_csv(cohort / "manifest.csv").head(12)
+    for column in ("ecg", "cmr", "cmr_seg"):
+        manifest[column] = [str(cohort / p) for p in manifest[column]]
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    shutil.copy(cohort / "phenotypes.csv", folder / "phenotypes.csv")
+    phenotypes = pd.read_csv(cohort / "phenotypes.csv")
+    phenotypes[phenotypes.subject_id.isin(manifest.subject_id)].to_csv(folder / "phenotypes.csv", index=False)
+    return folder
+
+
+def _arrays(folder):
+    return np.load(folder / "ecg.npy"), np.load(folder / "cmr.npy"), pd.read_csv(folder / "index.csv")
+
+
+def test_cache_contents_and_dataset(small_cohort, tmp_path):
+    summary = build_cache(small_cohort, tmp_path / "cache", FAST, progress=False)
+    assert summary["complete"] and summary["n_cached"] == 12 and summary["n_failed"] == 0
+    cache = Cache.open(tmp_path / "cache")
+    assert cache.ecg.shape == (12, 12, 2500) and cache.cmr.shape == (12, 20, 32, 32)
+    assert cache.ecg.dtype == np.float16
+    first = cache.index.iloc[0]
+    # cached R peaks (250 Hz) against the generator's true beats (.atr, 500 Hz): within 20 ms
+    ecg_path = pd.read_csv(small_cohort / "manifest.csv").set_index("subject_id").loc[first.subject_id, "ecg"]
+    truth = wfdb.rdann(ecg_path.removesuffix(".hea"), "atr").sample / 2.0
+    cached = cache.rpeaks(0)
+    assert len(cached) >= len(truth) - 1
+    assert np.all(np.abs(cached[:, None] - truth[None, :]).min(axis=1) <= 5)
+    assert first.es_frame > 0
+    dataset = CacheDataset(cache, split=None)
+    item = dataset[0]
+    assert item["ecg"].shape == (12, 2500) and item["cmr"].shape == (20, 32, 32)
+    assert item["rpeaks"].shape == (MAX_BEATS,) and int((item["rpeaks"] >= 0).sum()) == len(cache.rpeaks(0))
+    assert torch.isclose(item["phenotypes"][0], torch.tensor(float(first.LVEDV_mL)), rtol=1e-4)
+    assert item["subject_id"] == first.subject_id
+
+
+def test_rerun_is_a_no_op_and_resume_equals_uninterrupted(small_cohort, tmp_path):
+    build_cache(small_cohort, tmp_path / "whole", FAST, progress=False)
+    partial = build_cache(small_cohort, tmp_path / "resumed", FAST, progress=False, stop_after=5)
+    assert not partial["complete"] and partial["n_cached"] == 5
+    with pytest.raises(CacheMismatchError, match="did not finish"):
+        Cache.open(tmp_path / "resumed")
+    # a kill mid-write leaves a truncated last line in the resume log: that subject is redone
+    with open(tmp_path / "resumed/rows.jsonl", "a") as handle:
+        handle.write('{"subject_id": "SYN0000')
+    resumed = build_cache(small_cohort, tmp_path / "resumed", FAST, progress=False, workers=2)
+    assert resumed["complete"] and resumed["n_processed_now"] == 7
+    for a, b in zip(_arrays(tmp_path / "whole"), _arrays(tmp_path / "resumed"), strict=True):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            pd.testing.assert_frame_equal(a, b)
+    again = build_cache(small_cohort, tmp_path / "whole", FAST, progress=False)
+    assert again["n_processed_now"] == 0 and again["complete"]
+
+
+def test_cache_with_another_config_is_refused(small_cohort, tmp_path):
+    build_cache(small_cohort, tmp_path / "c", FAST, progress=False, stop_after=1)
+    other = FAST.with_overrides(ecg={"notch_hz": 60.0})
+    with pytest.raises(CacheMismatchError, match="another manifest, preprocessing config"):
+        build_cache(small_cohort, tmp_path / "c", other, progress=False)
+    description = json.loads((tmp_path / "c/cache.json").read_text())
+    assert description["config"]["ecg"]["notch_hz"] == 50.0
+
+
+def test_shards_merge_into_the_same_cache(small_cohort, tmp_path):
+    build_cache(small_cohort, tmp_path / "whole", FAST, progress=False)
+    for index in range(3):
+        build_cache(small_cohort, tmp_path / f"shard{index}", FAST, progress=False, shard=Shard(index, 3))
+    merge_caches([tmp_path / f"shard{i}" for i in (2, 0, 1)], tmp_path / "merged")
+    for a, b in zip(_arrays(tmp_path / "whole"), _arrays(tmp_path / "merged"), strict=True):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    with pytest.raises(CacheMismatchError, match="do not cover"):
+        merge_caches([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "bad")
+    with pytest.raises(ValueError, match="I/N"):
+        Shard.parse("3")
+
+
+def test_bad_subjects_are_recorded_not_lost(small_cohort, tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    manifest = pd.read_csv(small_cohort / "manifest.csv").head(5)
+    manifest.loc[0, "ecg"] = str(tmp_path / "missing.hea")  # a manifest row whose file is missing
+    manifest.loc[1, "cmr"] = str(tmp_path / "missing.nii.gz")
+    flat = tmp_path / "flat"
+    signal = read_ecg(manifest.loc[2, "ecg"]).signal
+    signal[LEAD_NAMES.index("V1")] = 0.0
+    wfdb.wrsamp("flat", fs=500, units=["mV"] * 12, sig_name=list(LEAD_NAMES), p_signal=signal.T.astype(float),
+                fmt=["16"] * 12, write_dir=str(tmp_path))
+    manifest.loc[2, "ecg"] = str(flat) + ".hea"
+    manifest.loc[3, "cmr_seg"] = ""  # no labels: still cached, crop and ES from the image
+    manifest.to_csv(cohort / "manifest.csv", index=False)
+    summary = build_cache(cohort, tmp_path / "cache", FAST, progress=False)
+    failures = pd.read_csv(tmp_path / "cache/failures.csv").set_index("subject_id")
+    assert summary["n_cached"] == 2 and summary["n_failed"] == 3 and summary["complete"]
+    subjects = manifest.subject_id.tolist()
+    assert failures.loc[subjects[0], "stage"] == "read_ecg" and "file not found" in failures.loc[subjects[0], "reason"]
+    assert failures.loc[subjects[1], "stage"] == "read_cmr" and "missing.nii.gz" in failures.loc[subjects[1], "reason"]
+    assert failures.loc[subjects[2], "stage"] == "ecg_quality" and "flat_lead:V1" in failures.loc[subjects[2], "reason"]
+    assert set(pd.read_csv(tmp_path / "cache/index.csv").subject_id) == set(subjects[3:])
+
+
+def test_augmentations_keep_rpeaks_consistent_and_shapes():
+    rng = np.random.default_rng(0)
+    fs = 250
+    ecg = np.zeros((12, 2500), dtype=np.float32)
+    rpeaks = np.arange(100, 2500, 200)
+    ecg[:, rpeaks] = 1.0
+    cropped, shifted = augment_ecg(ecg, rpeaks, fs, Augmentation(ecg_crop_s=6.0, ecg_noise=0.0, ecg_amplitude=0.0), rng)
+    assert cropped.shape == (12, 1500)
+    np.testing.assert_array_equal(np.flatnonzero(cropped[0] > 0.5), shifted)
+    cine = np.zeros((20, 32, 32), dtype=np.float32)
+    cine[:, 12:20, 12:20] = 1.0
+    moved = augment_cine(cine, Augmentation(cmr_intensity=0.0), rng)
+    assert moved.shape == cine.shape and 0.0 <= moved.min() and moved.max() <= 1.0
+    assert abs(moved.sum() / cine.sum() - 1.0) < 0.25  # a small affine, not a different image
+    np.testing.assert_allclose(moved[0], moved[5])  # the same transform for every frame
