@@ -20,6 +20,9 @@ def _run(args: argparse.Namespace) -> int:
     except NotebookFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

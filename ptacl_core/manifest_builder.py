@@ -31,9 +31,13 @@ def _kit_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
     for path in sorted((cohort_dir / "ecg").glob("*")):
         if path.suffix.lower() in (".hea", ".xml"):
             ecg.setdefault(path.stem, path)
+    by_length = sorted(ecg, key=len, reverse=True)
     for path in sorted((cohort_dir / "cmr").glob("*")):
         name = path.name
-        subject = re.split(r"[_.]", name, maxsplit=1)[0]
+        # The id is the longest ECG id that the name starts with (ids may hold "_" or "."), else the
+        # text before the first "_" or "." (reported as a subject without an ECG).
+        subject = next((s for s in by_length if name == s or name.startswith((s + "_", s + "."))),
+                       re.split(r"[_.]", name, maxsplit=1)[0])
         if "_seg" in name or "label" in name:
             seg.setdefault(subject, path)
         elif path.is_dir() or name.lower().endswith((".nii", ".nii.gz", ".zip")):

@@ -136,3 +136,54 @@ def plot_phenotypes_by_condition(phenotypes: pd.DataFrame, columns: list[str]) -
         axis.axis("off")
     figure.tight_layout()
     return figure
+
+
+def plot_ecg_before_after(raw: np.ndarray, raw_fs: float, filtered: np.ndarray, fs: float, rpeaks: np.ndarray,
+                          leads: tuple[str, ...] = ("II", "V2", "V5"), seconds: float = 5.0, title: str = "") -> plt.Figure:
+    """Raw vs preprocessed leads (mV) over the first ``seconds``, with the detected R peaks."""
+    figure, axes = plt.subplots(len(leads), 1, figsize=(10, 1.9 * len(leads)), sharex=True, squeeze=False)
+    for axis, lead in zip(axes[:, 0], leads, strict=True):
+        index = LEAD_NAMES.index(lead)
+        n_raw, n = int(seconds * raw_fs), int(seconds * fs)
+        axis.plot(np.arange(n_raw) / raw_fs, raw[index, :n_raw], color="0.6", lw=0.7, label="raw")
+        axis.plot(np.arange(n) / fs, filtered[index, :n], color="k", lw=0.8, label="preprocessed")
+        inside = rpeaks[rpeaks < n]
+        axis.plot(inside / fs, filtered[index, inside], "v", color="#C44E52", ms=4, label="R peaks")
+        axis.set_ylabel(f"{lead} (mV)")
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=3)
+    axes[-1, 0].set_xlabel("time (s)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_cine_grid(cines: list[np.ndarray], ed_frames: list[int], es_frames: list[int], names: list[str]) -> plt.Figure:
+    """Preprocessed crops (T, S, S) at ED (top row) and ES (bottom row), one column per subject."""
+    figure, axes = plt.subplots(2, len(cines), figsize=(1.6 * len(cines), 3.6), squeeze=False)
+    for column, (cine, ed, es, name) in enumerate(zip(cines, ed_frames, es_frames, names, strict=True)):
+        for row, frame in enumerate((ed, es)):
+            axes[row, column].imshow(cine[frame], cmap="gray", vmin=0, vmax=1)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[0, column].set_title(name, fontsize=7)
+    axes[0, 0].set_ylabel("ED")
+    axes[1, 0].set_ylabel("ES")
+    figure.tight_layout()
+    return figure
+
+
+def plot_rr_and_flags(rr_ms: np.ndarray, flag_counts: pd.Series) -> plt.Figure:
+    """Histogram of RR intervals (ms) over the cohort, and how many subjects raised each quality flag."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3), gridspec_kw={"width_ratios": [2, 1]})
+    left.hist(rr_ms, bins=60, color="#4C72B0", alpha=0.8)
+    left.set_xlabel("RR interval (ms)")
+    left.set_ylabel("beats")
+    if len(flag_counts):
+        right.barh(flag_counts.index, flag_counts.values, color="#C44E52")
+        right.set_xlabel("subjects")
+    else:
+        right.text(0.5, 0.5, "no quality flags raised", ha="center", va="center")
+        right.axis("off")
+    right.set_title("quality flags (kept subjects)")
+    figure.tight_layout()
+    return figure

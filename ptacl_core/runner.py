@@ -84,6 +84,10 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     parameters = dict(parameters or {})
     if fast:
         parameters["fast"] = True
+    declared = {notebook: set(papermill.inspect_notebook(str(notebook))) for notebook in notebooks}
+    unknown = set(parameters) - set().union(*declared.values()) - {"fast"}
+    if unknown:
+        raise ValueError(f"parameter(s) {sorted(unknown)} are not declared by any of {[n.name for n in notebooks]}")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_spec_dir()), os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("MPLBACKEND", "Agg")
     runs = []
@@ -94,7 +98,8 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
         start = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(notebook), str(executed), parameters=parameters, kernel_name=KERNEL_NAME,
+                str(notebook), str(executed), kernel_name=KERNEL_NAME,
+                parameters={k: v for k, v in parameters.items() if k in declared[notebook]},
                 cwd=str(notebook.parent), progress_bar=progress_bar, log_output=False,
             )
         except PapermillExecutionError as error:

@@ -69,3 +69,8 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
         assert f"{notebook.name} done in" in result.stdout
     assert (tmp_path / "figures/00_example_cine.png").exists()
     assert (tmp_path / "cohort/manifest.csv").exists()
+
+
+def test_unknown_parameter_is_refused_before_running(tmp_path):
+    with pytest.raises(ValueError, match="n_subjectz"):
+        run_notebooks(NOTEBOOKS, tmp_path, parameters={"n_subjectz": 3}, log=lambda *a, **k: None)

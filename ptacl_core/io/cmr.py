@@ -197,12 +197,12 @@ def read_cmr(path: Path | str) -> Cine:
     """Any supported cine: NIfTI file, UK Biobank zip, or DICOM series folder."""
     path = Path(path)
     name = path.name.lower()
+    if not path.exists():
+        raise CmrReadError(path, "file not found")
     if name.endswith((".nii", ".nii.gz")):
         return read_nifti_cine(path)
     if name.endswith(".zip"):
         return read_ukb_cmr_zip(path)
     if path.is_dir():
         return read_dicom_series(path)
-    if not path.exists():
-        raise CmrReadError(path, "file not found")
     raise CmrReadError(path, "unknown CMR format; expected NIfTI (.nii/.nii.gz), a UK Biobank .zip or a DICOM folder")
