@@ -60,6 +60,10 @@ class CacheDataset(Dataset):
         self._phenotypes = np.full((len(index), len(PHENOTYPES)), np.nan, dtype=np.float32)
         for column in columns:
             self._phenotypes[:, PHENOTYPES.index(column)] = index[column].to_numpy(dtype=np.float32)
+        # Per-item lookups in plain arrays, not pandas: __getitem__ is the training input hot path.
+        self._rows = index.row.to_numpy(dtype=np.int64)
+        self._subject_ids = index.subject_id.tolist()
+        self._rpeaks = [self.cache.rpeaks(position) for position in range(len(index))]
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -71,10 +75,10 @@ class CacheDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         position = int(self.positions[item])
-        row = int(self.cache.index.row.iloc[position])
+        row = int(self._rows[position])
         ecg = np.asarray(self.cache.ecg[row], dtype=np.float32)
         cmr = np.asarray(self.cache.cmr[row], dtype=np.float32)
-        rpeaks = self.cache.rpeaks(position)
+        rpeaks = self._rpeaks[position]
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, position])
             ecg, rpeaks = augment_ecg(ecg, rpeaks, self.fs, self.augmentation, rng)
@@ -86,7 +90,7 @@ class CacheDataset(Dataset):
             "cmr": torch.from_numpy(np.ascontiguousarray(cmr)),
             "rpeaks": torch.from_numpy(padded),
             "phenotypes": torch.from_numpy(self._phenotypes[position].copy()),
-            "subject_id": self.cache.index.subject_id.iloc[position],
+            "subject_id": self._subject_ids[position],
         }
 
 

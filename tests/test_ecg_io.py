@@ -121,3 +121,21 @@ def test_lead_names_are_normalised():
     assert canonical_lead_name("avr") == "aVR" and canonical_lead_name("AVL") == "aVL"
     assert canonical_lead_name(" v1 ") == "V1" and canonical_lead_name("Lead II") == "II"
     assert canonical_lead_name("vx") is None
+
+
+def test_nan_samples_are_refused_naming_the_lead(tmp_path):
+    signal = np.random.default_rng(0).normal(size=(500, 12))
+    signal[100:110, LEAD_NAMES.index("aVF")] = np.nan  # WFDB stores these as its invalid-sample value
+    path = _write_record(tmp_path, list(LEAD_NAMES), signal=signal)
+    with pytest.raises(EcgReadError, match="non-finite.*aVF"):
+        read_wfdb(path)
+
+
+def test_header_claiming_more_samples_than_the_data_holds(tmp_path):
+    path = _write_record(tmp_path, list(LEAD_NAMES), signal=np.ones((500, 12)))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "rec 12 250 500"
+    lines[0] = "rec 12 250 5000"  # the header now promises 20 s; the .dat holds 2 s
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EcgReadError, match="WFDB could not read"):
+        read_wfdb(path)
