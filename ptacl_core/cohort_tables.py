@@ -22,10 +22,12 @@ def read_manifest(cohort_dir: Path | str) -> pd.DataFrame:
     missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
     if missing:
         raise CohortError(f"{path}: missing column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
+    if table.subject_id.isna().any():
+        raise CohortError(f"{path}: blank subject_id in row(s) {(table.index[table.subject_id.isna()] + 2).tolist()[:5]}")
     duplicated = table.subject_id[table.subject_id.duplicated()].unique().tolist()
     if duplicated:
         raise CohortError(f"{path}: duplicate subject_id(s) {duplicated[:5]}")
-    bad_split = sorted(set(table.split) - set(SPLITS))
+    bad_split = sorted(set(table.split.fillna("<blank>").astype(str)) - set(SPLITS))
     if bad_split:
         raise CohortError(f"{path}: unknown split value(s) {bad_split}; expected {list(SPLITS)}")
     return table

@@ -43,12 +43,44 @@ def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     return sps.resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator, axis=-1)
 
 
+def qrs_energy(signal: np.ndarray, fs: float, window_s: float = 0.02) -> np.ndarray:
+    """Multi-lead QRS energy: the 5-25 Hz band's power summed over leads, smoothed over ``window_s``. (L,)"""
+    power = np.sum(bandpass(signal, fs, 5.0, 25.0) ** 2, axis=0)
+    width = max(int(round(window_s * fs)), 1)
+    return np.convolve(power, np.ones(width) / width, mode="same")
+
+
+def _plausible(peaks: np.ndarray, fs: float, duration_s: float, strict: bool) -> bool:
+    """A rhythm between 25 and 250 bpm; strict: also no gap over 1.7 median RR (a missed beat)."""
+    if len(peaks) < 2:
+        return False
+    rate = 60.0 * (len(peaks) - 1) / ((peaks[-1] - peaks[0]) / fs)
+    if not (25.0 <= rate <= 250.0 and len(peaks) >= duration_s * 25.0 / 60.0):
+        return False
+    rr = np.diff(peaks)
+    return not strict or rr.max() <= 1.7 * np.median(rr)
+
+
+def _energy_peaks(energy: np.ndarray, fs: float) -> np.ndarray:
+    """Last resort: peaks of the QRS energy at least 240 ms apart, above a third of its high percentile and
+    well above its median (QRS complexes stand out of the baseline; noise does not)."""
+    from scipy.signal import find_peaks
+
+    height = max(np.percentile(energy, 98) / 3.0, 10.0 * np.median(energy))
+    peaks, _ = find_peaks(energy, height=height, distance=int(0.24 * fs))
+    return peaks
+
+
 def detect_rpeaks(signal: np.ndarray, fs: float, max_leads_tried: int = 4) -> np.ndarray:
     """R-peak sample indices of a (12, L) ECG in mV.
 
-    XQRS (wfdb.processing) on the leads with the strongest 5-25 Hz QRS energy, strongest first, until one
-    gives a plausible rhythm (at least 2 beats, 25-250 bpm); each detection is then moved to the largest
-    absolute deflection within 60 ms in that lead. Returns an empty array when nothing plausible is found.
+    wfdb.processing's XQRS, then its GQRS, on the leads with the strongest 5-25 Hz QRS energy, strongest
+    first, until one gives a plausible rhythm (at least 2 beats, 25-250 bpm, preferably without a gap that
+    betrays a missed beat); failing both (smooth, very wide QRS complexes defeat them), peaks of the
+    multi-lead QRS energy. Each detection is then moved to
+    the centroid of the multi-lead QRS energy within 100 ms: one fiducial point, the centre of ventricular
+    depolarisation, whatever the QRS shape in one lead (a lead's tallest deflection sits early or late in a
+    wide or notched QRS, which would shift the cardiac phase by condition).
     """
     from wfdb import processing
 
@@ -57,20 +89,33 @@ def detect_rpeaks(signal: np.ndarray, fs: float, max_leads_tried: int = 4) -> np
     strength = np.percentile(np.abs(qrs_band), 99.5, axis=-1)
     duration_s = signal.shape[-1] / fs
     clean = bandpass(signal, fs, 0.5, 40.0)
-    for lead in np.argsort(strength)[::-1][:max_leads_tried]:
-        peaks = processing.xqrs_detect(clean[lead], fs=fs, verbose=False)
-        if len(peaks) < 2:
-            continue
-        rate = 60.0 * (len(peaks) - 1) / ((peaks[-1] - peaks[0]) / fs)
-        if not 25.0 <= rate <= 250.0 or len(peaks) < duration_s * 25.0 / 60.0:
-            continue
-        half = int(round(0.06 * fs))
-        refined = []
-        for peak in peaks:
-            lo, hi = max(peak - half, 0), min(peak + half + 1, signal.shape[-1])
-            refined.append(lo + int(np.argmax(np.abs(clean[lead, lo:hi]))))
-        return np.unique(np.array(refined, dtype=np.int64))
-    return np.array([], dtype=np.int64)
+    energy = qrs_energy(signal, fs)
+    leads = np.argsort(strength)[::-1][:max_leads_tried]
+    candidates = (
+        *(lambda lead=lead: processing.xqrs_detect(clean[lead], fs=fs, verbose=False) for lead in leads),
+        *(lambda lead=lead: processing.gqrs_detect(clean[lead], fs=fs) for lead in leads),
+        lambda: _energy_peaks(energy, fs),
+    )
+    results: list[np.ndarray] = []  # detectors run lazily, each at most once
+    chosen = None
+    for strict in (True, False):
+        for index, detector in enumerate(candidates):
+            if index == len(results):
+                results.append(np.asarray(detector(), dtype=np.int64))
+            if _plausible(results[index], fs, duration_s, strict):
+                chosen = results[index]
+                break
+        if chosen is not None:
+            break
+    if chosen is None:
+        return np.array([], dtype=np.int64)
+    half = int(round(0.10 * fs))
+    refined = []
+    for peak in chosen:
+        lo, hi = max(peak - half, 0), min(peak + half + 1, signal.shape[-1])
+        weights = energy[lo:hi] - energy[lo:hi].min()
+        refined.append(lo + int(round(np.sum(np.arange(hi - lo) * weights) / max(weights.sum(), 1e-12))))
+    return np.unique(np.array(refined, dtype=np.int64))
 
 
 def median_beat(signal: np.ndarray, fs: float, rpeaks: np.ndarray, before_s: float = 0.3, after_s: float = 0.5) -> np.ndarray:
@@ -147,3 +192,29 @@ def measure_ecg(signal: np.ndarray, fs: float, working_fs: float = 500.0, max_se
         qrs_amplitude_mv=qrs.max(axis=1) - qrs.min(axis=1),
         n_beats=len(rpeaks),
     )
+
+
+def t_wave_end(beat: np.ndarray, fs: float, r_index: int, rr_s: float) -> float:
+    """End of the T wave (seconds after the R peak) on a median beat (12, W) by the tangent method.
+
+    In the lead with the largest T wave (between R + 100 ms and R + 0.7 RR), the tangent at the steepest
+    point of the T wave's descending limb is extended to the baseline, taken as the lead's median over the
+    beat (isoelectric segments fill most of it; a high-pass filter shifts it away from 0 under a large T).
+    """
+    beat = beat - np.median(beat, axis=1, keepdims=True)
+    start = r_index + int(round(0.10 * fs))
+    stop = min(r_index + int(round(0.70 * rr_s * fs)), beat.shape[1] - 2)
+    if stop <= start + 10:
+        raise ValueError("beat too short to hold a T wave")
+    segment = beat[:, start:stop]
+    lead = int(np.argmax(np.abs(segment).max(axis=1)))
+    peak_sign = np.sign(segment[lead, np.argmax(np.abs(segment[lead]))])
+    wave = peak_sign * beat[lead]
+    peak = start + int(np.argmax(wave[start:stop]))
+    slope = np.gradient(wave) * fs  # per second
+    limb_stop = min(peak + int(round(0.2 * fs)), len(wave) - 1)
+    steepest = peak + int(np.argmin(slope[peak:limb_stop]))
+    if slope[steepest] >= 0:
+        raise ValueError("no descending limb after the T peak")
+    end_index = steepest - wave[steepest] / slope[steepest] * fs
+    return float((end_index - r_index) / fs)

@@ -26,12 +26,25 @@ def split_for(subject_id: str, salt: str = "ptacl", fractions=SPLIT_FRACTIONS) -
     return "train" if value < fractions[0] else "val" if value < fractions[0] + fractions[1] else "test"
 
 
+def _pick(candidates: list[Path], prefer: str) -> Path | str:
+    """One file among a subject's candidates: the only one, else the only one whose name contains
+    ``prefer``; a string (the reason) when that is ambiguous."""
+    if len(candidates) == 1:
+        return candidates[0]
+    preferred = [path for path in candidates if prefer in path.name.lower()]
+    if len(preferred) == 1:
+        return preferred[0]
+    return f"several candidate files {[p.name for p in candidates]}; keep one per subject or name it *{prefer}*"
+
+
 def _kit_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
-    ecg, cmr, seg = {}, {}, {}
+    ecg: dict[str, Path] = {}
     for path in sorted((cohort_dir / "ecg").glob("*")):
         if path.suffix.lower() in (".hea", ".xml"):
             ecg.setdefault(path.stem, path)
     by_length = sorted(ecg, key=len, reverse=True)
+    cmr_candidates: dict[str, list[Path]] = {}
+    seg_candidates: dict[str, list[Path]] = {}
     for path in sorted((cohort_dir / "cmr").glob("*")):
         name = path.name
         # The id is the longest ECG id that the name starts with (ids may hold "_" or "."), else the
@@ -39,9 +52,11 @@ def _kit_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
         subject = next((s for s in by_length if name == s or name.startswith((s + "_", s + "."))),
                        re.split(r"[_.]", name, maxsplit=1)[0])
         if "_seg" in name or "label" in name:
-            seg.setdefault(subject, path)
+            seg_candidates.setdefault(subject, []).append(path)
         elif path.is_dir() or name.lower().endswith((".nii", ".nii.gz", ".zip")):
-            cmr.setdefault(subject, path)
+            cmr_candidates.setdefault(subject, []).append(path)
+    cmr = {subject: _pick(paths, "_sa") for subject, paths in cmr_candidates.items()}
+    seg = {subject: _pick(paths, "_sa") for subject, paths in seg_candidates.items()}
     return ecg, cmr, seg
 
 
@@ -73,6 +88,9 @@ def build_manifest(cohort_dir: Path | str, layout: str = "kit", splits: dict[str
             continue
         if subject not in cmr:
             problems.append((subject, "manifest", "no CMR file found"))
+            continue
+        if isinstance(cmr[subject], str) or isinstance(seg.get(subject), str):
+            problems.append((subject, "manifest", cmr[subject] if isinstance(cmr[subject], str) else seg[subject]))
             continue
         rows.append({
             "subject_id": subject, "ecg": str(ecg[subject].relative_to(cohort_dir)),

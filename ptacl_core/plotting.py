@@ -162,7 +162,7 @@ def plot_cine_grid(cines: list[np.ndarray], ed_frames: list[int], es_frames: lis
     figure, axes = plt.subplots(2, len(cines), figsize=(1.6 * len(cines), 3.6), squeeze=False)
     for column, (cine, ed, es, name) in enumerate(zip(cines, ed_frames, es_frames, names, strict=True)):
         for row, frame in enumerate((ed, es)):
-            axes[row, column].imshow(cine[frame], cmap="gray", vmin=0, vmax=1)
+            axes[row, column].imshow(cine[frame], cmap="gray", vmin=0, vmax=1, origin="lower")  # y up, as in plot_cine_phases
             axes[row, column].set_xticks([])
             axes[row, column].set_yticks([])
         axes[0, column].set_title(name, fontsize=7)

@@ -50,6 +50,8 @@ def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = N
 def parse_value(text: str):
     """Parameter values from the command line: int, float, true/false, none, else the string."""
     lowered = text.lower()
+    if (text.isdigit() and len(text) > 1 and text.startswith("0")) or lowered in {"nan", "inf", "-inf"}:
+        return text  # an id like 007, not the number 7
     if lowered in {"true", "false"}:
         return lowered == "true"
     if lowered in {"none", "null"}:
@@ -71,6 +73,24 @@ def _kernel_spec_dir() -> Path:
             "display_name": "Python 3 (ptacl kit)", "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return root
+
+
+def _failing_cell(notebook: Path, executed: Path) -> int | None:
+    """Index (0-based, as in the committed notebook) of the first code cell whose executed copy holds an
+    error. The executed copy has papermill's extra cells, so the cell is matched by its id or source."""
+    import nbformat
+
+    try:
+        original = nbformat.read(notebook, as_version=4).cells
+        cells = nbformat.read(executed, as_version=4).cells
+    except Exception:
+        return None
+    for cell in cells:
+        if cell.cell_type == "code" and any(output.get("output_type") == "error" for output in cell.get("outputs", [])):
+            for index, candidate in enumerate(original):
+                if candidate.get("id") == cell.get("id") or candidate.source == cell.source:
+                    return index
+    return None
 
 
 def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, parameters: dict | None = None,
@@ -104,7 +124,7 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
             )
         except PapermillExecutionError as error:
             detail = f"{error.ename}: {error.evalue}"
-            raise NotebookFailed(notebook, error.exec_count, detail, executed) from None
+            raise NotebookFailed(notebook, _failing_cell(notebook, executed), detail, executed) from None
         except Exception as error:  # kernel died, bad notebook JSON, missing kernel...
             raise NotebookFailed(notebook, None, f"{type(error).__name__}: {error}", executed) from error
         seconds = time.perf_counter() - start

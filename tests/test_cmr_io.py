@@ -305,3 +305,23 @@ def test_ukb_zip_series_description_filter_that_matches_nothing(ukb_style_zip):
     path, _ = ukb_style_zip
     with pytest.raises(CmrReadError, match="no DICOM images"):
         read_ukb_cmr_zip(path, series_description="no such view")
+
+
+def test_kit_phenotype_code_on_the_ukb_demo_masks(realdata):
+    """label_volume_curves / phenotypes_from_masks on real segmentations against the pipeline's table."""
+    import nibabel as nib
+    import pandas as pd
+
+    from ptacl_core.phenotypes import phenotypes_from_masks
+
+    ed = read_nifti_labels(realdata / "cmr/ukb_demo/1/seg_sa_ED.nii.gz")
+    es = read_nifti_labels(realdata / "cmr/ukb_demo/1/seg_sa_ES.nii.gz")
+    spacing = nib.load(realdata / "cmr/ukb_demo/1/seg_sa_ED.nii.gz").header.get_zooms()[:3]
+    result = phenotypes_from_masks(np.stack([ed, es], axis=-1), spacing, heart_rate_bpm=60.0)
+    table = pd.read_csv(realdata / "cmr/ukb_demo/table_ventricular_volume.csv", index_col=0).loc[1]
+    assert result["LVEDV_mL"] == pytest.approx(table["LVEDV (mL)"], abs=0.5)
+    assert result["LVESV_mL"] == pytest.approx(table["LVESV (mL)"], abs=0.5)
+    assert result["LVEF_pct"] == pytest.approx(table["LVEF (%)"], abs=0.5)
+    assert result["LVM_g"] == pytest.approx(table["LVM (g)"], abs=0.5)
+    assert result["RVEDV_mL"] == pytest.approx(table["RVEDV (mL)"], abs=0.5)
+    assert result["RVEF_pct"] == pytest.approx(table["RVEF (%)"], abs=0.5)

@@ -49,3 +49,18 @@ def test_duplicate_phenotype_rows_and_missing_files(tmp_path):
     (tmp_path / "manifest.csv").unlink()
     with pytest.raises(CohortError, match="no manifest.csv"):
         read_cohort(tmp_path)
+
+
+def test_blank_ids_and_splits_are_refused(tmp_path):
+    _cohort(tmp_path, GOOD_MANIFEST + ",ecg/c.hea,cmr/c.nii.gz,train\n")
+    with pytest.raises(CohortError, match="blank subject_id"):
+        read_manifest(tmp_path)
+    _cohort(tmp_path, GOOD_MANIFEST + "c,ecg/c.hea,cmr/c.nii.gz,\nd,ecg/d.hea,cmr/d.nii.gz,tets\n")
+    with pytest.raises(CohortError, match="unknown split.*<blank>.*tets"):
+        read_manifest(tmp_path)
+
+
+def test_phenotypes_without_subject_column(tmp_path):
+    _cohort(tmp_path, phenotypes="eid,LVEF_pct\na,60\n")
+    with pytest.raises(CohortError, match="no subject_id column"):
+        read_cohort(tmp_path)

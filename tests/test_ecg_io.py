@@ -139,3 +139,27 @@ def test_header_claiming_more_samples_than_the_data_holds(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(EcgReadError, match="WFDB could not read"):
         read_wfdb(path)
+
+
+def _xml(tmp_path, body):
+    path = tmp_path / "ecg.xml"
+    path.write_text(f'<?xml version="1.0" encoding="ISO-8859-1"?><CardiologyXML><StripData>{body}</StripData></CardiologyXML>')
+    return path
+
+
+def _leads_xml(values_by_lead):
+    return "".join(f'<WaveformData lead="{lead}">{values}</WaveformData>' for lead, values in values_by_lead.items())
+
+
+def test_xml_validation(tmp_path):
+    good = {lead: "1,2,3" for lead in LEAD_NAMES}
+    header = "<SampleRate>500</SampleRate><Resolution>5</Resolution>"
+    assert read_ukb_xml(_xml(tmp_path, header + _leads_xml(good))).signal.shape == (12, 3)
+    with pytest.raises(EcgReadError, match="SampleRate or Resolution"):
+        read_ukb_xml(_xml(tmp_path, "<Resolution>5</Resolution>" + _leads_xml(good)))
+    with pytest.raises(EcgReadError, match="non-integer sample"):
+        read_ukb_xml(_xml(tmp_path, header + _leads_xml({**good, "V2": "1,x,3"})))
+    with pytest.raises(EcgReadError, match="different lengths"):
+        read_ukb_xml(_xml(tmp_path, header + _leads_xml({**good, "V2": "1,2"})))
+    with pytest.raises(EcgReadError, match="missing lead.*aVF"):
+        read_ukb_xml(_xml(tmp_path, header + _leads_xml({k: v for k, v in good.items() if k != "aVF"})))

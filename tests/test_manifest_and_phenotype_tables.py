@@ -208,3 +208,19 @@ def test_read_phenotype_csv_refuses_a_missing_column(tmp_path, column_map, id_co
     with pytest.raises(PhenotypeTableError, match="missing column") as error:
         read_phenotype_csv(path, column_map, id_column=id_column)
     assert missing in str(error.value) and str(path) in str(error.value)
+
+
+def test_ukb_field_numbers_map_to_the_right_phenotypes(tmp_path):
+    """Written out by hand (not from the table under test): the showcase's field titles."""
+    path = tmp_path / "ukb.csv"
+    path.write_text("eid,24100-2.0,24103-2.0,24105-2.0,24106-2.0,24109-2.0\n1000001,150,60,100,160,55\n")
+    row = read_ukb_phenotypes(path).iloc[0]
+    assert (row.LVEDV_mL, row.LVEF_pct, row.LVM_g, row.RVEDV_mL, row.RVEF_pct) == (150, 60, 100, 160, 55)
+
+
+def test_several_cmr_files_prefer_short_axis_or_are_reported(tmp_path):
+    for name in ("ecg/S1.hea", "cmr/S1_la_4ch.nii.gz", "cmr/S1_sa.nii.gz", "ecg/S2.hea", "cmr/S2_a.nii.gz", "cmr/S2_b.nii.gz"):
+        _touch(tmp_path / name)
+    rows, problems = build_manifest(tmp_path)
+    assert [(r["subject_id"], r["cmr"]) for r in rows] == [("S1", "cmr/S1_sa.nii.gz")]
+    assert problems[0][0] == "S2" and "several candidate files" in problems[0][2]

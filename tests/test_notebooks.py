@@ -35,6 +35,7 @@ def test_only_selects_notebooks_and_rejects_unknown_numbers():
 def test_parameter_values_are_typed():
     assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("True") is True
     assert parse_value("none") is None and parse_value("data/x") == "data/x"
+    assert parse_value("007") == "007" and parse_value("nan") == "nan" and parse_value("0") == 0
 
 
 def _notebook(folder, name, sources):
@@ -51,7 +52,7 @@ def test_runner_stops_at_the_first_failure_and_names_notebook_and_cell(tmp_path)
     first = _notebook(tmp_path, "00_ok.ipynb", ["x = 1"])
     second = _notebook(tmp_path, "01_broken.ipynb", ["y = 2", "raise RuntimeError('bad cohort path')"])
     third = _notebook(tmp_path, "02_never.ipynb", ["z = 3"])
-    with pytest.raises(NotebookFailed, match=r"01_broken.ipynb failed at cell \d+: RuntimeError: bad cohort path") as error:
+    with pytest.raises(NotebookFailed, match=r"01_broken.ipynb failed at cell 2: RuntimeError: bad cohort path") as error:
         run_notebooks([first, second, third], tmp_path / "out", progress_bar=False, log=lambda *a, **k: None)
     assert error.value.executed.exists()
     assert not (tmp_path / "out/02_never.ipynb").exists()
@@ -61,7 +62,8 @@ def test_runner_stops_at_the_first_failure_and_names_notebook_and_cell(tmp_path)
 def test_all_notebooks_run_in_fast_mode(tmp_path):
     """The whole sequence through the command-line runner, as `make reproduce` runs it, with tiny parameters."""
     command = [sys.executable, "-m", "ptacl_core", "run", "--fast", "--no-progress", "--output-dir", str(tmp_path / "out"),
-               "-p", "cohort_dir", str(tmp_path / "cohort"), "-p", "figures_dir", str(tmp_path / "figures")]
+               "-p", "cohort_dir", str(tmp_path / "cohort"), "-p", "figures_dir", str(tmp_path / "figures"),
+               "-p", "cache_dir", str(tmp_path / "cache")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=paths.project_root())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for notebook in NOTEBOOKS:
@@ -69,6 +71,7 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
         assert f"{notebook.name} done in" in result.stdout
     assert (tmp_path / "figures/00_example_cine.png").exists()
     assert (tmp_path / "cohort/manifest.csv").exists()
+    assert (tmp_path / "cache/index.csv").exists() and (tmp_path / "figures/01_cine_crops.png").exists()
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):

@@ -60,8 +60,22 @@ def test_flat_lead_is_rejected_with_its_name():
 
 def test_microvolts_labelled_as_millivolts_are_rejected():
     signal, fs = _sine_ecg()
-    with pytest.raises(EcgQualityError, match="over_5mv.*µV data labelled as mV"):
+    with pytest.raises(EcgQualityError, match="implausible_amplitude.*µV data labelled as mV"):
         preprocess_ecg(signal * 1000.0, fs, EcgConfig())
+
+
+def test_high_voltage_is_flagged_but_kept():
+    """Over 5 mV is a possible gain error but also severe LV hypertrophy: flagged, not excluded."""
+    signal, fs = _sine_ecg()
+    out = preprocess_ecg(signal * 6.0, fs, EcgConfig())
+    assert any(flag.startswith("over_5mv:") for flag in out.flags)
+
+
+def test_no_rhythm_is_refused():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.05, size=(12, 5000))
+    with pytest.raises(EcgQualityError, match="fewer than two R peaks"):
+        preprocess_ecg(noise, 500, EcgConfig(reject_flags=()))
 
 
 def test_clipped_samples_are_flagged():
@@ -98,6 +112,12 @@ def test_config_validation():
         CmrConfig(view="axial")
     with pytest.raises(ValueError, match="unknown preset"):
         PreprocessConfig.preset("huge")
+    with pytest.raises(ValueError, match="highpass_hz"):
+        EcgConfig(highpass_hz=200.0)
+    with pytest.raises(ValueError, match="reject_flags"):
+        EcgConfig(reject_flags=("bad_vibes",))
+    with pytest.raises(ValueError, match="size"):
+        CmrConfig(size=8)
     assert PreprocessConfig.from_dict(PreprocessConfig.preset("tiny").to_dict()) == PreprocessConfig.preset("tiny")
 
 
@@ -145,6 +165,21 @@ def test_views():
     assert three.cine.shape == (3, 10, 32, 32)
     with pytest.raises(ValueError, match="single long-axis slice"):
         preprocess_cine(image, (1, 1, 8), CmrConfig(view="la_4ch", size=32), None)
+    with pytest.raises(ValueError, match="sa_three needs 3"):
+        preprocess_cine(image[:, :, :2], (1, 1, 8), CmrConfig(view="sa_three", size=32), None)
+    with pytest.raises(ValueError, match="do not match the image"):
+        preprocess_cine(image, (1, 1, 8), CmrConfig(size=32), labels[:, :, :, :5])
+    with pytest.raises(ValueError, match=r"\(X, Y, Z, T\)"):
+        preprocess_cine(image[..., 0], (1, 1, 8), CmrConfig(size=32), None)
+
+
+def test_es_ignores_unlabelled_frames():
+    """Masks drawn on ED and ES only (the rest empty) still give the contoured ES."""
+    image, labels = _disk_cine()
+    sparse = np.zeros_like(labels)
+    sparse[..., 0], sparse[..., 12] = labels[..., 0], labels[..., 12]
+    out = preprocess_cine(image, (1, 1, 8), CmrConfig(size=32, crop_mm=40.0, n_frames=30), sparse)
+    assert out.es_frame == 12
 
 
 def test_sunnybrook_dicom_slice_preprocesses_with_es_near_the_contoured_frame(realdata):
@@ -226,6 +261,38 @@ def test_cache_with_another_config_is_refused(small_cohort, tmp_path):
         build_cache(small_cohort, tmp_path / "c", other, progress=False)
     description = json.loads((tmp_path / "c/cache.json").read_text())
     assert description["config"]["ecg"]["notch_hz"] == 50.0
+    build_cache(small_cohort, tmp_path / "c", FAST, progress=False)
+    with pytest.raises(CacheMismatchError, match="expected"):
+        Cache.open(tmp_path / "c", expected_config=other)
+
+
+def test_cache_where_every_subject_failed_still_opens(small_cohort, tmp_path):
+    manifest = pd.read_csv(small_cohort / "manifest.csv").head(2)
+    manifest["ecg"] = str(tmp_path / "missing.hea")
+    (tmp_path / "cohort").mkdir()
+    manifest.to_csv(tmp_path / "cohort/manifest.csv", index=False)
+    summary = build_cache(tmp_path / "cohort", tmp_path / "cache", FAST, progress=False)
+    assert summary["n_failed"] == 2 and summary["complete"]
+    assert len(Cache.open(tmp_path / "cache").index) == 0
+
+
+def test_unexpected_error_in_one_subject_is_recorded(small_cohort, tmp_path, monkeypatch):
+    import ptacl_core.preprocessing.cmr as cmr_module
+
+    calls = {"n": 0}
+    original = cmr_module.preprocess_cine
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ZeroDivisionError("a bug in one subject's path")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cmr_module, "preprocess_cine", flaky)
+    summary = build_cache(small_cohort, tmp_path / "cache", FAST, progress=False)
+    failures = pd.read_csv(tmp_path / "cache/failures.csv")
+    assert summary["complete"] and summary["n_failed"] == 1
+    assert failures.stage.tolist() == ["unexpected"] and "ZeroDivisionError" in failures.reason[0]
 
 
 def test_shards_merge_into_the_same_cache(small_cohort, tmp_path):
@@ -242,6 +309,23 @@ def test_shards_merge_into_the_same_cache(small_cohort, tmp_path):
         merge_caches([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "bad")
     with pytest.raises(ValueError, match="I/N"):
         Shard.parse("3")
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        Shard.parse("3/3")
+    with pytest.raises(CacheMismatchError, match="another manifest"):  # a shard folder reused for another shard
+        build_cache(small_cohort, tmp_path / "shard0", FAST, progress=False, shard=Shard(1, 3))
+
+
+def test_merge_refuses_mixed_fingerprints_and_unfinished_shards(small_cohort, tmp_path):
+    build_cache(small_cohort, tmp_path / "a0", FAST, progress=False, shard=Shard(0, 2))
+    other = FAST.with_overrides(cmr={"size": 24})
+    build_cache(small_cohort, tmp_path / "b1", other, progress=False, shard=Shard(1, 2))
+    with pytest.raises(CacheMismatchError, match="different manifests/configs"):
+        merge_caches([tmp_path / "a0", tmp_path / "b1"], tmp_path / "merged")
+    build_cache(small_cohort, tmp_path / "a1", FAST, progress=False, shard=Shard(1, 2), stop_after=1)
+    with pytest.raises(CacheMismatchError, match="not finished"):
+        merge_caches([tmp_path / "a0", tmp_path / "a1"], tmp_path / "merged")
+    with pytest.raises(CacheMismatchError, match="not a cache"):
+        merge_caches([tmp_path / "a0", tmp_path / "nothing"], tmp_path / "merged")
 
 
 def test_bad_subjects_are_recorded_not_lost(small_cohort, tmp_path):

@@ -11,7 +11,7 @@ import wfdb
 from scipy.stats import spearmanr
 
 from ptacl_core.cohort_tables import read_cohort
-from ptacl_core.ecg_measures import detect_rpeaks, measure_ecg
+from ptacl_core.ecg_measures import bandpass, detect_rpeaks, measure_ecg, median_beat, t_wave_end
 from ptacl_core.io.ecg import read_wfdb
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.phenotypes import PHENOTYPES, label_volume_curves, phenotypes_from_masks
@@ -23,9 +23,9 @@ def _files(folder):
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
-    first = generate_cohort(tmp_path / "a", 5, seed=3, workers=1, progress=False)
-    second = generate_cohort(tmp_path / "b", 5, seed=3, workers=2, progress=False)
-    assert first["n_written"] == second["n_written"] == 5
+    first = generate_cohort(tmp_path / "a", 10, seed=3, workers=1, progress=False)
+    second = generate_cohort(tmp_path / "b", 10, seed=3, workers=2, progress=False)  # >= 8 jobs: the process pool
+    assert first["n_written"] == second["n_written"] == 10
     files = _files(tmp_path / "a")
     assert files == _files(tmp_path / "b")
     assert any(str(f).endswith(".nii.gz") for f in files) and any(str(f).endswith(".dat") for f in files)
@@ -195,3 +195,38 @@ def test_subject_record_json_holds_latent_and_timing(cohort):
     assert set(record["phenotypes"]) == set(PHENOTYPES)
     assert record["latent"]["condition"] in CONDITIONS
     assert record["timing"]["rpeaks"] == wfdb.rdann(str(cohort / "ecg/SYN000001"), "atr").sample.tolist()
+
+
+def test_end_systole_is_near_the_t_wave_end_measured_on_the_ecg(cohort):
+    """Not circular: the T end is measured on the ECG (tangent method), the ES frame on the masks."""
+    differences, frame_lengths = [], []
+    for row in read_cohort(cohort).head(30).itertuples():
+        ecg = read_wfdb(cohort / row.ecg)
+        rpeaks = detect_rpeaks(ecg.signal, ecg.fs)
+        rr_s = float(np.mean(np.diff(rpeaks))) / ecg.fs
+        beat = median_beat(bandpass(ecg.signal, ecg.fs, 0.5, 40.0), ecg.fs, rpeaks, 0.3, min(0.9 * rr_s, 0.8))
+        t_end_ms = 1000.0 * t_wave_end(beat, ecg.fs, int(0.3 * ecg.fs), rr_s)
+        labels = nib.load(cohort / row.cmr_seg)
+        frame_ms = float(labels.header.get_zooms()[3])
+        lv = label_volume_curves(np.asarray(labels.dataobj), labels.header.get_zooms()[:3])[1]
+        differences.append(int(np.argmin(lv)) * frame_ms - t_end_ms)
+        frame_lengths.append(frame_ms)
+    differences, frame_lengths = np.array(differences), np.array(frame_lengths)
+    assert abs(np.median(differences)) <= np.median(frame_lengths)  # within one frame, typically
+    assert np.all(np.abs(differences) <= frame_lengths + 25.0)  # + the tangent method's own spread
+
+
+def test_detected_r_peaks_sit_on_the_cine_trigger_for_every_condition(cohort):
+    """The R peak found on the ECG is the cine's frame-0 trigger, whatever the QRS shape: no
+    condition-dependent phase shift between the modalities."""
+    table = read_cohort(cohort)
+    for condition, group in table.groupby("condition"):
+        offsets_ms = []
+        for subject in group.subject_id.head(4):
+            ecg = read_wfdb(cohort / f"ecg/{subject}.hea")
+            truth = wfdb.rdann(str(cohort / f"ecg/{subject}"), "atr").sample
+            found = detect_rpeaks(ecg.signal, ecg.fs)
+            nearest = found[np.abs(found[:, None] - truth[None, :]).argmin(axis=0)]
+            matched = np.abs(nearest - truth) < 0.1 * ecg.fs
+            offsets_ms.extend(((nearest - truth)[matched] / ecg.fs * 1000.0).tolist())
+        assert abs(np.median(offsets_ms)) <= 8.0, (condition, np.median(offsets_ms))

@@ -133,7 +133,11 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
         trigger_times.append([trigger(d) for d in frames])
         pixels = []
         for dataset in frames:
-            array = dataset.pixel_array.astype(np.float32)
+            try:
+                array = dataset.pixel_array.astype(np.float32)
+            except Exception as error:  # truncated or compressed-without-codec pixel data
+                name = getattr(dataset, "filename", None) or f"instance {getattr(dataset, 'InstanceNumber', '?')}"
+                raise CmrReadError(source, f"{name}: pixel data unreadable ({type(error).__name__}: {error})") from error
             slope = float(getattr(dataset, "RescaleSlope", 1) or 1)
             intercept = float(getattr(dataset, "RescaleIntercept", 0) or 0)
             pixels.append((array * slope + intercept).T)  # DICOM rows are y: (rows, cols) -> (x, y)
@@ -188,13 +192,19 @@ def read_ukb_cmr_zip(path: Path | str, series_description: str | None = None) ->
     with archive:
         datasets = [_read_dicom_bytes(archive.read(name), name, path) for name in archive.namelist()
                     if name.lower().endswith(".dcm")]
+    # Derived series (e.g. "CINE_segmented_SAX_InlineVF", the scanner's own analysis) are not images to stack.
+    datasets = [d for d in datasets if "inlinevf" not in str(getattr(d, "SeriesDescription", "")).lower()]
     if series_description:
         datasets = [d for d in datasets if series_description.lower() in str(getattr(d, "SeriesDescription", "")).lower()]
+    normals = {tuple(np.round(_slice_normal(d), 2)) for d in datasets if "ImageOrientationPatient" in d}
+    if len(normals) > 1:
+        descriptions = sorted({str(getattr(d, "SeriesDescription", "?")) for d in datasets})
+        raise CmrReadError(path, f"holds several views {descriptions}; choose one with series_description")
     return _assemble(datasets, path, one_series=False)
 
 
-def read_cmr(path: Path | str) -> Cine:
-    """Any supported cine: NIfTI file, UK Biobank zip, or DICOM series folder."""
+def read_cmr(path: Path | str, series_description: str | None = None) -> Cine:
+    """Any supported cine: NIfTI file, UK Biobank zip (``series_description`` picks a view), or DICOM folder."""
     path = Path(path)
     name = path.name.lower()
     if not path.exists():
@@ -202,7 +212,7 @@ def read_cmr(path: Path | str) -> Cine:
     if name.endswith((".nii", ".nii.gz")):
         return read_nifti_cine(path)
     if name.endswith(".zip"):
-        return read_ukb_cmr_zip(path)
+        return read_ukb_cmr_zip(path, series_description)
     if path.is_dir():
         return read_dicom_series(path)
     raise CmrReadError(path, "unknown CMR format; expected NIfTI (.nii/.nii.gz), a UK Biobank .zip or a DICOM folder")

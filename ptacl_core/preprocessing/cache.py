@@ -78,15 +78,25 @@ def _shapes(config: PreprocessConfig) -> tuple[tuple[int, ...], tuple[int, ...]]
 def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig) -> tuple[dict | None, np.ndarray | None, np.ndarray | None]:
     """Read and preprocess one subject. Returns (meta, ecg, cmr) or (failure, None, None) where failure
     has a ``stage`` and a ``reason``. Never raises for bad data: everything is recorded."""
+
+    subject = row["subject_id"]
+
+    def failure(stage: str, error: Exception) -> tuple[dict, None, None]:
+        return {"subject_id": subject, "stage": stage, "reason": str(error)}, None, None
+
+    try:
+        return _process_subject(cohort_dir, row, config, failure)
+    except Exception as error:  # anything unforeseen is one subject's failure, not the whole build's
+        return failure("unexpected", RuntimeError(f"{type(error).__name__}: {error}"))
+
+
+def _process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig, failure):
     from ptacl_core.io.cmr import CmrReadError, read_cmr, read_nifti_labels
     from ptacl_core.io.ecg import EcgReadError, read_ecg
     from ptacl_core.preprocessing.cmr import CmrQualityError, preprocess_cine
     from ptacl_core.preprocessing.ecg import EcgQualityError, preprocess_ecg
 
     subject = row["subject_id"]
-
-    def failure(stage: str, error: Exception) -> tuple[dict, None, None]:
-        return {"subject_id": subject, "stage": stage, "reason": str(error)}, None, None
 
     ecg_path = cohort_dir / str(row["ecg"])
     if not ecg_path.exists() and not ecg_path.with_suffix(".hea").exists():
@@ -103,7 +113,8 @@ def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig) -> tu
     if not cmr_path.exists():
         return failure("read_cmr", FileNotFoundError(f"{cmr_path}: file not found"))
     try:
-        cine = read_cmr(cmr_path)
+        # UK Biobank long-axis zips (field 20208) hold the 2-, 3- and 4-chamber series: pick the view's.
+        cine = read_cmr(cmr_path, series_description="4ch" if config.cmr.view == "la_4ch" else None)
         seg = row.get("cmr_seg")
         labels = read_nifti_labels(cohort_dir / str(seg)) if isinstance(seg, str) and seg else None
     except CmrReadError as error:
@@ -115,7 +126,9 @@ def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig) -> tu
     cmr_array = cine_out.cine if config.cmr.n_slices > 1 else cine_out.cine[0]
     meta = {
         "subject_id": subject, "rpeaks": ecg_out.rpeaks.tolist(), "ed_frame": cine_out.ed_frame,
-        "es_frame": cine_out.es_frame, "flags": list(ecg_out.flags), "frame_interval_ms": cine.frame_interval_ms,
+        "es_frame": cine_out.es_frame, "flags": list(ecg_out.flags),
+        # the cached frames span the same cycle as the source frames
+        "frame_interval_ms": cine.frame_interval_ms * cine.n_frames / config.cmr.n_frames,
         "source_frames": cine.n_frames,
     }
     return meta, ecg_out.signal.astype(np.float16), cmr_array.astype(np.float16)
@@ -187,16 +200,19 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
     out.mkdir(parents=True, exist_ok=True)
     cache_json = out / "cache.json"
     fresh = not cache_json.exists()
-    if not fresh:
+    if fresh:  # leftovers of a build killed before it wrote cache.json describe nothing: start clean
+        for name in ("rows.jsonl", "failures.jsonl", "index.csv", "failures.csv"):
+            (out / name).unlink(missing_ok=True)
+    else:
         existing = json.loads(cache_json.read_text())
         for key in ("fingerprint", "shard", "n_subjects"):
             if existing.get(key) != description[key]:
                 raise CacheMismatchError(
                     f"{out} holds a cache built from another manifest, preprocessing config or kit version "
                     f"({key}: {existing.get(key)!r} there, {description[key]!r} now); use another --out or delete it")
-    else:
-        cache_json.write_text(json.dumps({**description, "complete": False}, indent=1))
     ecg_array, cmr_array = _open_arrays(out, len(table), config, create=fresh)
+    if fresh:  # only once the arrays exist: a cache.json always has its arrays
+        cache_json.write_text(json.dumps({**description, "complete": False}, indent=1))
 
     _repair_tail(out / "rows.jsonl")
     _repair_tail(out / "failures.jsonl")
@@ -270,7 +286,9 @@ def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: li
             "frame_interval_ms": meta["frame_interval_ms"], "source_frames": meta["source_frames"],
             "flags": ";".join(meta["flags"]), **{c: source[c] for c in phenotype_columns},
         })
-    pd.DataFrame(records).to_csv(out / "index.csv", index=False)
+    columns = ["subject_id", "row", "split", "rpeaks", "ed_frame", "es_frame", "frame_interval_ms", "source_frames",
+               "flags", *phenotype_columns]
+    pd.DataFrame(records, columns=columns).to_csv(out / "index.csv", index=False)
     unique_failures = {f["subject_id"]: f for f in failures}
     with open(out / "failures.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

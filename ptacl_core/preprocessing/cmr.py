@@ -99,9 +99,10 @@ def end_systole_frame(image: np.ndarray, labels: np.ndarray | None, slices: list
                       spacing_mm: tuple[float, float] = (1.0, 1.0), radius_mm: float = 40.0) -> int:
     """Source frame index of end-systole: the smallest LV cavity in the labels or, without labels, the
     frame with the fewest bright (blood-pool) pixels within ``radius_mm`` of the heart centre."""
-    if labels is not None and labels.ndim == 4:
-        cavity = (labels[:, :, slices, :] == LV_CAVITY).sum(axis=(0, 1, 2))
+    if labels is not None and labels.ndim == 4 and labels.shape[-1] == image.shape[-1]:
+        cavity = (labels[:, :, slices, :] == LV_CAVITY).sum(axis=(0, 1, 2)).astype(float)
         if cavity[0] > 0:
+            cavity[cavity == 0] = np.inf  # unlabelled frames are not an empty cavity
             return int(np.argmin(cavity))
     x, y = np.meshgrid(np.arange(image.shape[0]), np.arange(image.shape[1]), indexing="ij")
     near = np.hypot((x - centre_px[0]) * spacing_mm[0], (y - centre_px[1]) * spacing_mm[1]) < radius_mm
@@ -116,7 +117,7 @@ def preprocess_cine(image: np.ndarray, spacing_mm: tuple[float, float, float], c
     """image: (X, Y, Z, T); labels: optional (X, Y, Z, T) or (X, Y, Z) map with 1 = LV cavity."""
     if image.ndim != 4:
         raise CmrQualityError(f"cine must be (X, Y, Z, T), got shape {image.shape}")
-    if labels is not None and labels.shape[:3] != image.shape[:3]:
+    if labels is not None and (labels.shape[:3] != image.shape[:3] or (labels.ndim == 4 and labels.shape[3] not in (1, image.shape[3]))):
         raise CmrQualityError(f"labels {labels.shape} do not match the image {image.shape}")
     slices = select_slices(image, labels, config.view)
     centre = heart_centre_px(image, labels, slices, spacing_mm[:2])

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 ECG_NORMALISATIONS = ("none", "lead_zscore", "record_zscore")
 CMR_VIEWS = ("sa_mid", "sa_three", "la_4ch")
-ECG_FLAGS = ("flat_lead", "over_5mv", "clipped")
+ECG_FLAGS = ("flat_lead", "over_5mv", "implausible_amplitude", "clipped")
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,10 @@ class EcgConfig:
     lowpass_hz: float = 100.0
     notch_hz: float | None = 50.0  # UK mains; 60.0 for North American recordings, None for none
     normalisation: str = "none"
-    max_peak_to_peak_mv: float = 5.0
+    max_peak_to_peak_mv: float = 5.0  # above: flagged "over_5mv" (possible gain error; also severe LVH)
+    implausible_peak_to_peak_mv: float = 15.0  # above: no heart does this (e.g. µV labelled as mV)
     flat_peak_to_peak_mv: float = 0.02
-    reject_flags: tuple[str, ...] = ("flat_lead", "over_5mv")
+    reject_flags: tuple[str, ...] = ("flat_lead", "implausible_amplitude")
 
     def __post_init__(self) -> None:
         if self.normalisation not in ECG_NORMALISATIONS:

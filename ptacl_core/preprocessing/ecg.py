@@ -73,13 +73,17 @@ def preprocess_ecg(signal: np.ndarray, fs: float, config: EcgConfig) -> Preproce
     peak_to_peak = np.ptp(filtered[:, int(0.5 * config.fs):-int(0.5 * config.fs)], axis=1)  # skip filter edges
     flat = [lead for lead, p in zip(LEAD_NAMES, peak_to_peak, strict=True) if p < config.flat_peak_to_peak_mv]
     large = [f"{lead} ({p:.1f} mV)" for lead, p in zip(LEAD_NAMES, peak_to_peak, strict=True) if p > config.max_peak_to_peak_mv]
+    implausible = [f"{lead} ({p:.0f} mV)" for lead, p in zip(LEAD_NAMES, peak_to_peak, strict=True)
+                   if p > config.implausible_peak_to_peak_mv]
     if flat:
         flags.append("flat_lead:" + ",".join(flat))
     if large:
         flags.append("over_5mv:" + ",".join(large))
+    if implausible:
+        flags.append("implausible_amplitude:" + ",".join(implausible))
     rejected = [flag for flag in flags if flag.split(":")[0] in config.reject_flags]
     if rejected:
-        hint = " (µV data labelled as mV?)" if large and max(peak_to_peak) > 50 else ""
+        hint = " (µV data labelled as mV?)" if implausible and max(peak_to_peak) > 50 else ""
         raise EcgQualityError(f"rejected by quality flags: {'; '.join(rejected)}{hint}")
     rpeaks = detect_rpeaks(filtered, config.fs)
     if len(rpeaks) < 2:

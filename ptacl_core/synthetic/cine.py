@@ -47,8 +47,12 @@ def volume_curve(
     ejection_start_s: float,
     end_systole_s: float,
     early_filling_fraction: float,
+    atrial_start_s: float | None = None,
 ) -> np.ndarray:
-    """Cavity volume (mL) at times ``t_s`` after the R wave, over one RR interval; V(0) = V(RR) = EDV."""
+    """Cavity volume (mL) at times ``t_s`` after the R wave, over one RR interval; V(0) = V(RR) = EDV.
+
+    atrial_start_s: onset of atrial contraction (default RR - 120 ms); the kick ends at the next R wave.
+    """
     stroke = edv_ml * ef
     t = np.asarray(t_s, dtype=float)
     ejection_start = min(ejection_start_s, end_systole_s - 0.1)
@@ -56,7 +60,8 @@ def volume_curve(
     ejected = 0.85 * (1.0 - (1.0 - u) ** 2) + 0.15 * u  # fast early ejection, still emptying at ES
 
     relaxation_s = 0.07
-    atrial_start = max(rr_s - 0.12, end_systole_s + relaxation_s + 0.02)
+    atrial_start = rr_s - 0.12 if atrial_start_s is None else atrial_start_s
+    atrial_start = min(max(atrial_start, end_systole_s + relaxation_s + 0.02), rr_s - 0.04)
     after = np.maximum(t - end_systole_s, 0.0)
     isovolumic = 0.03 * np.clip(after / relaxation_s, 0.0, 1.0)
     passive_end = max(atrial_start - end_systole_s - relaxation_s, 1e-3)
@@ -91,8 +96,12 @@ def render_cine(latent: SubjectLatent, rng: np.random.Generator, image_size: int
     rr = latent.rr_s
     frame_times = np.arange(n_frames) * rr / n_frames
     ejection_start, end_systole = cardiac_timing(latent)
-    lv_volume = volume_curve(frame_times, rr, latent.lv_edv_ml, latent.lv_ef, ejection_start, end_systole, latent.early_filling_fraction)
-    rv_volume = volume_curve(frame_times, rr, latent.rv_edv_ml, latent.rv_ef, ejection_start + 0.01, end_systole, latent.early_filling_fraction)
+    # The atria contract ~70 ms after the next beat's P wave onset (which is PR before its QRS onset).
+    atrial_start = rr + latent.qrs_onset_s - latent.pr_interval_s + 0.07
+    lv_volume = volume_curve(frame_times, rr, latent.lv_edv_ml, latent.lv_ef, ejection_start, end_systole,
+                             latent.early_filling_fraction, atrial_start)
+    rv_volume = volume_curve(frame_times, rr, latent.rv_edv_ml, latent.rv_ef, ejection_start + 0.01, end_systole,
+                             latent.early_filling_fraction, atrial_start)
 
     # Geometry: EDV = 2/3 pi (rho L)^2 L for a half prolate ellipsoid of length L and sphericity rho.
     length_mm = (3.0 * latent.lv_edv_ml * 1000.0 / (2.0 * np.pi * latent.sphericity ** 2)) ** (1.0 / 3.0)

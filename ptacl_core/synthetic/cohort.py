@@ -79,7 +79,10 @@ def _write_nifti(volume: np.ndarray, cine: SyntheticCine, path: Path) -> None:
     import nibabel as nib
     from isal import igzip
 
-    image = nib.Nifti1Image(volume, np.diag([*cine.spacing_mm, 1.0]))
+    # RAS+ world: array x runs towards the patient's left (-x), y anterior, z from base to apex (inferior):
+    # viewers then show the RV on the patient's right, as in a real short-axis stack.
+    dx, dy, dz = cine.spacing_mm
+    image = nib.Nifti1Image(volume, np.diag([-dx, dy, -dz, 1.0]))
     image.header.set_zooms((*cine.spacing_mm, cine.frame_interval_ms))
     image.header.set_xyzt_units("mm", "msec")
     temporary = path.with_name(path.name + ".tmp")

@@ -3,7 +3,7 @@
 The heart's electrical activity is a 3-D dipole d(t) in Frank coordinates (x: to the subject's left,
 y: to the feet, z: to the back). Each wave (P, septal Q, main R, terminal S, T) is a Gaussian pulse in
 time along its own direction; the dipole is projected to the 8 independent leads (I, II, V1-V6) with
-Dower's inverse transform (Dower et al., J Electrocardiol 1988) and the other four limb leads follow from
+Dower's transform from Frank XYZ to the 12-lead ECG (Dower et al., J Electrocardiol 1988) and the other four limb leads follow from
 Einthoven's and Goldberger's relations. Amplitude, axis and duration come from the latent heart (mass ->
 QRS voltage, body size -> attenuation, infarct -> Q waves and T inversion in its territory, conduction
 delay -> wide notched QRS), then baseline wander, 50 Hz mains and noise are added.
@@ -17,7 +17,7 @@ import numpy as np
 
 from ptacl_core.synthetic.latent import SubjectLatent
 
-# Frank X, Y, Z -> I, II, V1..V6 (Dower's inverse transform coefficients).
+# Frank X, Y, Z -> I, II, V1..V6 (Dower's XYZ-to-12-lead transform coefficients).
 DOWER_XYZ_TO_8 = np.array(
     [
         [0.632, -0.235, 0.059],  # I
@@ -71,7 +71,6 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     size_attenuation = (26.0 / latent.bmi) ** 0.5
     age_attenuation = 1.0 - 0.005 * (latent.age_years - 60.0)
     voltage = 1.35 * (latent.lv_mass_g / 100.0) ** 1.1 * size_attenuation * age_attenuation * rng.lognormal(0.0, 0.1)
-    voltage = 2.4 * np.tanh(voltage / 2.4)  # saturates: no lead beyond ~5 mV peak-to-peak (the preprocessing's gain check)
     axis = latent.electrical_axis_deg
     # The QRS loop turns counter-clockwise in the horizontal plane: left-anterior, then left-posterior.
     main_early, main_late = _frontal(axis, -0.25), _frontal(axis - 10.0, 1.0)
@@ -86,8 +85,8 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     if condition == "conduction_delay":
         # LBBB-like: septum activated from the left (no septal q), broad notched leftward-posterior R.
         waves.append((onset + 0.12 * qrs, 0.08 * qrs, 0.10 * voltage * _unit([0.6, 0.0, 0.3])))
-        waves.append((onset + 0.38 * qrs, 0.10 * qrs, 0.75 * voltage * _frontal(axis, 0.7)))
-        waves.append((onset + 0.68 * qrs, 0.10 * qrs, 0.85 * voltage * _frontal(axis - 10.0, 0.9)))
+        waves.append((onset + 0.30 * qrs, 0.10 * qrs, 0.75 * voltage * _frontal(axis, 0.7)))
+        waves.append((onset + 0.56 * qrs, 0.13 * qrs, 0.85 * voltage * _frontal(axis - 10.0, 0.9)))
         t_direction = _unit(-_frontal(axis, 0.8) + np.array([0.0, 0.2, 0.0]))  # discordant T
         t_amplitude *= 1.3
     else:
