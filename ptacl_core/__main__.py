@@ -77,6 +77,15 @@ def _manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from ptacl_core.training import load_config, train
+
+    config = load_config(args.config, args.overrides)
+    run_dir = train(config, progress=not args.no_progress)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ptacl_core", description="PTACL reproducibility kit")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--layout", choices=["kit", "ukb"], default="kit",
                           help="kit: ecg/<id>.*, cmr/<id>*; ukb: <eid>_20205_2_0.xml, <eid>_20209_2_0.zip")
     manifest.set_defaults(handler=_manifest)
+    train = commands.add_parser("train", help="train one method (also under torchrun --nproc_per_node=N for DDP)")
+    train.add_argument("--config", type=Path, help="JSON config (see configs/); defaults to the tiny PTACL run")
+    train.add_argument("overrides", nargs="*", help="key=value, e.g. method=global optim.epochs=5 cache=data/cache/...")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(handler=_train)
     return parser
 
 

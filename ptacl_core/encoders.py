@@ -1,0 +1,295 @@
+"""The two encoders (METHOD.md §3), written for this kit: an ECG ViT over (lead x time) patches and a cine
+ViT over (time x space) tubelets, with projection heads and optional masked-autoencoder pretraining.
+
+Reads top to bottom like MAE's model file: config, blocks, positional embeddings, the two encoders, heads,
+the MAE wrapper. Attention is PyTorch's fused ``scaled_dot_product_attention``. Shapes:
+
+- ECG in (B, 12, L) -> tokens (B, 12, n_times, D), pooled (B, D); each time step knows its centre in seconds.
+- Cine in (B, T, S, S) or (B, Z, T, S, S) -> tokens (B, T', S', D) with T' = T / tubelet temporal positions
+  (token t' covers frames [t' * tubelet, (t' + 1) * tubelet)) and S' = (S / patch)^2 spatial ones; pooled (B, D).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class EcgEncoderConfig:
+    n_leads: int = 12
+    patch_samples: int = 50  # 200 ms at 250 Hz
+    n_times: int = 50  # time patches the positional embedding is built for (interpolated for others)
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
+class CineEncoderConfig:
+    in_slices: int = 1
+    tubelet_frames: int = 1
+    patch_px: int = 12
+    n_frames: int = 25
+    image_px: int = 48
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    ecg: EcgEncoderConfig = field(default_factory=EcgEncoderConfig)
+    cmr: CineEncoderConfig = field(default_factory=CineEncoderConfig)
+    embed_dim: int = 64  # projection size d, shared by the global and local losses
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        return cls(ecg=EcgEncoderConfig(**values.get("ecg", {})), cmr=CineEncoderConfig(**values.get("cmr", {})),
+                   embed_dim=values.get("embed_dim", 64))
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    # CPU, minutes: matches the `tiny` preprocessing preset (250 Hz x 10 s, 25 frames of 48 px).
+    "tiny": ModelConfig(),
+    # GPU, ViT-B class: matches the `default` preprocessing preset (500 Hz x 10 s, 50 frames of 64 px).
+    "paper": ModelConfig(
+        ecg=EcgEncoderConfig(patch_samples=50, n_times=100, dim=768, depth=12, heads=12, mlp_ratio=4.0),
+        cmr=CineEncoderConfig(tubelet_frames=2, patch_px=8, n_frames=50, image_px=64, dim=768, depth=12, heads=12,
+                              mlp_ratio=4.0),
+        embed_dim=256,
+    ),
+}
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, D) -> (B, N, D)."""
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, D / heads)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def sincos_embedding(positions: int, dim: int) -> torch.Tensor:
+    """Fixed 1-D sine-cosine embedding (positions, dim), the initial value of the learnable ones."""
+    position = torch.arange(positions, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    embedding = torch.zeros(positions, dim)
+    embedding[:, 0::2] = torch.sin(position * frequency)
+    embedding[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return embedding
+
+
+def resize_embedding_1d(embedding: torch.Tensor, length: int) -> torch.Tensor:
+    """(P, D) -> (length, D) by linear interpolation: a checkpoint runs on other signal lengths / frame counts."""
+    if embedding.shape[0] == length:
+        return embedding
+    return F.interpolate(embedding.T[None], size=length, mode="linear", align_corners=True)[0].T
+
+
+def resize_embedding_2d(embedding: torch.Tensor, side: int) -> torch.Tensor:
+    """(P*P, D) -> (side*side, D) by bilinear interpolation of the grid."""
+    old = int(round(math.sqrt(embedding.shape[0])))
+    if old == side:
+        return embedding
+    grid = embedding.T.reshape(1, -1, old, old)
+    return F.interpolate(grid, size=(side, side), mode="bilinear", align_corners=True)[0].reshape(-1, side * side).T
+
+
+class EcgEncoder(nn.Module):
+    """ViT over (lead x time) patches of 1 x ``patch_samples`` samples."""
+
+    def __init__(self, config: EcgEncoderConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embed = nn.Linear(config.patch_samples, config.dim)
+        self.lead_embed = nn.Parameter(torch.zeros(config.n_leads, config.dim))
+        self.time_embed = nn.Parameter(sincos_embedding(config.n_times, config.dim))
+        nn.init.normal_(self.lead_embed, std=0.02)
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.dim)
+
+    def patchify(self, ecg: torch.Tensor) -> torch.Tensor:
+        """(B, leads, L) -> (B, leads, n_times, patch_samples); a tail shorter than a patch is dropped."""
+        batch, leads, length = ecg.shape
+        n_times = length // self.config.patch_samples
+        return ecg[:, :, : n_times * self.config.patch_samples].reshape(batch, leads, n_times, self.config.patch_samples)
+
+    def token_times_s(self, length: int, fs: float, device=None) -> torch.Tensor:
+        """Centre (seconds) of each time patch, (n_times,)."""
+        n_times = length // self.config.patch_samples
+        return (torch.arange(n_times, device=device, dtype=torch.float32) + 0.5) * self.config.patch_samples / fs
+
+    def positions(self, n_times: int) -> torch.Tensor:
+        """Lead + time embedding of every token, (leads * n_times, D)."""
+        return (self.lead_embed[:, None, :] + resize_embedding_1d(self.time_embed, n_times)[None]).flatten(0, 1)
+
+    def embed(self, ecg: torch.Tensor) -> torch.Tensor:
+        """(B, leads, L) -> (B, leads * n_times, D) with lead and time embeddings added."""
+        patches = self.patchify(ecg)
+        return self.patch_embed(patches).flatten(1, 2) + self.positions(patches.shape[2])[None]
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def forward(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ecg (B, leads, L) -> tokens (B, leads, n_times, D), pooled (B, D)."""
+        batch, leads, length = ecg.shape
+        tokens = self.encode(self.embed(ecg))
+        return tokens.reshape(batch, leads, -1, self.config.dim), tokens.mean(dim=1)
+
+
+class CineEncoder(nn.Module):
+    """ViT over tubelets of ``tubelet_frames`` x ``patch_px`` x ``patch_px`` (a Conv3d patch embedding)."""
+
+    def __init__(self, config: CineEncoderConfig):
+        super().__init__()
+        self.config = config
+        kernel = (config.tubelet_frames, config.patch_px, config.patch_px)
+        self.patch_embed = nn.Conv3d(config.in_slices, config.dim, kernel_size=kernel, stride=kernel)
+        self.time_embed = nn.Parameter(sincos_embedding(config.n_frames // config.tubelet_frames, config.dim))
+        side = config.image_px // config.patch_px
+        self.space_embed = nn.Parameter(torch.zeros(side * side, config.dim))
+        nn.init.normal_(self.space_embed, std=0.02)
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.dim)
+
+    def _as_5d(self, cine: torch.Tensor) -> torch.Tensor:
+        return cine.unsqueeze(1) if cine.ndim == 4 else cine  # (B, Z, T, S, S)
+
+    def patchify(self, cine: torch.Tensor) -> torch.Tensor:
+        """(B, [Z,] T, S, S) -> (B, T', S', Z * t * p * p) pixel targets for the MAE."""
+        cine = self._as_5d(cine)
+        batch, slices, frames, size, _ = cine.shape
+        t, p = self.config.tubelet_frames, self.config.patch_px
+        x = cine.reshape(batch, slices, frames // t, t, size // p, p, size // p, p)
+        return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(batch, frames // t, (size // p) ** 2, slices * t * p * p)
+
+    def positions(self, times: int, side: int) -> torch.Tensor:
+        """Time + space embedding of every token, (T' * S', D)."""
+        time = resize_embedding_1d(self.time_embed, times)[:, None, :]
+        return (time + resize_embedding_2d(self.space_embed, side)[None]).flatten(0, 1)
+
+    def embed(self, cine: torch.Tensor) -> torch.Tensor:
+        """-> (B, T' * S', D) with time and space embeddings added."""
+        x = self.patch_embed(self._as_5d(cine))  # (B, D, T', side, side)
+        batch, dim, times, side, _ = x.shape
+        tokens = x.flatten(3).permute(0, 2, 3, 1).flatten(1, 2)  # (B, T' * S', D)
+        return tokens + self.positions(times, side)[None]
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def forward(self, cine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cine (B, [Z,] T, S, S) -> tokens (B, T', S', D), pooled (B, D)."""
+        cine = self._as_5d(cine)
+        times = cine.shape[2] // self.config.tubelet_frames
+        tokens = self.encode(self.embed(cine))
+        return tokens.reshape(cine.shape[0], times, -1, self.config.dim), tokens.mean(dim=1)
+
+
+def projection_head(dim: int, embed_dim: int) -> nn.Module:
+    """D -> d, shared by the global loss (pooled embedding) and the local loss (phase-bin embeddings)."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embed_dim))
+
+
+class PTACLModel(nn.Module):
+    """Both encoders and their projection heads."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.ecg_encoder = EcgEncoder(config.ecg)
+        self.cmr_encoder = CineEncoder(config.cmr)
+        self.ecg_head = projection_head(config.ecg.dim, config.embed_dim)
+        self.cmr_head = projection_head(config.cmr.dim, config.embed_dim)
+
+
+class MaskedAutoencoder(nn.Module):
+    """Unimodal MAE around one encoder: mask tokens, encode the visible ones, reconstruct the masked
+    patches with a light decoder (MSE on masked patches only).
+
+    ECG: tokens masked independently (MMCL used 0.8). Cine: tube masking (a spatial position is masked in
+    every temporal token, as in VideoMAE).
+    """
+
+    def __init__(self, encoder: EcgEncoder | CineEncoder, mask_ratio: float = 0.75, decoder_dim: int = 64):
+        super().__init__()
+        self.encoder, self.mask_ratio = encoder, mask_ratio
+        dim = encoder.config.dim
+        self.is_cine = isinstance(encoder, CineEncoder)
+        if self.is_cine:
+            config = encoder.config
+            patch_dim = config.in_slices * config.tubelet_frames * config.patch_px ** 2
+        else:
+            patch_dim = encoder.config.patch_samples
+        self.decoder_embed = nn.Linear(dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(decoder_dim))
+        self.decoder = Block(decoder_dim, 4, 2.0)
+        self.decoder_pos = nn.Linear(dim, decoder_dim)
+        self.predict = nn.Linear(decoder_dim, patch_dim)
+
+    def _mask(self, batch: int, grid: tuple[int, int], device) -> torch.Tensor:
+        """(B, N) bool, True = masked. grid = (outer, inner) token layout; tubes share the inner mask."""
+        outer, inner = grid
+        if self.is_cine:
+            keep = torch.rand(batch, inner, device=device).argsort(dim=1) < int(round(inner * (1 - self.mask_ratio)))
+            return (~keep)[:, None, :].expand(batch, outer, inner).reshape(batch, -1)
+        total = outer * inner
+        keep = torch.rand(batch, total, device=device).argsort(dim=1) < int(round(total * (1 - self.mask_ratio)))
+        return ~keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        target = self.encoder.patchify(x)  # ECG (B, leads, n_times, P); cine (B, T', S', P)
+        grid = (target.shape[1], target.shape[2])
+        target = target.flatten(1, 2)
+        if self.is_cine:
+            positions = self.encoder.positions(grid[0], int(round(math.sqrt(grid[1])))).detach()
+        else:
+            positions = self.encoder.positions(grid[1]).detach()
+        embedded = self.encoder.embed(x)  # (B, N, D), positions included
+        batch, tokens, dim = embedded.shape
+        masked = self._mask(batch, grid, x.device)
+        visible_count = int((~masked[0]).sum())
+        visible = embedded[~masked].reshape(batch, visible_count, dim)
+        encoded = self.encoder.encode(visible)
+        decoded = self.mask_token.expand(batch, tokens, -1).clone()
+        decoded[~masked] = self.decoder_embed(encoded).reshape(-1, decoded.shape[-1])
+        prediction = self.predict(self.decoder(decoded + self.decoder_pos(positions)[None]))
+        error = ((prediction - target) ** 2).mean(dim=-1)
+        return (error * masked).sum() / masked.sum()

@@ -1,0 +1,214 @@
+"""Losses against brute-force loops (values and gradients), invariances, masking, and DDP equivalence."""
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ptacl_core.losses import (
+    PTACLLoss,
+    cmr_frame_assignment,
+    ecg_token_phases,
+    global_contrastive_loss,
+    local_temporal_loss,
+    phase_bin_assignment,
+)
+
+torch.set_default_dtype(torch.float64)
+
+
+def _unit(*shape, seed=0):
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def _global_loop(z_e, z_c, tau, alpha):
+    batch = z_e.shape[0]
+    total_e = total_c = 0.0
+    for i in range(batch):
+        logits_e = torch.stack([z_e[i] @ z_c[j] / tau for j in range(batch)])
+        logits_c = torch.stack([z_c[i] @ z_e[j] / tau for j in range(batch)])
+        total_e = total_e - torch.log_softmax(logits_e, 0)[i]
+        total_c = total_c - torch.log_softmax(logits_c, 0)[i]
+    return alpha * total_e / batch + (1 - alpha) * total_c / batch
+
+
+def _local_loop(u_e, u_c, mask, tau, sigma):
+    batch, bins, _ = u_e.shape
+    total, count = 0.0, 0
+    for i in range(batch):
+        valid = [k for k in range(bins) if mask[i, k]]
+        for k in valid:
+            def targets(anchor, valid=valid):
+                if sigma is None:
+                    return {j: 1.0 if j == anchor else 0.0 for j in valid}
+                weights = {}
+                for j in valid:
+                    distance = min(abs(anchor - j), bins - abs(anchor - j)) / bins
+                    weights[j] = math.exp(-0.5 * (distance / sigma) ** 2)
+                norm = sum(weights.values())
+                return {j: w / norm for j, w in weights.items()}
+            row = torch.stack([u_e[i, k] @ u_c[i, j] / tau for j in valid])
+            column = torch.stack([u_c[i, k] @ u_e[i, j] / tau for j in valid])
+            t = targets(k)
+            loss_row = -sum(t[j] * torch.log_softmax(row, 0)[n] for n, j in enumerate(valid))
+            loss_column = -sum(t[j] * torch.log_softmax(column, 0)[n] for n, j in enumerate(valid))
+            total = total + 0.5 * (loss_row + loss_column)
+            count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.75])
+def test_global_loss_matches_loop_values_and_gradients(alpha):
+    z_e = _unit(6, 8, seed=1).requires_grad_()
+    z_c = _unit(6, 8, seed=2).requires_grad_()
+    fast = global_contrastive_loss(z_e, z_c, 0.1, alpha)
+    slow = _global_loop(z_e, z_c, 0.1, alpha)
+    assert torch.allclose(fast, slow)
+    grads_fast = torch.autograd.grad(fast, (z_e, z_c))
+    grads_slow = torch.autograd.grad(slow, (z_e, z_c))
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("sigma", [None, 0.08])
+def test_local_loss_matches_loop_values_and_gradients(sigma):
+    u_e = _unit(3, 6, 5, seed=3).requires_grad_()
+    u_c = _unit(3, 6, 5, seed=4).requires_grad_()
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 0, 1], [0, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    fast = local_temporal_loss(u_e, u_c, mask, 0.2, sigma)
+    slow = _local_loop(u_e, u_c, mask, 0.2, sigma)
+    assert torch.allclose(fast, slow)
+    for a, b in zip(torch.autograd.grad(fast, (u_e, u_c)), torch.autograd.grad(slow, (u_e, u_c)), strict=True):
+        assert torch.allclose(a, b)
+
+
+def test_losses_are_invariant_to_batch_permutation():
+    z_e, z_c = _unit(8, 4, seed=5), _unit(8, 4, seed=6)
+    u_e, u_c = _unit(8, 5, 4, seed=7), _unit(8, 5, 4, seed=8)
+    mask = torch.rand(8, 5, generator=torch.Generator().manual_seed(0)) > 0.3
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(global_contrastive_loss(z_e, z_c), global_contrastive_loss(z_e[order], z_c[order]))
+    assert torch.allclose(local_temporal_loss(u_e, u_c, mask), local_temporal_loss(u_e[order], u_c[order], mask[order]))
+
+
+def test_aligned_phases_give_near_zero_loss_and_shuffled_a_high_one():
+    u = torch.eye(10).expand(4, 10, 10)  # each bin its own orthogonal direction
+    mask = torch.ones(4, 10, dtype=torch.bool)
+    aligned = local_temporal_loss(u, u, mask, temperature=0.01)
+    shuffled = local_temporal_loss(u, u[:, torch.roll(torch.arange(10), 3)], mask, temperature=0.01)
+    assert aligned < 1e-6 and shuffled > 50.0
+    z = torch.eye(8)
+    assert global_contrastive_loss(z, z, temperature=0.01) < 1e-6
+
+
+def test_masked_bins_do_not_contribute():
+    u_e, u_c = _unit(2, 6, 4, seed=9), _unit(2, 6, 4, seed=10)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 1], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    before = local_temporal_loss(u_e, u_c, mask)
+    u_e2, u_c2 = u_e.clone(), u_c.clone()
+    u_e2[0, 3:5], u_c2[0, 3:5] = _unit(2, 4, seed=11), _unit(2, 4, seed=12)
+    assert torch.allclose(before, local_temporal_loss(u_e2, u_c2, mask))
+
+
+def test_phase_bin_assignment_matches_loop():
+    phases = torch.rand(3, 20, generator=torch.Generator().manual_seed(2))
+    valid = torch.rand(3, 20, generator=torch.Generator().manual_seed(3)) > 0.2
+    fast = phase_bin_assignment(phases, valid, 7)
+    slow = torch.zeros(3, 7, 20)
+    for b in range(3):
+        for k in range(7):
+            members = [n for n in range(20) if valid[b, n] and int(phases[b, n] * 7) == k]
+            for n in members:
+                slow[b, k, n] = 1.0 / len(members)
+    assert torch.allclose(fast, slow)
+
+
+def test_ecg_token_phases_match_loop():
+    rpeaks = torch.tensor([[100, 350, 610, -1], [50, 300, 540, 790]])
+    times = torch.linspace(0.0, 4.0, 41)
+    phases, valid = ecg_token_phases(times, rpeaks, fs=250.0)
+    for b in range(2):
+        peaks = [p / 250.0 for p in rpeaks[b].tolist() if p >= 0]
+        for n, t in enumerate(times.tolist()):
+            inside = [(a, c) for a, c in zip(peaks[:-1], peaks[1:], strict=True) if a <= t < c]
+            assert bool(valid[b, n]) == bool(inside)
+            if inside:
+                a, c = inside[0]
+                assert phases[b, n] == pytest.approx((t - a) / (c - a), abs=1e-9)
+
+
+def test_cmr_assignment_spreads_tubelets_over_their_frames():
+    weights = cmr_frame_assignment(num_frames=8, tubelet=2, num_bins=4, dtype=torch.float64)
+    assert weights.shape == (4, 4)
+    assert torch.allclose(weights, torch.eye(4))  # frames 2k, 2k+1 are bin k and token k
+    weights = cmr_frame_assignment(num_frames=6, tubelet=1, num_bins=4, dtype=torch.float64)
+    assert torch.allclose(weights.sum(-1), torch.ones(4))
+
+
+def test_ptacl_loss_combines_terms():
+    torch.manual_seed(0)
+    head = torch.nn.Identity()
+    ecg_tokens, cmr_tokens = torch.randn(4, 12, 40, 8), torch.randn(4, 10, 9, 8)
+    rpeaks = torch.tensor([[10, 260, 510, 760, -1]] * 4)
+    args = dict(ecg_tokens=ecg_tokens, ecg_token_times_s=(torch.arange(40) + 0.5) * 0.1, rpeaks=rpeaks, fs=100.0,
+                cmr_tokens=cmr_tokens, tubelet=1, num_frames=10)
+    pooled_e, pooled_c = ecg_tokens.mean((1, 2)), cmr_tokens.mean((1, 2))
+    total, parts = PTACLLoss(num_bins=5, lam=0.5)(pooled_e, pooled_c, head, head, **args)
+    assert torch.allclose(total, parts["global"] + 0.5 * parts["local"])
+    global_only, parts_g = PTACLLoss(num_bins=5, lam=0.0)(pooled_e, pooled_c, head, head, **args)
+    assert torch.allclose(global_only, parts["global"]) and parts_g["local"] == 0
+
+
+# --- DDP: two gloo processes on CPU give the loss and gradients of one process with the whole batch ----
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, inputs, weights, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_default_dtype(torch.float64)
+    layer = torch.nn.Linear(inputs[0].shape[1], 4, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(weights)
+    model = torch.nn.parallel.DistributedDataParallel(layer)
+    share = inputs[0].shape[0] // world
+    x_e = inputs[0][rank * share:(rank + 1) * share]
+    x_c = inputs[1][rank * share:(rank + 1) * share]
+    loss = global_contrastive_loss(F.normalize(model(x_e), dim=-1), F.normalize(model(x_c), dim=-1), 0.1, 0.75)
+    loss.backward()
+    queue.put((rank, float(loss.detach()), layer.weight.grad.numpy().copy()))  # numpy: no shared-memory handle to outlive us
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process():
+    import torch.multiprocessing as mp
+
+    x_e = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    x_c = torch.randn(8, 5, generator=torch.Generator().manual_seed(1))
+    weights = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    layer = torch.nn.Linear(5, 4, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weights)
+    reference = global_contrastive_loss(F.normalize(layer(x_e), dim=-1), F.normalize(layer(x_c), dim=-1), 0.1, 0.75)
+    reference.backward()
+
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    port = _free_port()
+    processes = [context.Process(target=_ddp_worker, args=(rank, 2, port, (x_e, x_c), weights, queue)) for rank in range(2)]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    for _, loss, grad in results:
+        assert loss == pytest.approx(float(reference), rel=1e-9)
+        assert torch.allclose(torch.from_numpy(grad), layer.weight.grad, atol=1e-10)

@@ -1,0 +1,133 @@
+"""Encoders, the trainer (resume determinism, config errors), and the probe."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ptacl_core.encoders import MODEL_PRESETS, CineEncoder, EcgEncoder, MaskedAutoencoder, PTACLModel
+from ptacl_core.evaluation import probe_phenotypes, ridge_probe_r2
+from ptacl_core.preprocessing.cache import Cache, build_cache
+from ptacl_core.preprocessing.config import PreprocessConfig
+from ptacl_core.training import TrainConfig, load_config, load_model, train
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(cohort, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_cache")
+    build_cache(cohort, folder, PreprocessConfig.preset("tiny"), workers=2, progress=False)
+    return folder
+
+
+def _config(cache, runs, **overrides):
+    items = ["optim.epochs=2", "optim.batch_size=8", *(f"{k}={v}" for k, v in overrides.items())]
+    return TrainConfig(cache=str(cache), runs_dir=str(runs)).with_overrides(items)
+
+
+def test_encoder_shapes_and_token_times():
+    model = PTACLModel(MODEL_PRESETS["tiny"])
+    tokens, pooled = model.ecg_encoder(torch.randn(2, 12, 2500))
+    assert tokens.shape == (2, 12, 50, 64) and pooled.shape == (2, 64)
+    times = model.ecg_encoder.token_times_s(2500, 250.0)
+    assert times[0] == pytest.approx(0.1) and times[-1] == pytest.approx(9.9)
+    cine_tokens, cine_pooled = model.cmr_encoder(torch.rand(2, 25, 48, 48))
+    assert cine_tokens.shape == (2, 25, 16, 64) and cine_pooled.shape == (2, 64)
+
+
+def test_checkpoint_runs_on_other_lengths_and_frame_counts():
+    """Positional embeddings interpolate: the same weights take 8 s ECGs and 50-frame, 64-px cines."""
+    model = PTACLModel(MODEL_PRESETS["tiny"])
+    tokens, _ = model.ecg_encoder(torch.randn(1, 12, 2000))
+    assert tokens.shape == (1, 12, 40, 64)
+    cine_tokens, _ = model.cmr_encoder(torch.rand(1, 50, 60, 60))
+    assert cine_tokens.shape == (1, 50, 25, 64)
+
+
+def test_patchify_roundtrip_order():
+    encoder = CineEncoder(MODEL_PRESETS["tiny"].cmr)
+    cine = torch.arange(25 * 48 * 48, dtype=torch.float32).reshape(1, 25, 48, 48)
+    patches = encoder.patchify(cine)  # (1, T', S', p*p)
+    assert patches.shape == (1, 25, 16, 144)
+    assert torch.equal(patches[0, 3, 5].reshape(12, 12), cine[0, 3, 12:24, 12:24])  # row 1, column 1 of the grid
+    ecg_encoder = EcgEncoder(MODEL_PRESETS["tiny"].ecg)
+    ecg = torch.arange(12 * 2500, dtype=torch.float32).reshape(1, 12, 2500)
+    assert torch.equal(ecg_encoder.patchify(ecg)[0, 4, 7], ecg[0, 4, 350:400])
+
+
+def test_mae_learns_on_a_fixed_batch():
+    torch.manual_seed(0)
+    mae = MaskedAutoencoder(EcgEncoder(MODEL_PRESETS["tiny"].ecg), mask_ratio=0.5)
+    t = torch.arange(2500) / 250.0
+    ecg = torch.sin(2 * torch.pi * 1.2 * t).expand(4, 12, 2500).clone()
+    optimizer = torch.optim.AdamW(mae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = mae(ecg)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_cache, tmp_path):
+    whole = train(_config(tiny_cache, tmp_path, name="whole"), progress=False)
+    train(_config(tiny_cache, tmp_path, name="killed"), progress=False, stop_after_epochs=1)
+    state = torch.load(tmp_path / "killed/checkpoints/last.pt", weights_only=False)
+    assert state["epoch"] == 0
+    resumed = train(_config(tiny_cache, tmp_path, name="killed"), progress=False)
+    a = torch.load(whole / "checkpoints/last.pt", weights_only=False)["objective"]
+    b = torch.load(resumed / "checkpoints/last.pt", weights_only=False)["objective"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = (resumed / "metrics.csv").read_text().splitlines()
+    assert len(metrics) == 3 and metrics[0].startswith("epoch,loss,val_loss,global,local")
+    environment = json.loads((resumed / "environment.json").read_text())
+    assert environment["data_fingerprint"] == Cache.open(tiny_cache).fingerprint and environment["packages"]["torch"]
+
+
+@pytest.mark.parametrize("method", ["global", "local", "mae_ecg", "mae_cmr", "supervised"])
+def test_every_method_trains_one_epoch(tiny_cache, tmp_path, method):
+    run = train(_config(tiny_cache, tmp_path, method=method, **{"optim.epochs": 1}), progress=False)
+    loss = float((run / "metrics.csv").read_text().splitlines()[1].split(",")[1])
+    assert np.isfinite(loss)
+    model, config = load_model(run)
+    assert isinstance(model, PTACLModel) and config.method == method
+
+
+def test_config_errors_are_clear(tiny_cache, tmp_path):
+    with pytest.raises(ValueError, match="method must be one of"):
+        TrainConfig(method="clip")
+    with pytest.raises(ValueError, match="unknown config key"):
+        TrainConfig().with_overrides(["optim.epoch=3"])
+    with pytest.raises(ValueError, match="unknown config section"):
+        TrainConfig().with_overrides(["optimiser.epochs=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        TrainConfig().with_overrides(["optim.epochs"])
+    with pytest.raises(ValueError, match="does not fit model preset 'paper'"):
+        train(_config(tiny_cache, tmp_path, preset="paper"), progress=False)
+    train(_config(tiny_cache, tmp_path, name="r", **{"optim.epochs": 1}), progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train(_config(tiny_cache, tmp_path, name="r", **{"optim.epochs": 1, "loss.lam": 0.5}), progress=False)
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"method": "global", "optim": {"epochs": 4}, "model": {"ecg": {"depth": 1}}}))
+    config = load_config(path, ["loss.soft_sigma=0.05", "augment=false"])
+    assert config.method == "global" and config.optim.epochs == 4 and config.model.ecg.depth == 1
+    assert config.loss.soft_sigma == 0.05 and config.augment is False
+    assert config.model.cmr == MODEL_PRESETS["tiny"].cmr
+
+
+def test_ridge_probe_matches_a_known_linear_relation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = x @ np.array([1.0, -2.0, 0.0, 0.5, 0.0]) + rng.normal(0, 0.1, 300)
+    assert ridge_probe_r2(x[:200], y[:200], x[200:], y[200:]) > 0.98
+    assert ridge_probe_r2(x[:200], rng.normal(size=200), x[200:], rng.normal(size=100)) < 0.1
+
+
+def test_probe_runs_on_a_trained_model(tiny_cache):
+    scores = probe_phenotypes(PTACLModel(MODEL_PRESETS["tiny"]), Cache.open(tiny_cache))
+    assert set(scores) == {"LVEF_pct", "LVEDV_mL"} and all(np.isfinite(list(scores.values())))
