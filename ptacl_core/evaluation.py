@@ -50,3 +50,23 @@ def probe_phenotypes(model: PTACLModel, cache: Cache, phenotypes=("LVEF_pct", "L
     test_x, test_y, _ = ecg_embeddings(model, cache, "test", device=device)
     return {name: ridge_probe_r2(train_x, train_y[:, PHENOTYPES.index(name)], test_x, test_y[:, PHENOTYPES.index(name)])
             for name in phenotypes}
+
+
+@torch.no_grad()
+def phase_similarity(model: PTACLModel, batch: dict, fs: float, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of each patient's projected ECG segments and CMR frames, phase bin by phase bin.
+
+    Returns (B, K, K) similarities (row: ECG phase bin, column: CMR phase bin) and the (B, K) valid mask:
+    the picture of what the local loss does (a bright diagonal = segments matched to their own phase).
+    """
+    from ptacl_core.losses import PTACLLoss
+
+    model = model.eval()
+    ecg_tokens, _ = model.ecg_encoder(batch["ecg"])
+    cmr_tokens, _ = model.cmr_encoder(batch["cmr"])
+    times = model.ecg_encoder.token_times_s(batch["ecg"].shape[-1], fs)
+    segments, frames, mask = PTACLLoss(num_bins=num_bins).phase_bins(
+        ecg_tokens, times, batch["rpeaks"], fs, cmr_tokens, model.config.cmr.tubelet_frames, batch["cmr"].shape[-3])
+    u_ecg = torch.nn.functional.normalize(model.ecg_head(segments), dim=-1)
+    u_cmr = torch.nn.functional.normalize(model.cmr_head(frames), dim=-1)
+    return (u_ecg @ u_cmr.transpose(1, 2)).numpy(), mask.numpy()

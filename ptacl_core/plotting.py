@@ -187,3 +187,33 @@ def plot_rr_and_flags(rr_ms: np.ndarray, flag_counts: pd.Series) -> plt.Figure:
     right.set_title("quality flags (kept subjects)")
     figure.tight_layout()
     return figure
+
+
+def plot_loss_curves(metrics: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Training and validation loss per epoch, one line per run (``metrics.csv`` of each run folder)."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharex=True)
+    for name, table in metrics.items():
+        line, = axes[0].plot(table.epoch, table.loss, label=name)
+        axes[1].plot(table.epoch, table.val_loss, color=line.get_color(), label=name)
+    axes[0].set_title("training loss")
+    axes[1].set_title("validation loss")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+    axes[1].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def plot_phase_similarity(similarities: dict[str, np.ndarray], masks: dict[str, np.ndarray], n_patients: int = 3) -> plt.Figure:
+    """K x K ECG-segment x CMR-frame cosine similarity for a few patients, one row per model."""
+    names = list(similarities)
+    figure, axes = plt.subplots(len(names), n_patients, figsize=(2.6 * n_patients, 2.5 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        for column in range(n_patients):
+            matrix = np.where(masks[name][column][:, None] & masks[name][column][None, :], similarities[name][column], np.nan)
+            image = axes[row, column].imshow(matrix, cmap="viridis", vmin=-1, vmax=1)
+            axes[row, column].set_title(f"{name}, patient {column + 1}", fontsize=8)
+            axes[row, column].set_xlabel("CMR phase bin", fontsize=7)
+            axes[row, column].set_ylabel("ECG phase bin", fontsize=7)
+    figure.colorbar(image, ax=axes, shrink=0.7, label="cosine similarity")
+    return figure

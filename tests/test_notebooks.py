@@ -63,7 +63,7 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     """The whole sequence through the command-line runner, as `make reproduce` runs it, with tiny parameters."""
     command = [sys.executable, "-m", "ptacl_core", "run", "--fast", "--no-progress", "--output-dir", str(tmp_path / "out"),
                "-p", "cohort_dir", str(tmp_path / "cohort"), "-p", "figures_dir", str(tmp_path / "figures"),
-               "-p", "cache_dir", str(tmp_path / "cache")]
+               "-p", "cache_dir", str(tmp_path / "cache"), "-p", "runs_dir", str(tmp_path / "runs")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=paths.project_root())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for notebook in NOTEBOOKS:
@@ -72,6 +72,8 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert (tmp_path / "figures/00_example_cine.png").exists()
     assert (tmp_path / "cohort/manifest.csv").exists()
     assert (tmp_path / "cache/index.csv").exists() and (tmp_path / "figures/01_cine_crops.png").exists()
+    assert (tmp_path / "figures/02_phase_similarity.png").exists() and (tmp_path / "figures/tables/02_probe_r2.csv").exists()
+    assert (tmp_path / "runs/ptacl_tiny_seed0_fast/checkpoints/last.pt").exists()
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):

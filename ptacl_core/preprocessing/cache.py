@@ -68,6 +68,16 @@ def fingerprint(cohort_dir: Path, config: PreprocessConfig) -> str:
     return digest.hexdigest()
 
 
+def default_cache_dir(cohort_dir: Path | str, preset: str) -> Path:
+    """``data/cache/<cohort>_<preset>_<fingerprint>``: one folder per (cohort contents, config), so a bigger
+    cohort or another preset never collides with an existing cache."""
+    from ptacl_core import paths
+
+    cohort_dir = Path(cohort_dir)
+    config = PreprocessConfig.preset(preset)
+    return paths.data_root() / "cache" / f"{cohort_dir.name}_{preset}_{fingerprint(cohort_dir, config)[:8]}"
+
+
 def _shapes(config: PreprocessConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
     cmr = (config.cmr.n_frames, config.cmr.size, config.cmr.size)
     if config.cmr.n_slices > 1:

@@ -39,6 +39,8 @@ from ptacl_core.synthetic.ecg import SyntheticEcg, synthesize_ecg
 from ptacl_core.synthetic.latent import SubjectLatent, sample_latent
 
 SPLITS = ("train", "val", "test")
+# Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
+GENERATOR_VERSION = 2
 
 
 class CohortMismatchError(RuntimeError):
@@ -155,14 +157,16 @@ def assign_splits(subject_ids: list[str], conditions: list[str], seed: int, frac
 
 
 def _check_or_write_cohort_json(out: Path, seed: int, config: SynthConfig) -> None:
-    description = {"generator": "ptacl_core.synthetic", "seed": seed, "config": config.to_dict()}
+    description = {"generator": "ptacl_core.synthetic", "generator_version": GENERATOR_VERSION, "seed": seed,
+                   "config": config.to_dict()}
     path = out / "cohort.json"
     if path.exists():
         existing = json.loads(path.read_text())
         if {k: existing.get(k) for k in description} != description:
             raise CohortMismatchError(
-                f"{out} already holds a cohort made with seed {existing.get('seed')} and config "
-                f"{existing.get('config')}; refusing to mix it with seed {seed} and {config.to_dict()}. "
+                f"{out} already holds a cohort made with seed {existing.get('seed')}, generator version "
+                f"{existing.get('generator_version')} and config {existing.get('config')}; refusing to mix it with "
+                f"seed {seed}, generator version {GENERATOR_VERSION} and {config.to_dict()}. "
                 "Use another --out folder or delete this one."
             )
     path.write_text(json.dumps({**description, "kit_version": __version__}, indent=1, sort_keys=True))
