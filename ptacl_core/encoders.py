@@ -101,14 +101,16 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def sincos_embedding(positions: int, dim: int) -> torch.Tensor:
-    """Fixed 1-D sine-cosine embedding (positions, dim), the initial value of the learnable ones."""
+def sincos_embedding(positions: int, dim: int, scale: float = 0.02) -> torch.Tensor:
+    """1-D sine-cosine embedding (positions, dim), the initial value of the learnable ones. Scaled down
+    (like ViT's 0.02 init) so that the signal, not the position, dominates the first tokens: ECGs in mV
+    embed to small vectors, and unit-amplitude positions would hide the differences between patients."""
     position = torch.arange(positions, dtype=torch.float32)[:, None]
     frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     embedding = torch.zeros(positions, dim)
     embedding[:, 0::2] = torch.sin(position * frequency)
     embedding[:, 1::2] = torch.cos(position * frequency[: dim // 2])
-    return embedding
+    return scale * embedding
 
 
 def resize_embedding_1d(embedding: torch.Tensor, length: int) -> torch.Tensor:
@@ -139,6 +141,7 @@ class EcgEncoder(nn.Module):
         nn.init.normal_(self.lead_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
+        self.pool_norm = nn.LayerNorm(config.dim)  # MAE's fc_norm: normalise the mean, not the tokens before it
 
     def patchify(self, ecg: torch.Tensor) -> torch.Tensor:
         """(B, leads, L) -> (B, leads, n_times, patch_samples); a tail shorter than a patch is dropped."""
@@ -161,15 +164,17 @@ class EcgEncoder(nn.Module):
         return self.patch_embed(patches).flatten(1, 2) + self.positions(patches.shape[2])[None]
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Transformer blocks (no final norm): (B, N, D) -> (B, N, D)."""
         for block in self.blocks:
             tokens = block(tokens)
-        return self.norm(tokens)
+        return tokens
 
     def forward(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ecg (B, leads, L) -> tokens (B, leads, n_times, D), pooled (B, D)."""
         batch, leads, length = ecg.shape
-        tokens = self.encode(self.embed(ecg))
-        return tokens.reshape(batch, leads, -1, self.config.dim), tokens.mean(dim=1)
+        hidden = self.encode(self.embed(ecg))
+        pooled = self.pool_norm(hidden.mean(dim=1))
+        return self.norm(hidden).reshape(batch, leads, -1, self.config.dim), pooled
 
 
 class CineEncoder(nn.Module):
@@ -186,6 +191,7 @@ class CineEncoder(nn.Module):
         nn.init.normal_(self.space_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
+        self.pool_norm = nn.LayerNorm(config.dim)
 
     def _as_5d(self, cine: torch.Tensor) -> torch.Tensor:
         return cine.unsqueeze(1) if cine.ndim == 4 else cine  # (B, Z, T, S, S)
@@ -211,16 +217,18 @@ class CineEncoder(nn.Module):
         return tokens + self.positions(times, side)[None]
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Transformer blocks (no final norm): (B, N, D) -> (B, N, D)."""
         for block in self.blocks:
             tokens = block(tokens)
-        return self.norm(tokens)
+        return tokens
 
     def forward(self, cine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cine (B, [Z,] T, S, S) -> tokens (B, T', S', D), pooled (B, D)."""
         cine = self._as_5d(cine)
         times = cine.shape[2] // self.config.tubelet_frames
-        tokens = self.encode(self.embed(cine))
-        return tokens.reshape(cine.shape[0], times, -1, self.config.dim), tokens.mean(dim=1)
+        hidden = self.encode(self.embed(cine))
+        pooled = self.pool_norm(hidden.mean(dim=1))
+        return self.norm(hidden).reshape(cine.shape[0], times, -1, self.config.dim), pooled
 
 
 def projection_head(dim: int, embed_dim: int) -> nn.Module:
@@ -287,7 +295,7 @@ class MaskedAutoencoder(nn.Module):
         masked = self._mask(batch, grid, x.device)
         visible_count = int((~masked[0]).sum())
         visible = embedded[~masked].reshape(batch, visible_count, dim)
-        encoded = self.encoder.encode(visible)
+        encoded = self.encoder.norm(self.encoder.encode(visible))
         decoded = self.mask_token.expand(batch, tokens, -1).clone()
         decoded[~masked] = self.decoder_embed(encoded).reshape(-1, decoded.shape[-1])
         prediction = self.predict(self.decoder(decoded + self.decoder_pos(positions)[None]))

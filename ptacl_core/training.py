@@ -52,7 +52,7 @@ class LossConfig:
 class OptimConfig:
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
