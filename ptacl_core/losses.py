@@ -12,16 +12,31 @@ batch, and DDP's gradient averaging makes the result equal to one process holdin
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+_GATHER = True
+
+
+@contextlib.contextmanager
+def local_features():
+    """Within this block the global loss uses this process's batch only (e.g. evaluation, where every
+    process scores the same batches)."""
+    global _GATHER
+    previous, _GATHER = _GATHER, False
+    try:
+        yield
+    finally:
+        _GATHER = previous
+
 
 def gather_features(features: torch.Tensor) -> torch.Tensor:
     """Concatenate (B, d) features from every process, keeping gradients; identity without DDP."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not _GATHER or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return features
     if torch.distributed.get_world_size() == 1:
         return features

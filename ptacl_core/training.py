@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ptacl_core import __version__, paths
 from ptacl_core.dataset import Augmentation, CacheDataset
 from ptacl_core.encoders import MODEL_PRESETS, MaskedAutoencoder, ModelConfig, PTACLModel
-from ptacl_core.losses import PTACLLoss
+from ptacl_core.losses import PTACLLoss, local_features
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 
@@ -420,7 +420,7 @@ def evaluate_loss(objective: Objective, dataset: CacheDataset, batch_size: int, 
         if len(batch["ecg"]) < 2:
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), local_features():
             loss, _ = objective(batch)
         total += float(loss) * len(batch["ecg"])
         count += len(batch["ecg"])
