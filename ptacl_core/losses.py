@@ -40,9 +40,15 @@ def gather_features(features: torch.Tensor) -> torch.Tensor:
         return features
     if torch.distributed.get_world_size() == 1:
         return features
+    import warnings
+
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(features), dim=0)
+    # torch 2.13 marks this autograd-aware gather deprecated in favour of a private module; it is still the
+    # public API (open_clip's too), so keep it and keep the logs quiet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(features), dim=0)
 
 
 def global_contrastive_loss(z_ecg: torch.Tensor, z_cmr: torch.Tensor, temperature: float | torch.Tensor = 0.1,

@@ -335,7 +335,7 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     module = objective
     if world > 1:
         module = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
-                                                           find_unused_parameters=True)
+                                                           find_unused_parameters=config.method in ("mae_ecg", "mae_cmr", "supervised"))
     use_bf16 = config.optim.amp == "bf16" or (config.optim.amp == "auto" and device.type == "cuda")
 
     if rank == 0:

@@ -131,3 +131,18 @@ def test_ridge_probe_matches_a_known_linear_relation():
 def test_probe_runs_on_a_trained_model(tiny_cache):
     scores = probe_phenotypes(PTACLModel(MODEL_PRESETS["tiny"]), Cache.open(tiny_cache))
     assert set(scores) == {"LVEF_pct", "LVEDV_mL"} and all(np.isfinite(list(scores.values())))
+
+
+@pytest.mark.slow
+def test_the_train_command_runs_ddp_under_torchrun(tiny_cache, tmp_path):
+    """The same command under torchrun: 2 processes, gloo on CPU, one run folder written by rank 0."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "ptacl_core", "train",
+               f"cache={tiny_cache}", f"runs_dir={tmp_path}", "name=ddp", "optim.epochs=1", "optim.batch_size=8", "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (tmp_path / "ddp/metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and np.isfinite(float(rows[1].split(",")[1]))
+    assert torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=False)["epoch"] == 0
