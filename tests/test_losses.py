@@ -17,7 +17,14 @@ from ptacl_core.losses import (
     phase_bin_assignment,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def double_precision():
+    """Loop references are compared in float64; restored after each test (other tests build float32 models)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _unit(*shape, seed=0):
