@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # the backend is the caller's: inline in JupyterLab, Agg under the runner
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None  # headless runs stay headless
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ptacl_core.leads import LEAD_NAMES  # noqa: E402
+from ptacl_core.leads import LEAD_NAMES
 
 CONDITION_COLOURS = {
     "normal": "#4C72B0",

@@ -92,7 +92,7 @@ def _write_nifti(volume: np.ndarray, cine: SyntheticCine, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def subject_record(subject: SyntheticSubject, config: SynthConfig) -> dict:
+def subject_record(subject: SyntheticSubject) -> dict:
     """Phenotypes measured from the masks, plus the latent ground truth, as one JSON-able dict."""
     latent, cine = subject.latent, subject.cine
     volumes = label_volume_curves(cine.labels, cine.spacing_mm)
@@ -119,7 +119,7 @@ def write_subject(index: int, seed: int, config: SynthConfig, out: Path) -> dict
     _write_wfdb(subject.ecg, subject.latent, out / "ecg")
     _write_nifti(subject.cine.image, subject.cine, out / "cmr" / f"{name}_sa.nii.gz")
     _write_nifti(subject.cine.labels, subject.cine, out / "cmr" / f"{name}_sa_seg.nii.gz")
-    record = subject_record(subject, config)
+    record = subject_record(subject)
     done = out / "subjects" / f"{name}.json"
     temporary = done.with_suffix(".tmp")
     temporary.write_text(json.dumps(record, indent=1, sort_keys=True))
