@@ -43,9 +43,13 @@ def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     return sps.resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator, axis=-1)
 
 
-def qrs_energy(signal: np.ndarray, fs: float, window_s: float = 0.02) -> np.ndarray:
-    """Multi-lead QRS energy: the 5-25 Hz band's power summed over leads, smoothed over ``window_s``. (L,)"""
-    power = np.sum(bandpass(signal, fs, 5.0, 25.0) ** 2, axis=0)
+def qrs_energy(signal: np.ndarray, fs: float, window_s: float = 0.02, qrs_band: np.ndarray | None = None) -> np.ndarray:
+    """Multi-lead QRS energy: the 5-25 Hz band's power summed over leads, smoothed over ``window_s``. (L,)
+
+    qrs_band: the signal already band-passed to 5-25 Hz, when the caller has it (saves a filter pass).
+    """
+    band = bandpass(signal, fs, 5.0, 25.0) if qrs_band is None else qrs_band
+    power = np.sum(band ** 2, axis=0)
     width = max(int(round(window_s * fs)), 1)
     return np.convolve(power, np.ones(width) / width, mode="same")
 
@@ -89,7 +93,7 @@ def detect_rpeaks(signal: np.ndarray, fs: float, max_leads_tried: int = 4) -> np
     strength = np.percentile(np.abs(qrs_band), 99.5, axis=-1)
     duration_s = signal.shape[-1] / fs
     clean = bandpass(signal, fs, 0.5, 40.0)
-    energy = qrs_energy(signal, fs)
+    energy = qrs_energy(signal, fs, qrs_band=qrs_band)
     leads = np.argsort(strength)[::-1][:max_leads_tried]
     candidates = (
         *(lambda lead=lead: processing.xqrs_detect(clean[lead], fs=fs, verbose=False) for lead in leads),

@@ -38,7 +38,6 @@ from ptacl_core.synthetic.config import SynthConfig
 from ptacl_core.synthetic.ecg import SyntheticEcg, synthesize_ecg
 from ptacl_core.synthetic.latent import SubjectLatent, sample_latent
 
-SPLITS = ("train", "val", "test")
 # Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
 GENERATOR_VERSION = 2
 
