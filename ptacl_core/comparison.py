@@ -1,0 +1,152 @@
+"""The comparison of METHOD.md §5: every method's frozen embeddings of one cache, probed and used for retrieval.
+
+Methods (keys used in every table): ``random`` (the untrained model of each seed), ``mae_ecg``, ``global``,
+``local``, ``ptacl``, ``supervised`` (the reference trained on the phenotypes themselves) and ``cmr_ptacl``
+(the PTACL run's *CMR* embedding: the upper reference, what the image itself tells a linear probe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ptacl_core.embeddings import RunInfo, cache_embeddings, cache_phenotypes, random_init_model
+from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.preprocessing.cache import Cache
+from ptacl_core.probing import bootstrap_indices, interval
+from ptacl_core.retrieval import KS, score_retrieval, topk, zscore_phenotypes
+from ptacl_core.training import load_model
+
+METHOD_LABELS = {
+    "random": "random init", "mae_ecg": "ECG MAE", "global": "global only", "local": "local only", "ptacl": "PTACL",
+    "supervised": "supervised (reference)", "cmr_ptacl": "CMR embedding (upper ref.)",
+}
+METHOD_ORDER = list(METHOD_LABELS)
+CONTRASTIVE = ("global", "local", "ptacl")  # methods with a shared ECG-CMR projection space
+
+
+def ordered(methods) -> list[str]:
+    methods = list(dict.fromkeys(methods))
+    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
+@dataclass
+class CohortView:
+    """What evaluation needs of a cache, in its index order: ids (N,), splits (N,), phenotypes (N, 10),
+    conditions (N,) (or "unknown")."""
+
+    cache: Cache
+    subject_ids: np.ndarray
+    splits: np.ndarray
+    phenotypes: np.ndarray
+    conditions: np.ndarray
+
+    @classmethod
+    def of(cls, cache: Cache) -> CohortView:
+        index = cache.index
+        conditions = index["condition"].astype(str).to_numpy() if "condition" in index else np.full(len(index), "unknown")
+        return cls(cache, index.subject_id.astype(str).to_numpy(), index.split.astype(str).to_numpy(), cache_phenotypes(cache),
+                   conditions)
+
+
+def collect_embeddings(cache: Cache, runs: list[RunInfo], preset: str, random_seeds: list[int], store: Path | str | None = None,
+                       device: str = "cpu", progress: bool = True) -> tuple[dict, dict]:
+    """ECG embeddings per (method, seed) -> (N, D), plus ("cmr_ptacl", seed) CMR embeddings of the PTACL runs,
+    and the loaded models per (method, seed) (for projections and figures)."""
+    from tqdm.auto import tqdm
+
+    embeddings, models = {}, {}
+    jobs = [("random", seed, None) for seed in random_seeds] + [(run.method, run.seed, run.folder) for run in runs
+                                                                  if run.method != "mae_cmr"]
+    for method, seed, folder in tqdm(jobs, desc="embeddings", disable=not progress):
+        model = random_init_model(preset, seed) if folder is None else load_model(folder)[0]
+        models[(method, seed)] = model
+        embeddings[(method, seed)] = cache_embeddings(model, cache, "ecg", store, device=device)
+        if method == "ptacl":
+            embeddings[("cmr_ptacl", seed)] = cache_embeddings(model, cache, "cmr", store, device=device)
+    return embeddings, models
+
+
+@torch.no_grad()
+def project(model, pooled: np.ndarray, modality: str) -> np.ndarray:
+    """The contrastive projection (``ecg_head`` / ``cmr_head``) of pooled embeddings: (N, D) -> (N, d)."""
+    head = model.ecg_head if modality == "ecg" else model.cmr_head
+    return head.eval()(torch.from_numpy(np.asarray(pooled, dtype=np.float32))).numpy()
+
+
+# --- retrieval over the methods -------------------------------------------------------------------------------
+
+def retrieval_per_query(view: CohortView, embeddings: dict, models: dict, split: str = "test", seed: int = 0,
+                        store: Path | str | None = None) -> dict:
+    """(method, seed, direction) -> RetrievalScores over the ``split`` subjects (queries and gallery).
+
+    ECG->ECG uses the pooled pre-projection embeddings, leaving each query's own ECG out. ECG->CMR uses the
+    contrastive projections (contrastive methods only); its similar-patient metrics leave the query's own
+    CMR out, its recall@k (identification) keeps it in.
+    """
+    rows = np.flatnonzero(view.splits == split)
+    train = np.flatnonzero(view.splits == "train")
+    z = zscore_phenotypes(view.phenotypes[rows], view.phenotypes[train])
+    lvef = view.phenotypes[rows, PHENOTYPES.index("LVEF_pct")]
+    usable = np.isfinite(lvef)
+    rows, z, lvef = rows[usable], z[usable], lvef[usable]
+    own = np.arange(len(rows))
+    kmax = max(KS)
+    results = {}
+    for (method, run_seed), x in embeddings.items():
+        if method == "cmr_ptacl":
+            continue
+        retrieved, _ = topk(x[rows], x[rows], kmax, exclude=own)
+        results[(method, run_seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, seed=seed)
+        if method in CONTRASTIVE:
+            model = models[(method, run_seed)]
+            cmr_pooled = cache_embeddings(model, view.cache, "cmr", store)
+            query, gallery = project(model, x[rows], "ecg"), project(model, cmr_pooled[rows], "cmr")
+            similar, _ = topk(query, gallery, kmax, exclude=own)
+            scores = score_retrieval(similar, z, z, lvef, lvef, exclude=own, seed=seed)
+            identified, _ = topk(query, gallery, kmax)
+            for k in KS:
+                scores.per_query[f"recall@{k}"] = (identified[:, :k] == own[:, None]).any(1).astype(float)
+                scores.per_query[f"recall_chance@{k}"] = np.full(len(rows), k / len(rows))
+            results[(method, run_seed, "ECG→CMR")] = scores
+    return results
+
+
+def summarise_retrieval(per_query: dict, n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Per-seed and over-seed tables (mean over queries, bootstrap 95% interval over queries; the over-seed
+    interval is that of the seed mean, on resamples shared by every method), and the resampled seed means
+    per (method, direction, metric) for paired differences."""
+    n_queries = len(next(iter(per_query.values())).per_query["zdist_random"]) if per_query else 0
+    indices = bootstrap_indices(n_queries, n_bootstrap, [seed, 4242])
+    per_seed_rows, resampled = [], {}
+    for (method, run_seed, direction), scores in per_query.items():
+        for metric, values in scores.per_query.items():
+            samples = values[indices].mean(1)
+            resampled.setdefault((method, direction, metric), []).append(samples)
+            low, high = interval(samples)
+            per_seed_rows.append({"method": method, "seed": run_seed, "direction": direction, "metric": metric,
+                                  "value": float(values.mean()), "low": low, "high": high, "n_queries": len(values)})
+    per_seed = pd.DataFrame(per_seed_rows)
+    summary_rows, seed_means = [], {}
+    for (method, direction, metric), group in per_seed.groupby(["method", "direction", "metric"], sort=False):
+        samples = np.mean(resampled[(method, direction, metric)], axis=0)
+        seed_means[(method, direction, metric)] = samples
+        low, high = interval(samples)
+        summary_rows.append({"method": method, "direction": direction, "metric": metric, "n_seeds": len(group),
+                             "value": float(group.value.mean()),
+                             "seed_sd": float(group.value.std(ddof=1)) if len(group) > 1 else float("nan"),
+                             "low": low, "high": high, "n_queries": int(group.n_queries.iloc[0])})
+    return per_seed, pd.DataFrame(summary_rows), seed_means
+
+
+def retrieval_difference(seed_means: dict, summary: pd.DataFrame, method: str, baseline: str, direction: str, metric: str) -> dict:
+    """Seed-mean ``metric`` of ``method`` minus ``baseline`` with its paired bootstrap 95% interval."""
+    value = summary.set_index(["method", "direction", "metric"]).value
+    low, high = interval(seed_means[(method, direction, metric)] - seed_means[(baseline, direction, metric)])
+    return {"method": method, "baseline": baseline, "direction": direction, "metric": metric,
+            "difference": float(value[(method, direction, metric)] - value[(baseline, direction, metric)]),
+            "low": low, "high": high}

@@ -1,0 +1,179 @@
+"""Linear probing of frozen embeddings (METHOD.md §5): per phenotype, a ridge regression whose penalty is
+chosen by cross-validation on train (efficient leave-one-out), scored on test by R², MAE (the phenotype's
+units) and Pearson r, each with a bootstrap 95% interval, at several fractions of the training labels.
+
+Intervals: every method, seed and fraction of one phenotype is scored on the *same* bootstrap resamples of
+the test subjects. So an interval for the mean over seeds is the percentile interval of the per-resample
+seed means, and the difference between two methods has a paired interval (``paired_difference``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ptacl_core.phenotypes import PHENOTYPES
+
+METRICS = ("r2", "mae", "pearson")
+RIDGE_ALPHAS = tuple(np.logspace(-3, 4, 15))
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """fractions: of the training labels (nested subsets, drawn per seed); n_bootstrap: test resamples;
+    min_labels: the fewest training labels a probe is fitted on (1% of a small cohort rounds up to this)."""
+
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
+    n_bootstrap: int = 1000
+    alphas: tuple[float, ...] = RIDGE_ALPHAS
+    min_labels: int = 5
+    bootstrap_seed: int = 0
+    phenotypes: tuple[str, ...] = field(default_factory=lambda: tuple(PHENOTYPES))
+
+    def __post_init__(self) -> None:
+        if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
+            raise ValueError(f"label fractions must lie in (0, 1], got {self.fractions}")
+        if self.n_bootstrap < 10:
+            raise ValueError(f"n_bootstrap must be at least 10, got {self.n_bootstrap}")
+        unknown = set(self.phenotypes) - set(PHENOTYPES)
+        if unknown:
+            raise ValueError(f"unknown phenotype(s) {sorted(unknown)}; known: {PHENOTYPES}")
+
+
+def fit_ridge(train_x: np.ndarray, train_y: np.ndarray, alphas=RIDGE_ALPHAS) -> Pipeline:
+    """Standardised inputs -> ridge, penalty by leave-one-out CV on the training rows. x: (N, D), y: (N,)."""
+    if len(train_y) < 3:
+        raise ValueError(f"a probe needs at least 3 training labels, got {len(train_y)}")
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(alphas))).fit(train_x, train_y)
+
+
+def label_subset(n_train: int, fraction: float, seed: int, min_labels: int = 5) -> np.ndarray:
+    """Indices of ``fraction`` of ``n_train`` training rows (at least ``min_labels``), sorted.
+
+    One permutation per seed, so the subsets are nested: the 1% rows are inside the 10% rows.
+    """
+    order = np.random.default_rng([seed, 7919]).permutation(n_train)
+    count = min(n_train, max(min_labels, int(np.ceil(fraction * n_train))))
+    return np.sort(order[:count])
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """R², mean absolute error and Pearson r of one set of predictions (1-D arrays)."""
+    values = bootstrap_metrics(y_true, y_pred, np.arange(len(y_true))[None])
+    return {name: float(values[name][0]) for name in METRICS}
+
+
+def bootstrap_indices(n: int, n_bootstrap: int, seed) -> np.ndarray:
+    """(n_bootstrap, n) resample indices (with replacement)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))
+
+
+def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """R², MAE and Pearson r on every resample at once. indices: (B, n) -> each metric (B,)."""
+    y = np.asarray(y_true, dtype=float)[indices]
+    p = np.asarray(y_pred, dtype=float)[indices]
+    residual = y - p
+    y_centred = y - y.mean(axis=1, keepdims=True)
+    p_centred = p - p.mean(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = 1.0 - (residual ** 2).sum(axis=1) / (y_centred ** 2).sum(axis=1)
+        pearson = (y_centred * p_centred).sum(axis=1) / np.sqrt((y_centred ** 2).sum(axis=1) * (p_centred ** 2).sum(axis=1))
+    return {"r2": r2, "mae": np.abs(residual).mean(axis=1), "pearson": pearson}
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples (NaN resamples, e.g. constant targets, ignored)."""
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass
+class ProbeResults:
+    """per_seed: one row per (method, seed, fraction, phenotype) with each metric and its interval;
+    predictions: test predictions at the largest fraction; bootstrap: (method, seed, fraction, phenotype)
+    -> {metric: (B,) resampled values}, on resamples shared by every method."""
+
+    per_seed: pd.DataFrame
+    predictions: pd.DataFrame
+    bootstrap: dict
+
+    def summary(self) -> pd.DataFrame:
+        """Mean over seeds, SD over seeds and the 95% interval of the seed mean, per (method, fraction, phenotype)."""
+        rows = []
+        for (method, fraction, phenotype), group in self.per_seed.groupby(["method", "fraction", "phenotype"], sort=False):
+            row = {"method": method, "fraction": fraction, "phenotype": phenotype, "n_seeds": len(group),
+                   "n_train": int(group.n_train.iloc[0]), "n_test": int(group.n_test.iloc[0])}
+            for metric in METRICS:
+                resampled = np.mean([self.bootstrap[(method, seed, fraction, phenotype)][metric] for seed in group.seed], axis=0)
+                row[metric] = float(group[metric].mean())
+                row[f"{metric}_seed_sd"] = float(group[metric].std(ddof=1)) if len(group) > 1 else float("nan")
+                row[f"{metric}_low"], row[f"{metric}_high"] = interval(resampled)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def paired_difference(self, method: str, baseline: str, fraction: float, phenotype: str, metric: str = "r2") -> dict:
+        """Seed-mean metric of ``method`` minus ``baseline``, with the paired bootstrap 95% interval."""
+        def resampled(name: str) -> np.ndarray:
+            seeds = self.per_seed[(self.per_seed.method == name) & (self.per_seed.fraction == fraction)
+                                  & (self.per_seed.phenotype == phenotype)].seed
+            if seeds.empty:
+                raise KeyError(f"no probe results for {name!r} at fraction {fraction} on {phenotype}")
+            return np.mean([self.bootstrap[(name, seed, fraction, phenotype)][metric] for seed in seeds], axis=0)
+
+        point = self.per_seed.query("fraction == @fraction and phenotype == @phenotype").groupby("method")[metric].mean()
+        low, high = interval(resampled(method) - resampled(baseline))
+        return {"method": method, "baseline": baseline, "fraction": fraction, "phenotype": phenotype, "metric": metric,
+                "difference": float(point[method] - point[baseline]), "low": low, "high": high}
+
+
+def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.ndarray, splits: np.ndarray,
+                  subject_ids: np.ndarray, config: ProbeConfig = ProbeConfig(), progress: bool = False) -> ProbeResults:
+    """Probe every (method, seed) embedding. embeddings: (method, seed) -> (N, D) in cache order;
+    phenotypes: (N, 10) in ``PHENOTYPES`` order; splits: (N,) "train"/"val"/"test"."""
+    from tqdm.auto import tqdm
+
+    train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
+    if len(train) < 3 or len(test) < 3:
+        raise ValueError(f"probing needs train and test subjects; got {len(train)} train, {len(test)} test")
+    largest = max(config.fractions)
+    indices = {}
+    for name in config.phenotypes:
+        column = PHENOTYPES.index(name)
+        known = test[np.isfinite(phenotypes[test, column])]
+        indices[name] = (known, bootstrap_indices(len(known), config.n_bootstrap, [config.bootstrap_seed, column]))
+    rows, predictions, bootstrap = [], [], {}
+    for (method, seed), x in tqdm(list(embeddings.items()), desc="probing", disable=not progress):
+        for fraction in config.fractions:
+            subset = train[label_subset(len(train), fraction, seed, config.min_labels)]
+            for name in config.phenotypes:
+                column = PHENOTYPES.index(name)
+                fit_rows = subset[np.isfinite(phenotypes[subset, column])]
+                known, resamples = indices[name]
+                if len(fit_rows) < 3 or len(known) < 3:
+                    continue
+                probe = fit_ridge(x[fit_rows], phenotypes[fit_rows, column], config.alphas)
+                predicted = probe.predict(x[known])
+                truth = phenotypes[known, column]
+                point = regression_metrics(truth, predicted)
+                resampled = bootstrap_metrics(truth, predicted, resamples)
+                bootstrap[(method, seed, fraction, name)] = resampled
+                row = {"method": method, "seed": seed, "fraction": fraction, "phenotype": name,
+                       "n_train": len(fit_rows), "n_test": len(known), "alpha": float(probe[-1].alpha_)}
+                for metric in METRICS:
+                    row[metric] = point[metric]
+                    row[f"{metric}_low"], row[f"{metric}_high"] = interval(resampled[metric])
+                rows.append(row)
+                if fraction == largest:
+                    predictions.append(pd.DataFrame({"method": method, "seed": seed, "phenotype": name,
+                                                     "subject_id": subject_ids[known], "true": truth, "predicted": predicted}))
+    return ProbeResults(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(),
+                        bootstrap)
