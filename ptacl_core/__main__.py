@@ -1,4 +1,4 @@
-"""Command line: ``python -m ptacl_core {run,synth,preprocess,merge-cache,build-manifest} ...``
+"""Command line: ``python -m ptacl_core {run,synth,preprocess,merge-cache,build-manifest,train,predict} ...``
 (also installed as ``ptacl``)."""
 
 from __future__ import annotations
@@ -86,6 +86,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from ptacl_core.prediction import PredictionError, Predictor, format_report
+
+    try:
+        predictor = Predictor.from_run(args.run, args.cache)
+    except PredictionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    predictions, neighbours = predictor.predict(args.files, top=args.top)
+    print(format_report(predictions, neighbours, predictor.test_errors))
+    out = Path(args.out) if args.out else Path("outputs") / "predictions" / Path(args.run).name
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.round(3).to_csv(out / "predictions.csv", index=False)
+    neighbours.round(3).to_csv(out / "nearest_patients.csv", index=False)
+    failed = int((predictions.status != "ok").sum())
+    print(f"\n{len(predictions) - failed} of {len(predictions)} file(s) predicted; tables in {out}/predictions.csv and "
+          f"{out}/nearest_patients.csv")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ptacl_core", description="PTACL reproducibility kit")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value, e.g. method=global optim.epochs=5 cache=data/cache/...")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
+
+    predict = commands.add_parser("predict", help="CMR phenotypes and the nearest gallery patients from ECG files alone")
+    predict.add_argument("--run", required=True, type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
+    predict.add_argument("files", nargs="+", type=Path, help="ECG files: WFDB (.hea/.dat/.mat or the record name) or UK Biobank XML")
+    predict.add_argument("--cache", type=Path, help="the cache the probes are fitted on (default: the run's training cache)")
+    predict.add_argument("--top", type=int, default=3, help="nearest gallery patients to list per file")
+    predict.add_argument("--out", type=Path, help="folder for predictions.csv and nearest_patients.csv "
+                                                  "(default outputs/predictions/<run>)")
+    predict.set_defaults(handler=_predict)
     return parser
 
 

@@ -71,7 +71,7 @@ def cache_embeddings(model: PTACLModel, cache: Cache, modality: str = "ecg", sto
     store = Path(store) if store is not None else default_store()
     key = hashlib.sha256(f"{weights_hash(model)}|{cache.fingerprint}|{modality}|v{EMBEDDING_VERSION}".encode()).hexdigest()[:32]
     path = store / f"{key}.npz"
-    ids = cache.index.subject_id.astype(str).to_numpy()
+    ids = np.array(cache.index.subject_id.astype(str).tolist(), dtype=str)  # fixed-width: loads without pickle
     if path.exists():
         with np.load(path, allow_pickle=False) as stored:
             if np.array_equal(stored["subject_id"], ids):

@@ -23,3 +23,26 @@ def cohort(tmp_path_factory) -> Path:
     summary = generate_cohort(out, N_TEST_SUBJECTS, seed=7, workers=2, progress=False)
     assert not summary["failures"], summary["failures"]
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(cohort, tmp_path_factory) -> Path:
+    """The test cohort preprocessed with the ``tiny`` preset."""
+    from ptacl_core.preprocessing.cache import build_cache
+    from ptacl_core.preprocessing.config import PreprocessConfig
+
+    folder = tmp_path_factory.mktemp("tiny_cache")
+    build_cache(cohort, folder, PreprocessConfig.preset("tiny"), workers=2, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tiny_cache, tmp_path_factory) -> Path:
+    """A runs folder with short runs named as notebook 02 names them: ptacl and global, seed 0 (2 epochs)."""
+    from ptacl_core.training import TrainConfig, train
+
+    runs = tmp_path_factory.mktemp("runs")
+    for method in ("ptacl", "global"):
+        config = TrainConfig(method=method, cache=str(tiny_cache), runs_dir=str(runs), name=f"{method}_tiny_seed0")
+        train(config.with_overrides(["optim.epochs=2", "optim.batch_size=8"]), progress=False)
+    return runs

@@ -8,16 +8,8 @@ import torch
 
 from ptacl_core.encoders import MODEL_PRESETS, CineEncoder, EcgEncoder, MaskedAutoencoder, PTACLModel
 from ptacl_core.evaluation import probe_phenotypes, ridge_probe_r2
-from ptacl_core.preprocessing.cache import Cache, build_cache
-from ptacl_core.preprocessing.config import PreprocessConfig
+from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training import TrainConfig, load_config, load_model, train
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(cohort, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_cache")
-    build_cache(cohort, folder, PreprocessConfig.preset("tiny"), workers=2, progress=False)
-    return folder
 
 
 def _config(cache, runs, **overrides):

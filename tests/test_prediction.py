@@ -1,0 +1,104 @@
+"""Embedding cache, run discovery, and ECG-only prediction (on the real ECGs in ../shared/realdata)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ptacl_core import paths
+from ptacl_core.embeddings import cache_embeddings, embed_arrays, find_runs, random_init_model, weights_hash
+from ptacl_core.prediction import PredictionError, Predictor
+from ptacl_core.preprocessing.cache import Cache
+
+# physiological ranges wide enough for any adult heart (mL, %, L/min, g)
+PLAUSIBLE = {"LVEDV_mL": (40, 400), "LVESV_mL": (5, 300), "LVSV_mL": (10, 200), "LVEF_pct": (10, 85),
+             "LVCO_L_min": (1, 15), "LVM_g": (30, 300), "RVEDV_mL": (40, 400), "RVESV_mL": (5, 300),
+             "RVSV_mL": (10, 200), "RVEF_pct": (10, 85)}
+
+
+def test_embeddings_are_batch_size_independent_and_cached_by_weights(tiny_cache, tmp_path):
+    cache = Cache.open(tiny_cache)
+    model = random_init_model("tiny", 0)
+    rows = cache.index.row.to_numpy()[:10]
+    np.testing.assert_allclose(embed_arrays(model, cache.ecg, rows, "ecg", batch_size=3),
+                               embed_arrays(model, cache.ecg, rows, "ecg", batch_size=10), atol=1e-5)
+    first = cache_embeddings(model, cache, "ecg", tmp_path)
+    assert first.shape == (len(cache.index), model.config.ecg.dim) and len(list(tmp_path.glob("*.npz"))) == 1
+    np.testing.assert_array_equal(cache_embeddings(random_init_model("tiny", 0), cache, "ecg", tmp_path), first)
+    other = random_init_model("tiny", 1)
+    assert weights_hash(other) != weights_hash(model)
+    cache_embeddings(other, cache, "ecg", tmp_path)
+    cache_embeddings(model, cache, "cmr", tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 3  # a new key per weights and per modality
+    with torch.no_grad():
+        model.ecg_encoder.patch_embed.weight.mul_(2.0)  # changed weights must not be served the stored embeddings
+    assert not np.allclose(cache_embeddings(model, cache, "ecg", tmp_path), first)
+    with pytest.raises(ValueError, match="modality"):
+        embed_arrays(model, cache.ecg, rows, "eeg")
+
+
+def test_find_runs_keeps_finished_runs_of_the_preset(trained_runs, tmp_path):
+    runs, notes = find_runs(trained_runs, "tiny")
+    assert [(r.method, r.seed) for r in runs] == [("global", 0), ("ptacl", 0)] and not notes
+    assert find_runs(trained_runs, "paper")[0] == [] and find_runs(trained_runs, "tiny", fast=True)[0] == []
+    unfinished = tmp_path / "ptacl_tiny_seed1"
+    shutil.copytree(trained_runs / "ptacl_tiny_seed0", unfinished)
+    metrics = pd.read_csv(unfinished / "metrics.csv")
+    metrics.iloc[:1].to_csv(unfinished / "metrics.csv", index=False)
+    runs, notes = find_runs(tmp_path, "tiny")
+    assert runs == [] and "unfinished (1/2 epochs)" in notes[0]
+
+
+@pytest.fixture(scope="module")
+def real_ecgs(realdata):
+    ecg = realdata / "ecg"
+    return [ecg / "ukb_xml/ukbb_scrubbed.xml", ecg / "wfdb/ptbxl/00001_lr.hea", ecg / "wfdb/cinc2021/E07500.mat",
+            ecg / "wfdb/cinc2021/HR06000", ecg / "wfdb/ptb/s0010_re.hea"]
+
+
+def test_predict_on_real_ecgs_gives_physiological_values(trained_runs, real_ecgs, tmp_path):
+    predictor = Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path)
+    bad = tmp_path / "broken.xml"
+    bad.write_text("<not-an-ecg>")
+    predictions, neighbours = predictor.predict([*real_ecgs, bad, tmp_path / "missing.hea"], top=3)
+    ok = predictions[predictions.status == "ok"]
+    assert len(ok) == len(real_ecgs)
+    for name, (low, high) in PLAUSIBLE.items():
+        values = ok[name].to_numpy(dtype=float)
+        assert np.isfinite(values).all() and (values > low).all() and (values < high).all(), (name, values)
+        assert (ok[f"{name}_test_mae"] > 0).all()
+    failed = predictions[predictions.status == "error"].set_index("file")
+    assert str(bad) in failed.index and "broken.xml" in failed.loc[str(bad), "error"]
+    assert "missing.hea" in failed.loc[str(tmp_path / "missing.hea"), "error"]
+    assert len(neighbours) == 3 * len(real_ecgs)
+    assert (neighbours.groupby("file").cosine_similarity.apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+def test_predict_command_writes_csv_and_reports_bad_files(trained_runs, real_ecgs, tmp_path):
+    command = [sys.executable, "-m", "ptacl_core", "predict", "--run", str(trained_runs / "ptacl_tiny_seed0"),
+               str(real_ecgs[0]), str(real_ecgs[1]), str(tmp_path / "nope.xml"), "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=paths.project_root())
+    assert result.returncode == 1, result.stderr[-2000:]  # one file failed, the others were predicted
+    assert "LVEF_pct" in result.stdout and "probe test MAE" in result.stdout and "nearest #1" in result.stdout
+    assert "nope.xml" in result.stdout and "2 of 3 file(s) predicted" in result.stdout
+    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert list(table.status) == ["ok", "ok", "error"]
+    assert len(pd.read_csv(tmp_path / "out/nearest_patients.csv")) == 6
+
+
+def test_predict_refuses_a_run_without_checkpoint_or_cache(trained_runs, tmp_path):
+    with pytest.raises(PredictionError, match="no checkpoint"):
+        Predictor.from_run(tmp_path)
+    moved = tmp_path / "ptacl_tiny_seed0"
+    shutil.copytree(trained_runs / "ptacl_tiny_seed0", moved)
+    state = torch.load(moved / "checkpoints/last.pt", weights_only=False)
+    state["config"]["cache"] = str(tmp_path / "gone")
+    torch.save(state, moved / "checkpoints/last.pt")
+    with pytest.raises(PredictionError, match="pass --cache"):
+        Predictor.from_run(moved)
+    assert json.loads((moved / "config.json").read_text())["method"] == "ptacl"
