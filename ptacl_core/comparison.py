@@ -150,3 +150,48 @@ def retrieval_difference(seed_means: dict, summary: pd.DataFrame, method: str, b
     return {"method": method, "baseline": baseline, "direction": direction, "metric": metric,
             "difference": float(value[(method, direction, metric)] - value[(baseline, direction, metric)]),
             "low": low, "high": high}
+
+
+# --- one object for notebooks 03-05 ----------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """The cache, the finished runs and every method's embeddings, resolved the same way by notebooks 03-05."""
+
+    view: CohortView
+    runs: list[RunInfo]
+    notes: list[str]
+    embeddings: dict
+    models: dict
+    preset: str
+    store: Path
+
+    @classmethod
+    def load(cls, cohort_dir=None, cache_dir=None, preset: str = "tiny", runs_dir=None, embeddings_dir=None, fast: bool = False,
+             random_seeds: int | None = None, device: str = "cpu", progress: bool = True) -> Comparison:
+        """Defaults: the synthetic cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``.
+        random_seeds: how many random-init models (default: as many as the most-seeded method has)."""
+        from ptacl_core import paths
+        from ptacl_core.embeddings import find_runs
+        from ptacl_core.preprocessing.cache import default_cache_dir
+
+        cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, "tiny" if preset == "tiny" else "default")
+        runs_dir = Path(runs_dir) if runs_dir else paths.project_root() / "runs"
+        store = Path(embeddings_dir) if embeddings_dir else paths.outputs_root() / "embeddings"
+        cache = Cache.open(cache_dir)
+        runs, notes = find_runs(runs_dir, preset, fast)
+        if not runs:
+            raise FileNotFoundError(f"no finished {preset!r} runs in {runs_dir}{' (fast)' if fast else ''}; run notebook 02 first"
+                                    + ("; " + "; ".join(notes) if notes else ""))
+        if random_seeds is None:
+            random_seeds = max(sum(r.method == m for r in runs) for m in {r.method for r in runs})
+        embeddings, models = collect_embeddings(cache, runs, preset, list(range(random_seeds)), store, device, progress)
+        return cls(CohortView.of(cache), runs, notes, embeddings, models, preset, store)
+
+    def seeds(self) -> pd.DataFrame:
+        """Methods and the seeds evaluated for each."""
+        seeds: dict[str, list[int]] = {}
+        for method, seed in self.embeddings:
+            seeds.setdefault(method, []).append(seed)
+        return pd.DataFrame([{"method": m, "label": METHOD_LABELS.get(m, m), "seeds": sorted(seeds[m])} for m in ordered(seeds)])

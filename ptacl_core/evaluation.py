@@ -1,55 +1,39 @@
-"""Frozen-encoder evaluation used during training and in the comparison (METHOD.md §5, first part):
-batched no-grad ECG embedding extraction and a ridge probe per phenotype (penalty by cross-validation on
-train), scored by R² on test."""
+"""Quick frozen-encoder checks used while training (notebook 02): test R² of a ridge probe per phenotype, and
+the K x K phase alignment of ECG segments and CMR frames that the local loss shapes. The full comparison
+(intervals, label fractions, retrieval) is ``probing``, ``retrieval`` and ``comparison``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
 from ptacl_core.dataset import CacheDataset
+from ptacl_core.embeddings import cache_embeddings, cache_phenotypes
 from ptacl_core.encoders import PTACLModel
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
+from ptacl_core.probing import fit_ridge
 
 
-@torch.no_grad()
-def ecg_embeddings(model: PTACLModel, cache: Cache, split: str | None, batch_size: int = 64,
-                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Pooled, pre-projection ECG embeddings of a split. Returns (N, D) embeddings, (N, 10) phenotypes and ids."""
-    model = model.to(device).eval()
-    embeddings, phenotypes, ids = [], [], []
-    for batch in DataLoader(CacheDataset(cache, split, None), batch_size=batch_size, shuffle=False):
-        _, pooled = model.ecg_encoder(batch["ecg"].to(device))
-        embeddings.append(pooled.float().cpu().numpy())
-        phenotypes.append(batch["phenotypes"].numpy())
-        ids.extend(batch["subject_id"])
-    return np.concatenate(embeddings), np.concatenate(phenotypes), ids
-
-
-RIDGE_ALPHAS = np.logspace(-3, 4, 15)
-
-
-def ridge_probe_r2(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                   alphas: np.ndarray = RIDGE_ALPHAS) -> float:
-    """Test R² of a ridge regression (standardised inputs, penalty chosen by CV on train)."""
+def ridge_probe_r2(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
+    """Test R² of a ridge regression (standardised inputs, penalty chosen by CV on train); unknown labels skipped."""
     known_train, known_test = np.isfinite(train_y), np.isfinite(test_y)
-    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
-    probe.fit(train_x[known_train], train_y[known_train])
+    probe = fit_ridge(train_x[known_train], train_y[known_train])
     return float(r2_score(test_y[known_test], probe.predict(test_x[known_test])))
 
 
-def probe_phenotypes(model: PTACLModel, cache: Cache, phenotypes=("LVEF_pct", "LVEDV_mL"), device: str = "cpu") -> dict[str, float]:
-    """Test R² of a ridge probe on frozen ECG embeddings, per phenotype."""
-    train_x, train_y, _ = ecg_embeddings(model, cache, "train", device=device)
-    test_x, test_y, _ = ecg_embeddings(model, cache, "test", device=device)
-    return {name: ridge_probe_r2(train_x, train_y[:, PHENOTYPES.index(name)], test_x, test_y[:, PHENOTYPES.index(name)])
-            for name in phenotypes}
+def probe_phenotypes(model: PTACLModel, cache: Cache, phenotypes=("LVEF_pct", "LVEDV_mL"), device: str = "cpu",
+                     store: Path | str | None = None) -> dict[str, float]:
+    """Test R² of a ridge probe on frozen ECG embeddings, per phenotype (embeddings cached as notebook 03 does)."""
+    embedding = cache_embeddings(model, cache, "ecg", store, device=device)
+    values, splits = cache_phenotypes(cache), cache.index.split.to_numpy()
+    train, test = splits == "train", splits == "test"
+    return {name: ridge_probe_r2(embedding[train], values[train, PHENOTYPES.index(name)], embedding[test],
+                                 values[test, PHENOTYPES.index(name)]) for name in phenotypes}
 
 
 @torch.no_grad()
@@ -70,3 +54,19 @@ def phase_similarity(model: PTACLModel, batch: dict, fs: float, num_bins: int) -
     u_ecg = torch.nn.functional.normalize(model.ecg_head(segments), dim=-1)
     u_cmr = torch.nn.functional.normalize(model.cmr_head(frames), dim=-1)
     return (u_ecg @ u_cmr.transpose(1, 2)).numpy(), mask.numpy()
+
+
+def mean_phase_similarity(model: PTACLModel, cache: Cache, split: str, num_bins: int, max_patients: int = 64,
+                          batch_size: int = 16) -> np.ndarray:
+    """(K, K) ECG-segment x CMR-frame cosine similarity averaged over up to ``max_patients`` of a split,
+    each cell over the patients where both phase bins are present (NaN where none)."""
+    total, count = np.zeros((num_bins, num_bins)), np.zeros((num_bins, num_bins))
+    dataset = CacheDataset(cache, split, None)
+    subset = torch.utils.data.Subset(dataset, range(min(max_patients, len(dataset))))
+    for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
+        similarity, mask = phase_similarity(model, batch, cache.config.ecg.fs, num_bins)
+        both = mask[:, :, None] & mask[:, None, :]
+        total += np.where(both, similarity, 0.0).sum(0)
+        count += both.sum(0)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -16,6 +16,9 @@ PHENOTYPES: tuple[str, ...] = (
     "RVEDV_mL", "RVESV_mL", "RVSV_mL", "RVEF_pct",
 )
 
+UNITS: dict[str, str] = {name: "%" if name.endswith("_pct") else "L/min" if name.endswith("_L_min") else name.rsplit("_", 1)[1]
+                         for name in PHENOTYPES}
+
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
 
 # Healthy UK Biobank reference ranges, mean and SD by sex (Petersen et al., JCMR 2017; 19:18, Table 2,

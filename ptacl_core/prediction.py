@@ -18,15 +18,13 @@ import pandas as pd
 
 from ptacl_core.embeddings import cache_embeddings, cache_phenotypes, embed_arrays
 from ptacl_core.io.ecg import EcgReadError, read_ecg
-from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.phenotypes import PHENOTYPES, UNITS
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.preprocessing.ecg import EcgQualityError, preprocess_ecg
 from ptacl_core.probing import fit_ridge, regression_metrics
 from ptacl_core.retrieval import topk
 from ptacl_core.training import load_model
 
-UNITS = {name: "%" if name.endswith("_pct") else "L/min" if name.endswith("_L_min") else name.rsplit("_", 1)[1]
-         for name in PHENOTYPES}
 
 
 class PredictionError(RuntimeError):

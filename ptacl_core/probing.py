@@ -46,10 +46,12 @@ class ProbeConfig:
 
 
 def fit_ridge(train_x: np.ndarray, train_y: np.ndarray, alphas=RIDGE_ALPHAS) -> Pipeline:
-    """Standardised inputs -> ridge, penalty by leave-one-out CV on the training rows. x: (N, D), y: (N,)."""
+    """Standardised inputs -> ridge, penalty by leave-one-out CV on the training rows. x: (N, D), y: (N,)
+    or (N, P): several targets share one decomposition of x, each with its own penalty."""
     if len(train_y) < 3:
         raise ValueError(f"a probe needs at least 3 training labels, got {len(train_y)}")
-    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(alphas))).fit(train_x, train_y)
+    ridge = RidgeCV(alphas=np.asarray(alphas), alpha_per_target=np.ndim(train_y) == 2)
+    return make_pipeline(StandardScaler(), ridge).fit(train_x, train_y)
 
 
 def label_subset(n_train: int, fraction: float, seed: int, min_labels: int = 5) -> np.ndarray:
@@ -154,26 +156,32 @@ def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.
     for (method, seed), x in tqdm(list(embeddings.items()), desc="probing", disable=not progress):
         for fraction in config.fractions:
             subset = train[label_subset(len(train), fraction, seed, config.min_labels)]
+            # phenotypes known on the same training rows are fitted together (one decomposition of x)
+            groups: dict[tuple[int, ...], list[str]] = {}
             for name in config.phenotypes:
-                column = PHENOTYPES.index(name)
-                fit_rows = subset[np.isfinite(phenotypes[subset, column])]
-                known, resamples = indices[name]
-                if len(fit_rows) < 3 or len(known) < 3:
-                    continue
-                probe = fit_ridge(x[fit_rows], phenotypes[fit_rows, column], config.alphas)
-                predicted = probe.predict(x[known])
-                truth = phenotypes[known, column]
-                point = regression_metrics(truth, predicted)
-                resampled = bootstrap_metrics(truth, predicted, resamples)
-                bootstrap[(method, seed, fraction, name)] = resampled
-                row = {"method": method, "seed": seed, "fraction": fraction, "phenotype": name,
-                       "n_train": len(fit_rows), "n_test": len(known), "alpha": float(probe[-1].alpha_)}
-                for metric in METRICS:
-                    row[metric] = point[metric]
-                    row[f"{metric}_low"], row[f"{metric}_high"] = interval(resampled[metric])
-                rows.append(row)
-                if fraction == largest:
-                    predictions.append(pd.DataFrame({"method": method, "seed": seed, "phenotype": name,
-                                                     "subject_id": subject_ids[known], "true": truth, "predicted": predicted}))
+                fit_rows = subset[np.isfinite(phenotypes[subset, PHENOTYPES.index(name)])]
+                if len(fit_rows) >= 3 and len(indices[name][0]) >= 3:
+                    groups.setdefault(tuple(fit_rows), []).append(name)
+            for fit_rows, names in groups.items():
+                fit_rows = np.array(fit_rows)
+                columns = [PHENOTYPES.index(name) for name in names]
+                probe = fit_ridge(x[fit_rows], phenotypes[np.ix_(fit_rows, columns)], config.alphas)
+                alphas = np.atleast_1d(probe[-1].alpha_)
+                for j, (name, column) in enumerate(zip(names, columns, strict=True)):
+                    known, resamples = indices[name]
+                    predicted = probe.predict(x[known]).reshape(len(known), -1)[:, j]
+                    truth = phenotypes[known, column]
+                    point = regression_metrics(truth, predicted)
+                    resampled = bootstrap_metrics(truth, predicted, resamples)
+                    bootstrap[(method, seed, fraction, name)] = resampled
+                    row = {"method": method, "seed": seed, "fraction": fraction, "phenotype": name,
+                           "n_train": len(fit_rows), "n_test": len(known), "alpha": float(alphas[j])}
+                    for metric in METRICS:
+                        row[metric] = point[metric]
+                        row[f"{metric}_low"], row[f"{metric}_high"] = interval(resampled[metric])
+                    rows.append(row)
+                    if fraction == largest:
+                        predictions.append(pd.DataFrame({"method": method, "seed": seed, "phenotype": name,
+                                                         "subject_id": subject_ids[known], "true": truth, "predicted": predicted}))
     return ProbeResults(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(),
                         bootstrap)

@@ -65,6 +65,17 @@ def test_ridge_penalty_is_chosen_by_leave_one_out_cv():
         fit_ridge(x[:2], y[:2])
 
 
+def test_several_targets_fitted_together_equal_one_fit_each():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(80, 6))
+    targets = np.stack([x @ rng.normal(size=6) + rng.normal(0, s, 80) for s in (0.1, 3.0, 30.0)], 1)
+    together = fit_ridge(x, targets)
+    for j in range(3):
+        alone = fit_ridge(x, targets[:, j])
+        assert together[-1].alpha_[j] == alone[-1].alpha_
+        np.testing.assert_allclose(together.predict(x)[:, j], alone.predict(x), rtol=1e-8, atol=1e-8)
+
+
 def test_label_subsets_are_nested_sized_and_seeded():
     small, large = label_subset(700, 0.01, seed=1), label_subset(700, 0.1, seed=1)
     assert len(small) == 7 and len(large) == 70 and set(small) <= set(large)

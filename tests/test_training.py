@@ -120,8 +120,8 @@ def test_ridge_probe_matches_a_known_linear_relation():
     assert ridge_probe_r2(x[:200], rng.normal(size=200), x[200:], rng.normal(size=100)) < 0.1
 
 
-def test_probe_runs_on_a_trained_model(tiny_cache):
-    scores = probe_phenotypes(PTACLModel(MODEL_PRESETS["tiny"]), Cache.open(tiny_cache))
+def test_probe_runs_on_a_trained_model(tiny_cache, tmp_path):
+    scores = probe_phenotypes(PTACLModel(MODEL_PRESETS["tiny"]), Cache.open(tiny_cache), store=tmp_path)
     assert set(scores) == {"LVEF_pct", "LVEDV_mL"} and all(np.isfinite(list(scores.values())))
 
 

@@ -1,0 +1,252 @@
+"""The results report: ``figures/results.md`` with ``results.json`` beside it, built from the tables of
+notebooks 03 (probing) and 04 (retrieval). Every sentence of the written reading is generated from those
+numbers: a comparison is called a win or a loss only when its paired bootstrap 95% interval excludes zero,
+and a loss is said as plainly as a win. Nothing here knows which method "should" win.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ptacl_core.comparison import METHOD_LABELS, ordered
+from ptacl_core.phenotypes import PHENOTYPES, UNITS
+
+SELF_SUPERVISED = ("mae_ecg", "global", "local", "ptacl")
+HEADLINE = ("LVEF_pct", "LVEDV_mL", "LVM_g")
+HIGHER_IS_BETTER = {"r2": True, "pearson": True, "mae": False, "precision@1": True, "precision@5": True,
+                    "precision@10": True, "zdist@10": False, "lvef_error@10": False, "recall@1": True, "recall@5": True,
+                    "recall@10": True}
+
+
+@dataclass
+class ResultTables:
+    """probe: ProbeResults.summary(); probe_differences: rows of ProbeResults.paired_difference; retrieval:
+    summarise_retrieval's over-seed table; retrieval_differences: rows of retrieval_difference."""
+
+    probe: pd.DataFrame
+    probe_differences: pd.DataFrame
+    retrieval: pd.DataFrame
+    retrieval_differences: pd.DataFrame
+
+    @classmethod
+    def read(cls, tables_dir: Path | str) -> ResultTables:
+        tables_dir = Path(tables_dir)
+        names = {"probe": "probe_summary.csv", "probe_differences": "probe_differences.csv",
+                 "retrieval": "retrieval_summary.csv", "retrieval_differences": "retrieval_differences.csv"}
+        missing = [name for name in names.values() if not (tables_dir / name).exists()]
+        if missing:
+            raise FileNotFoundError(f"{tables_dir}: missing {missing}; run notebooks 03 (probing) and 04 (retrieval) first")
+        return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()})
+
+
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def judge(difference: float, low: float, high: float, higher_is_better: bool = True) -> str:
+    """"better", "worse" or "indistinguishable": the direction only counts when the 95% interval excludes 0."""
+    if not np.isfinite(low) or not np.isfinite(high) or low <= 0 <= high:
+        return "indistinguishable"
+    improved = (low > 0) == higher_is_better
+    return "better" if improved else "worse"
+
+
+def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in where.items():
+        mask &= (np.isclose(table[column], value) if isinstance(value, float) else (table[column] == value)).to_numpy()
+    return table[mask].iloc[0] if mask.any() else None
+
+
+def _phrase(method: str, baseline: str, row: pd.Series, what: str, higher_is_better: bool) -> str:
+    verdict = judge(row.difference, row.low, row.high, higher_is_better)
+    interval = f"{row.difference:+.3f}, 95% CI [{row.low:+.3f}, {row.high:+.3f}]"
+    if verdict == "indistinguishable":
+        return f"{label(method)} and {label(baseline)} are indistinguishable on {what} (difference {interval})."
+    return f"{label(method)} is {verdict} than {label(baseline)} on {what} (difference {interval})."
+
+
+def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global") -> list[str]:
+    """The written reading, sentence by sentence, generated from the tables."""
+    probe, lines = tables.probe, []
+    full = probe[np.isclose(probe.fraction, probe.fraction.max())]
+    methods = set(full.method)
+    if method not in methods:
+        return [f"No {label(method)} results: nothing to compare."]
+    r2 = full.pivot_table(index="phenotype", columns="method", values="r2")
+    phenotypes = [p for p in PHENOTYPES if p in r2.index]
+    for phenotype in [p for p in HEADLINE if p in phenotypes]:
+        row = _difference(tables.probe_differences, method=method, baseline=baseline, fraction=float(full.fraction.iloc[0]),
+                          phenotype=phenotype, metric="r2")
+        if row is not None:
+            lines.append(f"{phenotype} (all training labels): R² {r2.loc[phenotype, method]:.3f} for {label(method)} vs "
+                         f"{r2.loc[phenotype, baseline]:.3f} for {label(baseline)}. "
+                         + _phrase(method, baseline, row, f"{phenotype} R²", True))
+    if baseline in methods:
+        rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == baseline)
+                                        & np.isclose(tables.probe_differences.fraction, full.fraction.max())
+                                        & (tables.probe_differences.metric == "r2")]
+        verdicts = [judge(r.difference, r.low, r.high) for r in rows.itertuples()]
+        above = int((rows.difference > 0).sum())
+        lines.append(f"Across {len(rows)} phenotypes, {label(method)}'s R² is above {label(baseline)}'s on {above} and below on "
+                     f"{len(rows) - above}; the interval excludes zero in {label(method)}'s favour on {verdicts.count('better')} "
+                     f"and against it on {verdicts.count('worse')}.")
+    contenders = [m for m in SELF_SUPERVISED if m in methods]
+    if len(contenders) > 1:
+        best = r2[contenders].idxmax(axis=1)
+        counts = best.value_counts()
+        listed = ", ".join(f"{label(m)} on {counts[m]}" for m in ordered(counts.index))
+        lines.append(f"Best self-supervised ECG method by mean R² per phenotype: {listed} of {len(best)}.")
+    if "random" in methods:
+        gains = r2[method] - r2["random"]
+        lines.append(f"{label(method)} is above a random-init encoder on {int((gains > 0).sum())} of {len(gains)} phenotypes "
+                     f"(median R² gain {gains.median():+.3f}).")
+    for reference in ("supervised", "cmr_ptacl"):
+        if reference in methods and "LVEF_pct" in phenotypes:
+            gap = r2.loc["LVEF_pct", reference] - r2.loc["LVEF_pct", method]
+            relation = "above" if gap > 0 else "below"
+            lines.append(f"The {label(reference)} reaches LVEF R² {r2.loc['LVEF_pct', reference]:.3f}, {abs(gap):.3f} {relation} "
+                         f"{label(method)}.")
+    fractions = sorted(probe.fraction.unique())
+    if len(fractions) > 1 and baseline in methods:
+        smallest = fractions[0]
+        row = _difference(tables.probe_differences, method=method, baseline=baseline, fraction=float(smallest),
+                          phenotype="LVEF_pct", metric="r2")
+        if row is not None:
+            lines.append(f"With {smallest:.0%} of the training labels: " + _phrase(method, baseline, row, "LVEF R²", True))
+    lines += _retrieval_reading(tables, method, baseline)
+    return lines
+
+
+def _retrieval_reading(tables: ResultTables, method: str, baseline: str) -> list[str]:
+    retrieval, lines = tables.retrieval, []
+    if retrieval.empty:
+        return lines
+    value = retrieval.set_index(["method", "direction", "metric"]).value
+    for direction in ("ECG→ECG", "ECG→CMR"):
+        if (method, direction, "precision@10") not in value.index:
+            continue
+        distance, random_distance = value[(method, direction, "zdist@10")], value[(method, direction, "zdist_random")]
+        error, random_error = value[(method, direction, "lvef_error@10")], value[(method, direction, "lvef_error_random@10")]
+        closer = "closer than" if distance < random_distance else "no closer than"
+        lines.append(f"{direction} with {label(method)}: precision@10 {value[(method, direction, 'precision@10')]:.3f}; the top 10 "
+                     f"are {distance:.2f} z-units from the query in phenotype space, {closer} a random patient ({random_distance:.2f}); "
+                     f"the LVEF of their mean is off by {error:.1f} points vs {random_error:.1f} for 10 random patients.")
+        row = _difference(tables.retrieval_differences, method=method, baseline=baseline, direction=direction, metric="precision@10")
+        if row is not None:
+            lines.append(_phrase(method, baseline, row, f"{direction} precision@10", True))
+        if (method, direction, "recall@10") in value.index:
+            recall, chance = value[(method, direction, "recall@10")], value[(method, direction, "recall_chance@10")]
+            ratio = recall / chance if chance > 0 else float("nan")
+            lines.append(f"Cross-modal identification with {label(method)}: the patient's own CMR is in the top 10 for "
+                         f"{recall:.1%} of test ECGs (chance {chance:.1%}, ×{ratio:.1f}).")
+            row = _difference(tables.retrieval_differences, method=method, baseline=baseline, direction=direction, metric="recall@10")
+            if row is not None:
+                lines.append(_phrase(method, baseline, row, "identification recall@10", True))
+    return lines
+
+
+# --- tables as markdown --------------------------------------------------------------------------------------
+
+def _cell(row: pd.Series, metric: str, digits: int) -> str:
+    spread = row.get(f"{metric}_seed_sd", row.get("seed_sd", np.nan))
+    value = row[metric] if metric in row else row["value"]
+    low, high = (row[f"{metric}_low"], row[f"{metric}_high"]) if f"{metric}_low" in row else (row["low"], row["high"])
+    seeds = f" ±{spread:.{digits}f}" if np.isfinite(spread) else ""
+    return f"{value:.{digits}f}{seeds} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def probe_table(probe: pd.DataFrame, metric: str, fraction: float, digits: int) -> str:
+    subset = probe[np.isclose(probe.fraction, fraction)]
+    methods = ordered(subset.method)
+    keyed = subset.set_index(["phenotype", "method"])
+    rows = []
+    for phenotype in [p for p in PHENOTYPES if p in set(subset.phenotype)]:
+        unit = f" ({UNITS[phenotype]})" if metric == "mae" else ""
+        rows.append([phenotype + unit] + [_cell(keyed.loc[(phenotype, m)], metric, digits) if (phenotype, m) in keyed.index else "–"
+                                          for m in methods])
+    seeds = subset.groupby("method").n_seeds.first()
+    return markdown_table(["phenotype"] + [f"{label(m)} ({seeds[m]} seed{'s' if seeds[m] > 1 else ''})" for m in methods], rows)
+
+
+def label_efficiency_table(probe: pd.DataFrame, phenotypes=("LVEF_pct", "LVEDV_mL")) -> str:
+    methods = ordered(probe.method)
+    keyed = probe.set_index(["phenotype", "fraction", "method"])
+    rows = []
+    for phenotype in phenotypes:
+        for fraction in sorted(probe.fraction.unique()):
+            n_train = int(probe[(probe.phenotype == phenotype) & np.isclose(probe.fraction, fraction)].n_train.max())
+            rows.append([phenotype, f"{fraction:.0%} ({n_train})"] + [
+                _cell(keyed.loc[(phenotype, fraction, m)], "r2", 3) if (phenotype, fraction, m) in keyed.index else "–" for m in methods])
+    return markdown_table(["phenotype", "labels (n)"] + [label(m) for m in methods], rows)
+
+
+RETRIEVAL_COLUMNS = ("precision@1", "precision@5", "precision@10", "zdist@10", "zdist_random", "lvef_error@10",
+                     "lvef_error_random@10", "recall@1", "recall@5", "recall@10", "recall_chance@10")
+
+
+def retrieval_table(retrieval: pd.DataFrame, direction: str) -> str:
+    subset = retrieval[retrieval.direction == direction]
+    metrics = [m for m in RETRIEVAL_COLUMNS if m in set(subset.metric)]
+    keyed = subset.set_index(["method", "metric"])
+    rows = []
+    for method in ordered(subset.method):
+        seeds = int(subset[subset.method == method].n_seeds.iloc[0])
+        rows.append([f"{label(method)} ({seeds})"] + [_cell(keyed.loc[(method, m)], "value", 3 if "@" in m and "error" not in m else 2)
+                                                     if (method, m) in keyed.index else "–" for m in metrics])
+    return markdown_table(["method (seeds)"] + metrics, rows)
+
+
+def differences_table(differences: pd.DataFrame, fraction: float) -> str:
+    subset = differences[np.isclose(differences.fraction, fraction) & (differences.metric == "r2")]
+    rows = []
+    for row in subset.itertuples():
+        rows.append([row.phenotype, f"{label(row.method)} − {label(row.baseline)}", f"{row.difference:+.3f}",
+                     f"[{row.low:+.3f}, {row.high:+.3f}]", judge(row.difference, row.low, row.high)])
+    return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "verdict"], rows)
+
+
+def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None) -> Path:
+    """Write ``results.md`` and ``results.json`` into ``out_dir``; returns the markdown path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    context = context or {}
+    probe = tables.probe
+    full = float(probe.fraction.max())
+    sentences = reading(tables)
+    parts = ["# Results: ECG-only phenotype prediction and retrieval", ""]
+    if context:
+        parts += ["Run: " + "; ".join(f"{k} {v}" for k, v in context.items()), ""]
+    parts += ["Cells: mean over seeds ± SD over seeds [bootstrap 95% interval of the seed mean, over test subjects]. "
+              "Generated by `ptacl_core.report` from the CSV tables beside this file; nothing is written by hand.", "",
+              "## Reading", ""] + [f"- {s}" for s in sentences] + [""]
+    parts += ["## Linear probing, all training labels: test R²", "", probe_table(probe, "r2", full, 3), "",
+              "## Linear probing, all training labels: test MAE", "", probe_table(probe, "mae", full, 1), "",
+              "## Linear probing, all training labels: Pearson r", "", probe_table(probe, "pearson", full, 3), "",
+              "## Label efficiency: test R²", "", label_efficiency_table(probe), "",
+              "## Paired differences (all training labels)", "", differences_table(tables.probe_differences, full), ""]
+    for direction in ("ECG→ECG", "ECG→CMR"):
+        if direction in set(tables.retrieval.direction):
+            parts += [f"## Retrieval {direction}", "", retrieval_table(tables.retrieval, direction), ""]
+    parts += ["Metrics (METHOD.md §5): relevant = the query's 10 nearest test subjects in z-scored phenotype space; "
+              "zdist@10 = mean z-distance of the top 10 (zdist_random: of a random patient); lvef_error@10 = |mean LVEF of the "
+              "top 10 − the query's| in points (…_random: for 10 random patients); recall@k = the query's own CMR in the top k "
+              "(recall_chance = k/N).", ""]
+    markdown = out_dir / "results.md"
+    markdown.write_text("\n".join(parts))
+    payload = {"context": context, "reading": sentences,
+               **{name: json.loads(getattr(tables, name).to_json(orient="records")) for name in
+                  ("probe", "probe_differences", "retrieval", "retrieval_differences")}}
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+    return markdown
