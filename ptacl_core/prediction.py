@@ -26,7 +26,6 @@ from ptacl_core.retrieval import topk
 from ptacl_core.training import load_model
 
 
-
 class PredictionError(RuntimeError):
     """The run or its cache cannot be used for prediction."""
 

@@ -59,7 +59,7 @@ def judge(difference: float, low: float, high: float, higher_is_better: bool = T
 def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
     mask = np.ones(len(table), dtype=bool)
     for column, value in where.items():
-        mask &= (np.isclose(table[column], value) if isinstance(value, float) else (table[column] == value)).to_numpy()
+        mask &= np.isclose(table[column], value) if isinstance(value, float) else (table[column] == value).to_numpy()
     return table[mask].iloc[0] if mask.any() else None
 
 

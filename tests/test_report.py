@@ -1,0 +1,111 @@
+"""The report's sentences follow the numbers: swap which method has the informative embedding and the
+verdicts swap; an interval across zero is called indistinguishable; the files carry the same reading."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ptacl_core.comparison import retrieval_difference, summarise_retrieval
+from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.probing import ProbeConfig, probe_methods
+from ptacl_core.report import ResultTables, judge, reading, write_report
+from ptacl_core.retrieval import score_retrieval, topk, zscore_phenotypes
+
+
+def _cohort(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 3))
+    phenotypes = np.full((n, len(PHENOTYPES)), np.nan)
+    for j, name in enumerate(("LVEF_pct", "LVEDV_mL", "LVM_g")):
+        phenotypes[:, PHENOTYPES.index(name)] = (58, 150, 100)[j] + (5, 30, 20)[j] * latent[:, j]
+    splits = np.array(["train"] * 200 + ["val"] * 40 + ["test"] * 60)
+    informative = np.hstack([latent + rng.normal(0, 0.2, latent.shape), rng.normal(size=(n, 5))])
+    noise = rng.normal(size=(n, 8))
+    return phenotypes, splits, np.array([f"s{i}" for i in range(n)]), informative, noise
+
+
+def _tables(ptacl_x, global_x, phenotypes, splits, ids) -> ResultTables:
+    embeddings = {("ptacl", 0): ptacl_x, ("global", 0): global_x, ("random", 0): np.random.default_rng(9).normal(size=global_x.shape)}
+    config = ProbeConfig(fractions=(0.1, 1.0), n_bootstrap=200, phenotypes=("LVEF_pct", "LVEDV_mL", "LVM_g"))
+    results = probe_methods(embeddings, phenotypes, splits, ids, config)
+    differences = pd.DataFrame([results.paired_difference("ptacl", b, f, p) for b in ("global", "random")
+                                for f in config.fractions for p in config.phenotypes])
+    test, train = np.flatnonzero(splits == "test"), np.flatnonzero(splits == "train")
+    z = zscore_phenotypes(phenotypes[test][:, [0, 3, 5]], phenotypes[train][:, [0, 3, 5]])
+    lvef = phenotypes[test, PHENOTYPES.index("LVEF_pct")]
+    own = np.arange(len(test))
+    per_query = {}
+    for (method, seed), x in embeddings.items():
+        retrieved, _ = topk(x[test], x[test], 10, exclude=own)
+        per_query[(method, seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own)
+    _, summary, seed_means = summarise_retrieval(per_query, n_bootstrap=200)
+    retrieval_differences = pd.DataFrame([retrieval_difference(seed_means, summary, "ptacl", "global", "ECG→ECG", "precision@10")])
+    return ResultTables(results.summary(), differences, summary, retrieval_differences)
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return _cohort()
+
+
+def _sentence(lines, *words):
+    found = [line for line in lines if all(word in line for word in words)]
+    assert found, (words, lines)
+    return found[0]
+
+
+def test_swapping_the_informative_embedding_swaps_the_verdicts(cohort):
+    phenotypes, splits, ids, informative, noise = cohort
+    ptacl_wins = reading(_tables(informative, noise, phenotypes, splits, ids))
+    ptacl_loses = reading(_tables(noise, informative, phenotypes, splits, ids))
+    assert "PTACL is better than global only on LVEF_pct R²" in _sentence(ptacl_wins, "LVEF_pct (all training labels)")
+    assert "PTACL is worse than global only on LVEF_pct R²" in _sentence(ptacl_loses, "LVEF_pct (all training labels)")
+    assert "the interval excludes zero in PTACL's favour on 3 and against it on 0" in _sentence(ptacl_wins, "Across 3 phenotypes")
+    assert "in PTACL's favour on 0 and against it on 3" in _sentence(ptacl_loses, "Across 3 phenotypes")
+    assert "PTACL on 3 of 3" in _sentence(ptacl_wins, "Best self-supervised")
+    assert "global only on 3 of 3" in _sentence(ptacl_loses, "Best self-supervised")
+    assert "PTACL is better than global only on ECG→ECG precision@10" in _sentence(ptacl_wins, "ECG→ECG precision@10")
+    assert "PTACL is worse than global only on ECG→ECG precision@10" in _sentence(ptacl_loses, "ECG→ECG precision@10")
+    assert "closer than a random patient" in _sentence(ptacl_wins, "ECG→ECG with PTACL")
+    assert "With 10% of the training labels: PTACL is better" in _sentence(ptacl_wins, "With 10%")
+
+
+def test_identical_methods_are_called_indistinguishable(cohort):
+    phenotypes, splits, ids, informative, _ = cohort
+    lines = reading(_tables(informative, informative + 1e-9, phenotypes, splits, ids))
+    assert "PTACL and global only are indistinguishable on LVEF_pct R²" in _sentence(lines, "LVEF_pct (all training labels)")
+
+
+def test_the_numbers_in_the_sentences_are_the_tables(cohort):
+    phenotypes, splits, ids, informative, noise = cohort
+    tables = _tables(informative, noise, phenotypes, splits, ids)
+    r2 = tables.probe.query("fraction == 1.0 and phenotype == 'LVEF_pct'").set_index("method").r2
+    sentence = _sentence(reading(tables), "LVEF_pct (all training labels)")
+    assert f"R² {r2['ptacl']:.3f} for PTACL vs {r2['global']:.3f} for global only" in sentence
+    tables.probe.loc[(tables.probe.method == "ptacl") & (tables.probe.phenotype == "LVEF_pct"), "r2"] = 0.123456
+    assert "R² 0.123 for PTACL" in _sentence(reading(tables), "LVEF_pct (all training labels)")
+
+
+def test_judge():
+    assert judge(0.05, 0.01, 0.09) == "better" and judge(-0.05, -0.09, -0.01) == "worse"
+    assert judge(0.01, -0.02, 0.04) == "indistinguishable" and judge(0.1, np.nan, np.nan) == "indistinguishable"
+    assert judge(-0.5, -0.9, -0.1, higher_is_better=False) == "better"  # e.g. a lower MAE
+
+
+def test_report_files_carry_the_reading_and_tables(cohort, tmp_path):
+    phenotypes, splits, ids, informative, noise = cohort
+    tables = _tables(informative, noise, phenotypes, splits, ids)
+    for name, frame in (("probe_summary", tables.probe), ("probe_differences", tables.probe_differences),
+                        ("retrieval_summary", tables.retrieval), ("retrieval_differences", tables.retrieval_differences)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    markdown = write_report(ResultTables.read(tmp_path), tmp_path / "out", {"subjects": 300})
+    text = markdown.read_text()
+    payload = json.loads((tmp_path / "out/results.json").read_text())
+    assert payload["reading"] == reading(ResultTables.read(tmp_path))
+    assert all(f"- {sentence}" in text for sentence in payload["reading"])
+    assert "## Linear probing, all training labels: test R²" in text and "## Retrieval ECG→ECG" in text
+    assert "| LVEF_pct |" in text and "PTACL (1 seed)" in text and "LVEDV_mL (mL)" in text
+    with pytest.raises(FileNotFoundError, match="run notebooks 03"):
+        ResultTables.read(tmp_path / "empty")
