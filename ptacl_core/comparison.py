@@ -95,21 +95,24 @@ def retrieval_per_query(view: CohortView, embeddings: dict, models: dict, split:
     usable = np.isfinite(lvef)
     rows, z, lvef = rows[usable], z[usable], lvef[usable]
     own = np.arange(len(rows))
-    kmax = max(KS)
+    ks = tuple(k for k in KS if k < len(rows))  # a small split (e.g. a smoke run) offers fewer candidates
+    if not ks:
+        raise ValueError(f"retrieval needs at least 2 {split} subjects with a known LVEF, got {len(rows)}")
+    kmax = max(ks)
     results = {}
     for (method, run_seed), x in embeddings.items():
         if method == "cmr_ptacl":
             continue
         retrieved, _ = topk(x[rows], x[rows], kmax, exclude=own)
-        results[(method, run_seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, seed=seed)
+        results[(method, run_seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
         if method in CONTRASTIVE:
             model = models[(method, run_seed)]
             cmr_pooled = cache_embeddings(model, view.cache, "cmr", store)
             query, gallery = project(model, x[rows], "ecg"), project(model, cmr_pooled[rows], "cmr")
             similar, _ = topk(query, gallery, kmax, exclude=own)
-            scores = score_retrieval(similar, z, z, lvef, lvef, exclude=own, seed=seed)
+            scores = score_retrieval(similar, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
             identified, _ = topk(query, gallery, kmax)
-            for k in KS:
+            for k in ks:
                 scores.per_query[f"recall@{k}"] = (identified[:, :k] == own[:, None]).any(1).astype(float)
                 scores.per_query[f"recall_chance@{k}"] = np.full(len(rows), k / len(rows))
             results[(method, run_seed, "ECG→CMR")] = scores

@@ -63,7 +63,8 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     """The whole sequence through the command-line runner, as `make reproduce` runs it, with tiny parameters."""
     command = [sys.executable, "-m", "ptacl_core", "run", "--fast", "--no-progress", "--output-dir", str(tmp_path / "out"),
                "-p", "cohort_dir", str(tmp_path / "cohort"), "-p", "figures_dir", str(tmp_path / "figures"),
-               "-p", "cache_dir", str(tmp_path / "cache"), "-p", "runs_dir", str(tmp_path / "runs")]
+               "-p", "cache_dir", str(tmp_path / "cache"), "-p", "runs_dir", str(tmp_path / "runs"),
+               "-p", "embeddings_dir", str(tmp_path / "embeddings")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=paths.project_root())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for notebook in NOTEBOOKS:
@@ -74,6 +75,16 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert (tmp_path / "cache/index.csv").exists() and (tmp_path / "figures/01_cine_crops.png").exists()
     assert (tmp_path / "figures/02_phase_similarity.png").exists() and (tmp_path / "figures/tables/02_probe_r2.csv").exists()
     assert (tmp_path / "runs/ptacl_tiny_seed0_fast/checkpoints/last.pt").exists()
+    for method in ("mae_ecg", "local", "supervised"):
+        assert (tmp_path / f"runs/{method}_tiny_seed0_fast/checkpoints/last.pt").exists()
+    tables = tmp_path / "figures/tables"
+    for name in ("probe_summary", "probe_differences", "probe_predictions", "retrieval_summary", "retrieval_differences"):
+        assert (tables / f"{name}.csv").exists(), name
+    for figure in ("probe_r2", "predicted_vs_true", "retrieval_panel", "phase_alignment", "embedding_map", "label_efficiency"):
+        assert (tmp_path / f"figures/05_{figure}.png").exists() and (tmp_path / f"figures/05_{figure}.pdf").exists(), figure
+    report = (tmp_path / "figures/results.md").read_text()
+    assert "## Reading" in report and "PTACL" in report and (tmp_path / "figures/results.json").exists()
+    assert list((tmp_path / "embeddings").glob("*.npz"))  # the embedding cache went where it was told
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):
