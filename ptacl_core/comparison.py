@@ -17,7 +17,7 @@ import torch
 from ptacl_core.embeddings import RunInfo, cache_embeddings, cache_phenotypes, random_init_model
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.probing import bootstrap_indices, interval
+from ptacl_core.probing import bootstrap_indices, interval, seed_standard_error
 from ptacl_core.retrieval import KS, score_retrieval, topk, zscore_phenotypes
 from ptacl_core.training import load_model
 
@@ -146,13 +146,19 @@ def summarise_retrieval(per_query: dict, n_bootstrap: int = 1000, seed: int = 0)
     return per_seed, pd.DataFrame(summary_rows), seed_means
 
 
-def retrieval_difference(seed_means: dict, summary: pd.DataFrame, method: str, baseline: str, direction: str, metric: str) -> dict:
-    """Seed-mean ``metric`` of ``method`` minus ``baseline`` with its paired bootstrap 95% interval."""
+def retrieval_difference(seed_means: dict, summary: pd.DataFrame, method: str, baseline: str, direction: str, metric: str,
+                         per_seed: pd.DataFrame | None = None) -> dict:
+    """Seed-mean ``metric`` of ``method`` minus ``baseline`` with its paired bootstrap 95% interval and, given
+    the per-seed table, the standard error of the difference over seeds."""
     value = summary.set_index(["method", "direction", "metric"]).value
     low, high = interval(seed_means[(method, direction, metric)] - seed_means[(baseline, direction, metric)])
+    seed_se = float("nan")
+    if per_seed is not None:
+        rows = per_seed[(per_seed.direction == direction) & (per_seed.metric == metric)]
+        seed_se = seed_standard_error(rows[rows.method == method].value, rows[rows.method == baseline].value)
     return {"method": method, "baseline": baseline, "direction": direction, "metric": metric,
             "difference": float(value[(method, direction, metric)] - value[(baseline, direction, metric)]),
-            "low": low, "high": high}
+            "low": low, "high": high, "seed_se": seed_se}
 
 
 # --- one object for notebooks 03-05 ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from ptacl_core.phenotypes import PHENOTYPES
 
 METRICS = ("r2", "mae", "pearson")
-RIDGE_ALPHAS = tuple(np.logspace(-3, 4, 15))
+RIDGE_ALPHAS = tuple(np.logspace(-3, 6, 19))  # up to "predict the mean" for a handful of labels
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,14 @@ def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def seed_standard_error(a: pd.Series | np.ndarray, b: pd.Series | np.ndarray) -> float:
+    """Standard error over training seeds of mean(a) - mean(b); NaN unless both have at least 2 seeds."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    return float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+
+
 @dataclass
 class ProbeResults:
     """per_seed: one row per (method, seed, fraction, phenotype) with each metric and its interval;
@@ -131,10 +139,12 @@ class ProbeResults:
                 raise KeyError(f"no probe results for {name!r} at fraction {fraction} on {phenotype}")
             return np.mean([self.bootstrap[(name, seed, fraction, phenotype)][metric] for seed in seeds], axis=0)
 
-        point = self.per_seed.query("fraction == @fraction and phenotype == @phenotype").groupby("method")[metric].mean()
+        rows = self.per_seed[(self.per_seed.fraction == fraction) & (self.per_seed.phenotype == phenotype)]
+        point = rows.groupby("method")[metric].mean()
         low, high = interval(resampled(method) - resampled(baseline))
         return {"method": method, "baseline": baseline, "fraction": fraction, "phenotype": phenotype, "metric": metric,
-                "difference": float(point[method] - point[baseline]), "low": low, "high": high}
+                "difference": float(point[method] - point[baseline]), "low": low, "high": high,
+                "seed_se": seed_standard_error(rows[rows.method == method][metric], rows[rows.method == baseline][metric])}
 
 
 def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.ndarray, splits: np.ndarray,

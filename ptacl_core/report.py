@@ -1,7 +1,8 @@
 """The results report: ``figures/results.md`` with ``results.json`` beside it, built from the tables of
 notebooks 03 (probing) and 04 (retrieval). Every sentence of the written reading is generated from those
-numbers: a comparison is called a win or a loss only when its paired bootstrap 95% interval excludes zero,
-and a loss is said as plainly as a win. Nothing here knows which method "should" win.
+numbers: a comparison is called a win or a loss only when its paired bootstrap 95% interval excludes zero
+and, with several seeds, the difference exceeds twice its seed standard error (``judge``); a loss is said
+as plainly as a win. Nothing here knows which method "should" win.
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ def label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def judge(difference: float, low: float, high: float, higher_is_better: bool = True) -> str:
-    """"better", "worse" or "indistinguishable": the direction only counts when the 95% interval excludes 0."""
+def judge(difference: float, low: float, high: float, higher_is_better: bool = True, seed_se: float = float("nan")) -> str:
+    """"better", "worse" or "indistinguishable". A direction counts only when the paired bootstrap 95% interval
+    (test-set sampling) excludes 0 and, where several seeds were trained, the difference also exceeds twice
+    its standard error over seeds (training randomness)."""
     if not np.isfinite(low) or not np.isfinite(high) or low <= 0 <= high:
+        return "indistinguishable"
+    if np.isfinite(seed_se) and abs(difference) <= 2 * seed_se:
         return "indistinguishable"
     improved = (low > 0) == higher_is_better
     return "better" if improved else "worse"
@@ -64,8 +69,11 @@ def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
 
 
 def _phrase(method: str, baseline: str, row: pd.Series, what: str, higher_is_better: bool) -> str:
-    verdict = judge(row.difference, row.low, row.high, higher_is_better)
+    seed_se = float(row.get("seed_se", np.nan))
+    verdict = judge(row.difference, row.low, row.high, higher_is_better, seed_se)
     interval = f"{row.difference:+.3f}, 95% CI [{row.low:+.3f}, {row.high:+.3f}]"
+    if np.isfinite(seed_se):
+        interval += f", seed SE {seed_se:.3f}"
     if verdict == "indistinguishable":
         return f"{label(method)} and {label(baseline)} are indistinguishable on {what} (difference {interval})."
     return f"{label(method)} is {verdict} than {label(baseline)} on {what} (difference {interval})."
@@ -91,7 +99,7 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
         rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == baseline)
                                         & np.isclose(tables.probe_differences.fraction, full.fraction.max())
                                         & (tables.probe_differences.metric == "r2")]
-        verdicts = [judge(r.difference, r.low, r.high) for r in rows.itertuples()]
+        verdicts = [judge(r.difference, r.low, r.high, True, getattr(r, "seed_se", np.nan)) for r in rows.itertuples()]
         above = int((rows.difference > 0).sum())
         lines.append(f"Across {len(rows)} phenotypes, {label(method)}'s R² is above {label(baseline)}'s on {above} and below on "
                      f"{len(rows) - above}; the interval excludes zero in {label(method)}'s favour on {verdicts.count('better')} "
@@ -213,8 +221,9 @@ def differences_table(differences: pd.DataFrame, fraction: float) -> str:
     rows = []
     for row in subset.itertuples():
         rows.append([row.phenotype, f"{label(row.method)} − {label(row.baseline)}", f"{row.difference:+.3f}",
-                     f"[{row.low:+.3f}, {row.high:+.3f}]", judge(row.difference, row.low, row.high)])
-    return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "verdict"], rows)
+                     f"[{row.low:+.3f}, {row.high:+.3f}]", f"{getattr(row, 'seed_se', np.nan):.3f}",
+                     judge(row.difference, row.low, row.high, True, getattr(row, "seed_se", np.nan))])
+    return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "seed SE", "verdict"], rows)
 
 
 def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None) -> Path:

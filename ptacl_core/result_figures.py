@@ -136,8 +136,9 @@ def plot_embedding_map(coordinates: dict[str, np.ndarray], lvef: np.ndarray, con
     return figure
 
 
-def plot_label_efficiency(summary: pd.DataFrame, phenotypes=("LVEF_pct", "LVEDV_mL")) -> plt.Figure:
-    """Test R² against the fraction of training labels (log axis), one line per method, 95% CI band."""
+def plot_label_efficiency(summary: pd.DataFrame, phenotypes=("LVEF_pct", "LVEDV_mL"), floor: float = -1.0) -> plt.Figure:
+    """Test R² against the fraction of training labels (log axis), one line per method, 95% CI band; the axis
+    stops at ``floor`` (the tables keep every value)."""
     figure, axes = plt.subplots(1, len(phenotypes), figsize=(4.2 * len(phenotypes), 3.4), squeeze=False)
     for axis, phenotype in zip(axes[0], phenotypes, strict=True):
         subset = summary[summary.phenotype == phenotype]
@@ -146,6 +147,9 @@ def plot_label_efficiency(summary: pd.DataFrame, phenotypes=("LVEF_pct", "LVEDV_
             axis.plot(rows.fraction, rows.r2, "o-", ms=3, color=_colour(method), label=METHOD_LABELS.get(method, method))
             axis.fill_between(rows.fraction, rows.r2_low, rows.r2_high, color=_colour(method), alpha=0.12, linewidth=0)
         axis.set_xscale("log")
+        if subset.r2_low.min() < floor:  # a probe on a handful of labels can be far below 0: keep the rest readable
+            axis.set_ylim(bottom=floor)
+            axis.annotate(f"axis cut at R² = {floor:g}", xy=(0.02, 0.02), xycoords="axes fraction", fontsize=7, color="0.4")
         fractions = sorted(subset.fraction.unique())
         axis.set_xticks(fractions, [f"{f:.0%}" for f in fractions])
         axis.set_xlabel("training labels used")

@@ -19,6 +19,7 @@ from ptacl_core.probing import (
     label_subset,
     probe_methods,
     regression_metrics,
+    seed_standard_error,
 )
 
 
@@ -116,6 +117,7 @@ def test_probe_methods_ranks_an_informative_embedding_above_noise():
     assert good.r2_low <= good.r2 <= good.r2_high and good.mae < bad.mae
     difference = results.paired_difference("good", "noise", 1.0, "LVEF_pct")
     assert difference["difference"] > 0.7 and difference["low"] > 0
+    assert np.isnan(difference["seed_se"])  # "noise" has one seed: no seed spread to speak of
     # the per-seed row equals a direct fit on the same rows
     train = np.flatnonzero(splits == "train")
     test = np.flatnonzero(splits == "test")
@@ -126,6 +128,13 @@ def test_probe_methods_ranks_an_informative_embedding_above_noise():
     assert row.n_train == 200 and results.per_seed.query("fraction == 0.1").n_train.eq(20).all()
     predictions = results.predictions
     assert set(predictions.phenotype) == {"LVEF_pct", "LVEDV_mL"} and len(predictions) == 3 * 2 * 60
+
+
+def test_seed_standard_error_by_hand():
+    a, b = [0.5, 0.7, 0.6], [0.4, 0.2]
+    expected = np.sqrt(np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 2)
+    assert seed_standard_error(a, b) == pytest.approx(expected)
+    assert np.isnan(seed_standard_error([0.5], b))
 
 
 def test_unknown_phenotypes_are_left_out_not_imputed():

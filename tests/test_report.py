@@ -92,6 +92,8 @@ def test_judge():
     assert judge(0.05, 0.01, 0.09) == "better" and judge(-0.05, -0.09, -0.01) == "worse"
     assert judge(0.01, -0.02, 0.04) == "indistinguishable" and judge(0.1, np.nan, np.nan) == "indistinguishable"
     assert judge(-0.5, -0.9, -0.1, higher_is_better=False) == "better"  # e.g. a lower MAE
+    # the test-set interval excludes 0, but training seeds disagree: not a claim
+    assert judge(0.3, 0.1, 0.5, seed_se=0.2) == "indistinguishable" and judge(0.3, 0.1, 0.5, seed_se=0.1) == "better"
 
 
 def test_report_files_carry_the_reading_and_tables(cohort, tmp_path):
