@@ -102,8 +102,8 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
         verdicts = [judge(r.difference, r.low, r.high, True, getattr(r, "seed_se", np.nan)) for r in rows.itertuples()]
         above = int((rows.difference > 0).sum())
         lines.append(f"Across {len(rows)} phenotypes, {label(method)}'s R² is above {label(baseline)}'s on {above} and below on "
-                     f"{len(rows) - above}; the interval excludes zero in {label(method)}'s favour on {verdicts.count('better')} "
-                     f"and against it on {verdicts.count('worse')}.")
+                     f"{len(rows) - above}; counting only differences whose 95% interval excludes zero and that exceed twice their "
+                     f"seed SE, {label(method)} is better on {verdicts.count('better')} and worse on {verdicts.count('worse')}.")
     contenders = [m for m in SELF_SUPERVISED if m in methods]
     if len(contenders) > 1:
         best = r2[contenders].idxmax(axis=1)
