@@ -86,6 +86,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _predict(args: argparse.Namespace) -> int:
     from ptacl_core.prediction import PredictionError, Predictor, format_report
 
@@ -94,9 +101,12 @@ def _predict(args: argparse.Namespace) -> int:
     except PredictionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for note in predictor.notes:
+        print(f"note: {note}", file=sys.stderr)
     predictions, neighbours = predictor.predict(args.files, top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
-    out = Path(args.out) if args.out else Path("outputs") / "predictions" / Path(args.run).name
+    run_name = args.run.name if args.run.is_dir() else args.run.resolve().parent.parent.name  # runs/<name>/checkpoints/x.pt
+    out = Path(args.out) if args.out else Path("outputs") / "predictions" / run_name
     out.mkdir(parents=True, exist_ok=True)
     predictions.round(3).to_csv(out / "predictions.csv", index=False)
     neighbours.round(3).to_csv(out / "nearest_patients.csv", index=False)
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", required=True, type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
     predict.add_argument("files", nargs="+", type=Path, help="ECG files: WFDB (.hea/.dat/.mat or the record name) or UK Biobank XML")
     predict.add_argument("--cache", type=Path, help="the cache the probes are fitted on (default: the run's training cache)")
-    predict.add_argument("--top", type=int, default=3, help="nearest gallery patients to list per file")
+    predict.add_argument("--top", type=_positive_int, default=3, help="nearest gallery patients to list per file (>= 1)")
     predict.add_argument("--out", type=Path, help="folder for predictions.csv and nearest_patients.csv "
                                                   "(default outputs/predictions/<run>)")
     predict.set_defaults(handler=_predict)

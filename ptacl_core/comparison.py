@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 
 from ptacl_core.embeddings import RunInfo, cache_embeddings, cache_phenotypes, random_init_model
+from ptacl_core.encoders import ModelConfig
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.probing import bootstrap_indices, interval, seed_standard_error
+from ptacl_core.probing import bootstrap_indices, interval, seed_degrees_of_freedom, seed_standard_error
 from ptacl_core.retrieval import KS, score_retrieval, topk, zscore_phenotypes
 from ptacl_core.training import load_model
 
@@ -53,17 +54,18 @@ class CohortView:
                    conditions)
 
 
-def collect_embeddings(cache: Cache, runs: list[RunInfo], preset: str, random_seeds: list[int], store: Path | str | None = None,
-                       device: str = "cpu", progress: bool = True) -> tuple[dict, dict]:
+def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelConfig, random_seeds: list[int],
+                       store: Path | str | None = None, device: str = "cpu", progress: bool = True) -> tuple[dict, dict]:
     """ECG embeddings per (method, seed) -> (N, D), plus ("cmr_ptacl", seed) CMR embeddings of the PTACL runs,
-    and the loaded models per (method, seed) (for projections and figures)."""
+    and the models per (method, seed) (for projections and figures). Random init: ``random_config`` built
+    with each of ``random_seeds``, i.e. the first state of the trained runs with those seeds."""
     from tqdm.auto import tqdm
 
     embeddings, models = {}, {}
     jobs = [("random", seed, None) for seed in random_seeds] + [(run.method, run.seed, run.folder) for run in runs
                                                                   if run.method != "mae_cmr"]
     for method, seed, folder in tqdm(jobs, desc="embeddings", disable=not progress):
-        model = random_init_model(preset, seed) if folder is None else load_model(folder)[0]
+        model = random_init_model(random_config, seed) if folder is None else load_model(folder)[0]
         models[(method, seed)] = model
         embeddings[(method, seed)] = cache_embeddings(model, cache, "ecg", store, device=device)
         if method == "ptacl":
@@ -80,13 +82,24 @@ def project(model, pooled: np.ndarray, modality: str) -> np.ndarray:
 
 # --- retrieval over the methods -------------------------------------------------------------------------------
 
-def retrieval_per_query(view: CohortView, embeddings: dict, models: dict, split: str = "test", seed: int = 0,
-                        store: Path | str | None = None) -> dict:
+def contrastive_projections(view: CohortView, models: dict, embeddings: dict, store: Path | str | None = None,
+                            device: str = "cpu") -> dict:
+    """(method, seed) -> ((N, d) projected ECG, (N, d) projected CMR) for the contrastive methods: the shared
+    space ECG->CMR retrieval searches in."""
+    projections = {}
+    for (method, seed), model in models.items():
+        if method in CONTRASTIVE:
+            cmr_pooled = cache_embeddings(model, view.cache, "cmr", store, device=device)
+            projections[(method, seed)] = (project(model, embeddings[(method, seed)], "ecg"), project(model, cmr_pooled, "cmr"))
+    return projections
+
+
+def retrieval_per_query(view: CohortView, embeddings: dict, projections: dict, split: str = "test", seed: int = 0) -> dict:
     """(method, seed, direction) -> RetrievalScores over the ``split`` subjects (queries and gallery).
 
     ECG->ECG uses the pooled pre-projection embeddings, leaving each query's own ECG out. ECG->CMR uses the
-    contrastive projections (contrastive methods only); its similar-patient metrics leave the query's own
-    CMR out, its recall@k (identification) keeps it in.
+    contrastive projections (``contrastive_projections``); its similar-patient metrics leave the query's own
+    CMR out, its recall@k (identification) keeps it in. Phenotypes are z-scored with training statistics.
     """
     rows = np.flatnonzero(view.splits == split)
     train = np.flatnonzero(view.splits == "train")
@@ -105,17 +118,13 @@ def retrieval_per_query(view: CohortView, embeddings: dict, models: dict, split:
             continue
         retrieved, _ = topk(x[rows], x[rows], kmax, exclude=own)
         results[(method, run_seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
-        if method in CONTRASTIVE:
-            model = models[(method, run_seed)]
-            cmr_pooled = cache_embeddings(model, view.cache, "cmr", store)
-            query, gallery = project(model, x[rows], "ecg"), project(model, cmr_pooled[rows], "cmr")
+        if (method, run_seed) in projections:
+            ecg_projected, cmr_projected = projections[(method, run_seed)]
+            query, gallery = ecg_projected[rows], cmr_projected[rows]
             similar, _ = topk(query, gallery, kmax, exclude=own)
-            scores = score_retrieval(similar, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
             identified, _ = topk(query, gallery, kmax)
-            for k in ks:
-                scores.per_query[f"recall@{k}"] = (identified[:, :k] == own[:, None]).any(1).astype(float)
-                scores.per_query[f"recall_chance@{k}"] = np.full(len(rows), k / len(rows))
-            results[(method, run_seed, "ECG→CMR")] = scores
+            results[(method, run_seed, "ECG→CMR")] = score_retrieval(similar, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed,
+                                                                     identified=identified)
     return results
 
 
@@ -152,13 +161,14 @@ def retrieval_difference(seed_means: dict, summary: pd.DataFrame, method: str, b
     the per-seed table, the standard error of the difference over seeds."""
     value = summary.set_index(["method", "direction", "metric"]).value
     low, high = interval(seed_means[(method, direction, metric)] - seed_means[(baseline, direction, metric)])
-    seed_se = float("nan")
+    seed_se = seed_df = float("nan")
     if per_seed is not None:
         rows = per_seed[(per_seed.direction == direction) & (per_seed.metric == metric)]
         seed_se = seed_standard_error(rows[rows.method == method].value, rows[rows.method == baseline].value)
+        seed_df = seed_degrees_of_freedom(rows[rows.method == method].value, rows[rows.method == baseline].value)
     return {"method": method, "baseline": baseline, "direction": direction, "metric": metric,
             "difference": float(value[(method, direction, metric)] - value[(baseline, direction, metric)]),
-            "low": low, "high": high, "seed_se": seed_se}
+            "low": low, "high": high, "seed_se": seed_se, "seed_df": seed_df}
 
 
 # --- one object for notebooks 03-05 ----------------------------------------------------------------------------
@@ -179,7 +189,7 @@ class Comparison:
     def load(cls, cohort_dir=None, cache_dir=None, preset: str = "tiny", runs_dir=None, embeddings_dir=None, fast: bool = False,
              random_seeds: int | None = None, device: str = "cpu", progress: bool = True) -> Comparison:
         """Defaults: the synthetic cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``.
-        random_seeds: how many random-init models (default: as many as the most-seeded method has)."""
+        random_seeds: how many random-init models (default: one per seed of the PTACL runs)."""
         from ptacl_core import paths
         from ptacl_core.embeddings import find_runs
         from ptacl_core.preprocessing.cache import default_cache_dir
@@ -190,13 +200,26 @@ class Comparison:
         store = Path(embeddings_dir) if embeddings_dir else paths.outputs_root() / "embeddings"
         cache = Cache.open(cache_dir)
         runs, notes = find_runs(runs_dir, preset, fast)
+        # a run trained on another cache (other subjects or splits) could have seen this cache's test subjects
+        foreign = [r for r in runs if r.data_fingerprint is not None and r.data_fingerprint != cache.fingerprint]
+        notes += [f"{r.folder.name}: trained on another cache (fingerprint {r.data_fingerprint[:12]}, this cache "
+                  f"{cache.fingerprint[:12]}); left out, its training subjects may be in this test split" for r in foreign]
+        runs = [r for r in runs if r not in foreign]
         if not runs:
-            raise FileNotFoundError(f"no finished {preset!r} runs in {runs_dir}{' (fast)' if fast else ''}; run notebook 02 first"
-                                    + ("; " + "; ".join(notes) if notes else ""))
-        if random_seeds is None:
-            random_seeds = max(sum(r.method == m for r in runs) for m in {r.method for r in runs})
-        embeddings, models = collect_embeddings(cache, runs, preset, list(range(random_seeds)), store, device, progress)
+            raise FileNotFoundError(f"no finished {preset!r} runs for {cache_dir} in {runs_dir}{' (fast)' if fast else ''}; "
+                                    "run notebook 02 first" + ("; " + "; ".join(notes) if notes else ""))
+        # random init = the first state of the trained runs: their architecture, their seeds
+        reference = [r for r in runs if r.method == "ptacl"] or runs
+        random_config = load_model(reference[0].folder)[1].model
+        seeds = sorted({r.seed for r in reference})[:random_seeds] if random_seeds else sorted({r.seed for r in reference})
+        embeddings, models = collect_embeddings(cache, runs, random_config, seeds, store, device, progress)
         return cls(CohortView.of(cache), runs, notes, embeddings, models, preset, store)
+
+    def headline(self) -> tuple[str, int]:
+        """The (method, seed) the single-run figures show: PTACL's lowest seed, else the first trained method's."""
+        trained = sorted(k for k in self.embeddings if k[0] not in ("random", "cmr_ptacl"))
+        preferred = [k for k in trained if k[0] == "ptacl"] or trained
+        return preferred[0]
 
     def seeds(self) -> pd.DataFrame:
         """Methods and the seeds evaluated for each."""
@@ -204,3 +227,17 @@ class Comparison:
         for method, seed in self.embeddings:
             seeds.setdefault(method, []).append(seed)
         return pd.DataFrame([{"method": m, "label": METHOD_LABELS.get(m, m), "seeds": sorted(seeds[m])} for m in ordered(seeds)])
+
+
+RETRIEVAL_DIFFERENCE_METRICS = ("precision@1", "precision@5", "precision@10", "zdist@10", "lvef_error@10",
+                                "recall@1", "recall@5", "recall@10")
+
+
+def retrieval_differences(per_seed: pd.DataFrame, summary: pd.DataFrame, seed_means: dict, method: str = "ptacl",
+                          metrics=RETRIEVAL_DIFFERENCE_METRICS) -> pd.DataFrame:
+    """``method`` against every other method, per direction and metric both were scored on."""
+    rows = [retrieval_difference(seed_means, summary, method, other, direction, metric, per_seed)
+            for direction in summary.direction.unique()
+            for other in ordered(summary[summary.direction == direction].method) if other != method
+            for metric in metrics if (method, direction, metric) in seed_means and (other, direction, metric) in seed_means]
+    return pd.DataFrame(rows, columns=["method", "baseline", "direction", "metric", "difference", "low", "high", "seed_se", "seed_df"])

@@ -1,13 +1,15 @@
 """Frozen-encoder embeddings of a whole cache, cached on disk per checkpoint (METHOD.md §5).
 
 Evaluation embeds every subject once per model and modality: the pooled, pre-projection output of the ECG
-(or cine) encoder, in the cache's index order. The result is stored as ``<store>/<key>.npz`` where the key
-is a hash of the model's weights (the checkpoint's content, not its path or optimiser state), the cache
-fingerprint and the modality, so re-running notebooks 03-05 on the same checkpoints costs nothing, and a
-retrained checkpoint can never be served stale embeddings.
+(or cine) encoder, in the cache's index order. The result is stored as ``<store>/<key>.npz``; the key
+(``embedding_key``) hashes everything the numbers depend on: the weights (the checkpoint's content, not its
+path or optimiser state), the architecture config, the encoder source, the kit version, the cache
+(fingerprint, array sizes and modification times) and the modality. Re-running notebooks 03-05 on the same
+checkpoints costs nothing, and a retrained checkpoint, an edited encoder or a rebuilt cache is never served
+stale embeddings.
 
 The comparison's runs are found by name: ``<method>_<preset>_seed<k>[_fast]`` in the runs folder (what
-notebook 02 writes); unfinished runs are listed and left out.
+notebook 02 writes); unfinished or unreadable runs are listed and left out.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ptacl_core import paths
-from ptacl_core.encoders import MODEL_PRESETS, PTACLModel
+from ptacl_core.encoders import MODEL_PRESETS, ModelConfig, PTACLModel
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 
@@ -65,21 +67,47 @@ def embed_arrays(model: PTACLModel, array: np.ndarray, rows: np.ndarray, modalit
     return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
 
 
+def _code_hash() -> str:
+    """Hash of the encoder source: an edit to the forward pass must not be served old embeddings."""
+    import ptacl_core.encoders as encoders
+
+    return hashlib.sha256(Path(encoders.__file__).read_bytes()).hexdigest()[:16]
+
+
+def embedding_key(model: PTACLModel, cache: Cache, modality: str) -> str:
+    """What the embeddings depend on: weights, architecture config, encoder code, kit version, the cache
+    (fingerprint of its inputs and config, plus the arrays' size and modification time) and the modality."""
+    from ptacl_core import __version__
+
+    arrays = [cache.folder / f"{name}.npy" for name in MODALITIES]
+    stats = [(p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in arrays]
+    parts = [weights_hash(model), json.dumps(model.config.to_dict(), sort_keys=True), _code_hash(), __version__,
+             cache.fingerprint, json.dumps(stats), modality, f"v{EMBEDDING_VERSION}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
 def cache_embeddings(model: PTACLModel, cache: Cache, modality: str = "ecg", store: Path | str | None = None,
                      batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """(N, D) embeddings of every subject of ``cache`` in index order, read from / written to ``store``."""
     store = Path(store) if store is not None else default_store()
-    key = hashlib.sha256(f"{weights_hash(model)}|{cache.fingerprint}|{modality}|v{EMBEDDING_VERSION}".encode()).hexdigest()[:32]
-    path = store / f"{key}.npz"
+    path = store / f"{embedding_key(model, cache, modality)}.npz"
     ids = np.array(cache.index.subject_id.astype(str).tolist(), dtype=str)  # fixed-width: loads without pickle
     if path.exists():
-        with np.load(path, allow_pickle=False) as stored:
-            if np.array_equal(stored["subject_id"], ids):
-                return stored["embedding"]
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if np.array_equal(stored["subject_id"], ids):
+                    return stored["embedding"]
+        except (OSError, ValueError, KeyError):  # a damaged file is recomputed, not trusted
+            pass
     array = cache.ecg if modality == "ecg" else cache.cmr
     embedding = embed_arrays(model, array, cache.index.row.to_numpy(dtype=np.int64), modality, batch_size, device)
+    bad = ~np.isfinite(embedding).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{modality} embeddings are not finite for {int(bad.sum())} subject(s) (e.g. {ids[bad][:3].tolist()}): "
+                         "a diverged checkpoint or corrupt cache rows")
     store.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.npz")
+    handle, temporary = tempfile.mkstemp(dir=store, suffix=".npz")
+    os.close(handle)
     np.savez(temporary, embedding=embedding, subject_id=ids)
     os.replace(temporary, path)
     return embedding
@@ -101,10 +129,12 @@ class RunInfo:
     method: str
     seed: int
     folder: Path
+    data_fingerprint: str | None = None  # of the cache it was trained on
 
 
 def find_runs(runs_dir: Path | str, preset: str, fast: bool = False, methods: list[str] | None = None) -> tuple[list[RunInfo], list[str]]:
-    """Finished runs named ``<method>_<preset>_seed<k>[_fast]``; returns (runs, notes on the ones left out)."""
+    """Finished runs named ``<method>_<preset>_seed<k>[_fast]``; returns (runs, notes on the ones left out).
+    Finished = the checkpoint itself holds the last epoch (metrics.csv is written just before it)."""
     runs_dir = Path(runs_dir)
     found, notes = [], []
     for folder in sorted(runs_dir.glob("*")) if runs_dir.is_dir() else []:
@@ -113,20 +143,27 @@ def find_runs(runs_dir: Path | str, preset: str, fast: bool = False, methods: li
             continue
         if methods is not None and match["method"] not in methods:
             continue
-        checkpoint, config = folder / "checkpoints" / "last.pt", folder / "config.json"
-        if not checkpoint.exists() or not config.exists():
+        checkpoint = folder / "checkpoints" / "last.pt"
+        if not checkpoint.exists():
             notes.append(f"{folder.name}: no checkpoint yet")
             continue
-        epochs = json.loads(config.read_text())["optim"]["epochs"]
-        done = len(pd.read_csv(folder / "metrics.csv")) if (folder / "metrics.csv").exists() else 0
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+            epochs, done = state["config"]["optim"]["epochs"], state["epoch"] + 1
+        except Exception as error:  # a damaged checkpoint is reported, not fatal to the comparison
+            notes.append(f"{folder.name}: unreadable checkpoint ({type(error).__name__}: {error})")
+            continue
         if done < epochs:
             notes.append(f"{folder.name}: unfinished ({done}/{epochs} epochs); resume it with notebook 02")
             continue
-        found.append(RunInfo(match["method"], int(match["seed"]), folder))
+        found.append(RunInfo(match["method"], int(match["seed"]), folder, state.get("data_fingerprint")))
     return sorted(found, key=lambda r: (r.method, r.seed)), notes
 
 
-def random_init_model(preset: str, seed: int) -> PTACLModel:
-    """The untrained model of ``preset`` as seed ``seed`` initialises it (the random-init baseline)."""
-    torch.manual_seed(seed)
-    return PTACLModel(MODEL_PRESETS[preset])
+def random_init_model(config: ModelConfig | str, seed: int) -> PTACLModel:
+    """The untrained model (a ``ModelConfig`` or a preset name) as ``seed`` initialises it: the first state
+    of a training run with that seed. The global RNG state is left as it was."""
+    config = MODEL_PRESETS[config] if isinstance(config, str) else config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PTACLModel(config)

@@ -10,11 +10,12 @@ error row naming the file and the problem; the others still get their prediction
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ptacl_core.embeddings import cache_embeddings, cache_phenotypes, embed_arrays
 from ptacl_core.io.ecg import EcgReadError, read_ecg
@@ -39,6 +40,7 @@ class Predictor:
     probes: dict
     test_errors: pd.DataFrame  # phenotype -> mae, r2, n_test
     gallery: np.ndarray  # (N, D) ECG embeddings of every cached subject
+    notes: list = field(default_factory=list)  # caveats to print with the predictions
 
     @classmethod
     def from_run(cls, run: Path | str, cache: Path | str | None = None, store: Path | str | None = None) -> Predictor:
@@ -46,12 +48,23 @@ class Predictor:
         checkpoint = run / "checkpoints" / "last.pt" if run.is_dir() else run
         if not checkpoint.exists():
             raise PredictionError(f"{run}: no checkpoint (expected {checkpoint}); train the run first")
-        model, config = load_model(checkpoint)
+        try:
+            model, config = load_model(checkpoint)
+        except Exception as error:  # a truncated or foreign file: say which, not a traceback
+            raise PredictionError(f"{checkpoint}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
         cache_dir = Path(cache) if cache else Path(config.cache)
         if not (cache_dir / "cache.json").exists():
             raise PredictionError(f"{run}: its training cache {cache_dir} is not there; pass --cache with a cache "
                                   "built with the same preprocessing")
-        opened = Cache.open(cache_dir)
+        try:
+            opened = Cache.open(cache_dir)
+        except (OSError, ValueError) as error:
+            raise PredictionError(f"{cache_dir}: cannot open the cache ({error})") from error
+        trained_on = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("data_fingerprint")
+        notes = []
+        if trained_on and trained_on != opened.fingerprint:
+            notes.append(f"the run was trained on another cache (fingerprint {trained_on[:12]}, this one {opened.fingerprint[:12]}): "
+                         "the probe's test errors are honest only if none of its training subjects is in this cache's test split")
         gallery = cache_embeddings(model, opened, "ecg", store)
         phenotypes, splits = cache_phenotypes(opened), opened.index.split.to_numpy()
         train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
@@ -67,7 +80,7 @@ class Predictor:
             errors.append({"phenotype": name, "test_mae": scores["mae"], "test_r2": scores["r2"], "n_test": len(test_rows)})
         if not probes:
             raise PredictionError(f"{cache_dir}: no phenotype has training labels to fit a probe on")
-        return cls(model, opened, probes, pd.DataFrame(errors).set_index("phenotype"), gallery)
+        return cls(model, opened, probes, pd.DataFrame(errors).set_index("phenotype"), gallery, notes)
 
     def embed_file(self, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
         """(D,) embedding of one ECG file and its quality flags; EcgReadError / EcgQualityError when unusable."""
@@ -76,19 +89,24 @@ class Predictor:
             processed = preprocess_ecg(ecg.signal, ecg.fs, self.cache.config.ecg)
         except EcgQualityError as error:
             raise EcgQualityError(f"{path}: {error}") from error
+        except Exception as error:  # anything unforeseen is this file's failure, named, not the batch's
+            raise EcgReadError(path, f"preprocessing failed ({type(error).__name__}: {error})") from error
         stored = processed.signal.astype(np.float16)[None]  # the cache stores float16: do the same
         return embed_arrays(self.model, stored, np.array([0]), "ecg")[0], processed.flags
 
     def predict(self, files: list[Path | str], top: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
         """One row per file (predictions, or the error) and the ``top`` nearest gallery patients per file."""
+        if top < 1:
+            raise ValueError(f"top must be at least 1, got {top}")
         rows, neighbours = [], []
         index = self.cache.index
         for file in files:
             path = Path(file)
             try:
                 embedding, flags = self.embed_file(path)
-            except (EcgReadError, EcgQualityError, OSError, ValueError) as error:
-                rows.append({"file": str(path), "status": "error", "error": str(error)})
+            except Exception as error:  # every failure is one file's row; the others still get predictions
+                message = str(error) if isinstance(error, (EcgReadError, EcgQualityError)) else f"{path}: {type(error).__name__}: {error}"
+                rows.append({"file": str(path), "status": "error", "error": message})
                 continue
             row = {"file": str(path), "status": "ok", "error": "", "flags": ";".join(flags)}
             for name, probe in self.probes.items():

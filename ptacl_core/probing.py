@@ -106,6 +106,12 @@ def seed_standard_error(a: pd.Series | np.ndarray, b: pd.Series | np.ndarray) ->
     return float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
 
 
+def seed_degrees_of_freedom(a, b) -> float:
+    """Conservative degrees of freedom for ``seed_standard_error``: min(n_a, n_b) - 1 (NaN below 2 seeds)."""
+    smallest = min(len(a), len(b))
+    return float(smallest - 1) if smallest >= 2 else float("nan")
+
+
 @dataclass
 class ProbeResults:
     """per_seed: one row per (method, seed, fraction, phenotype) with each metric and its interval;
@@ -144,7 +150,23 @@ class ProbeResults:
         low, high = interval(resampled(method) - resampled(baseline))
         return {"method": method, "baseline": baseline, "fraction": fraction, "phenotype": phenotype, "metric": metric,
                 "difference": float(point[method] - point[baseline]), "low": low, "high": high,
-                "seed_se": seed_standard_error(rows[rows.method == method][metric], rows[rows.method == baseline][metric])}
+                "seed_se": seed_standard_error(rows[rows.method == method][metric], rows[rows.method == baseline][metric]),
+                "seed_df": seed_degrees_of_freedom(rows[rows.method == method][metric], rows[rows.method == baseline][metric])}
+
+
+DIFFERENCE_COLUMNS = ["method", "baseline", "fraction", "phenotype", "metric", "difference", "low", "high", "seed_se", "seed_df"]
+
+
+def probe_differences(results: ProbeResults, method: str = "ptacl", metrics=("r2", "mae")) -> pd.DataFrame:
+    """``method`` against every other method, for each (fraction, phenotype) both were probed on."""
+    per_seed = results.per_seed
+    if per_seed.empty or method not in set(per_seed.method):
+        return pd.DataFrame(columns=DIFFERENCE_COLUMNS)
+    probed = per_seed.groupby("method")[["fraction", "phenotype"]].apply(lambda g: set(map(tuple, g.to_numpy())))
+    rows = [results.paired_difference(method, baseline, fraction, phenotype, metric)
+            for baseline in per_seed.method.unique() if baseline != method
+            for fraction, phenotype in sorted(probed[method] & probed[baseline]) for metric in metrics]
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
 
 
 def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.ndarray, splits: np.ndarray,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from ptacl_core.comparison import METHOD_LABELS, ordered
 from ptacl_core.phenotypes import PHENOTYPES, UNITS
@@ -21,7 +22,7 @@ SELF_SUPERVISED = ("mae_ecg", "global", "local", "ptacl")
 HEADLINE = ("LVEF_pct", "LVEDV_mL", "LVM_g")
 HIGHER_IS_BETTER = {"r2": True, "pearson": True, "mae": False, "precision@1": True, "precision@5": True,
                     "precision@10": True, "zdist@10": False, "lvef_error@10": False, "recall@1": True, "recall@5": True,
-                    "recall@10": True}
+                    "recall@10": True}  # the direction of every metric a difference is judged on
 
 
 @dataclass
@@ -49,16 +50,30 @@ def label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def judge(difference: float, low: float, high: float, higher_is_better: bool = True, seed_se: float = float("nan")) -> str:
+def seed_margin(seed_se: float, seed_df: float) -> float:
+    """The difference training randomness alone could produce: t(0.975, df) x SE over seeds (NaN if unknown)."""
+    if not np.isfinite(seed_se) or not np.isfinite(seed_df) or seed_df < 1:
+        return float("nan")
+    return float(student_t.ppf(0.975, seed_df) * seed_se)
+
+
+def judge(difference: float, low: float, high: float, higher_is_better: bool = True, seed_se: float = float("nan"),
+          seed_df: float = float("nan")) -> str:
     """"better", "worse" or "indistinguishable". A direction counts only when the paired bootstrap 95% interval
-    (test-set sampling) excludes 0 and, where several seeds were trained, the difference also exceeds twice
-    its standard error over seeds (training randomness)."""
+    (test-set sampling) excludes 0 and, where both sides have several seeds, the difference also exceeds
+    ``seed_margin`` (training randomness; with one seed on either side that spread is unknown)."""
     if not np.isfinite(low) or not np.isfinite(high) or low <= 0 <= high:
         return "indistinguishable"
-    if np.isfinite(seed_se) and abs(difference) <= 2 * seed_se:
+    margin = seed_margin(seed_se, seed_df)
+    if np.isfinite(margin) and abs(difference) <= margin:
         return "indistinguishable"
     improved = (low > 0) == higher_is_better
     return "better" if improved else "worse"
+
+
+def _judge_row(row, higher_is_better: bool = True) -> str:
+    get = row.get if isinstance(row, pd.Series) else (lambda key, default: getattr(row, key, default))
+    return judge(row.difference, row.low, row.high, higher_is_better, float(get("seed_se", np.nan)), float(get("seed_df", np.nan)))
 
 
 def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
@@ -69,11 +84,10 @@ def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
 
 
 def _phrase(method: str, baseline: str, row: pd.Series, what: str, higher_is_better: bool) -> str:
-    seed_se = float(row.get("seed_se", np.nan))
-    verdict = judge(row.difference, row.low, row.high, higher_is_better, seed_se)
+    verdict = _judge_row(row, higher_is_better)
     interval = f"{row.difference:+.3f}, 95% CI [{row.low:+.3f}, {row.high:+.3f}]"
-    if np.isfinite(seed_se):
-        interval += f", seed SE {seed_se:.3f}"
+    margin = seed_margin(float(row.get("seed_se", np.nan)), float(row.get("seed_df", np.nan)))
+    interval += f", seed margin ±{margin:.3f}" if np.isfinite(margin) else ", seed spread unknown (one seed)"
     if verdict == "indistinguishable":
         return f"{label(method)} and {label(baseline)} are indistinguishable on {what} (difference {interval})."
     return f"{label(method)} is {verdict} than {label(baseline)} on {what} (difference {interval})."
@@ -99,34 +113,46 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
         rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == baseline)
                                         & np.isclose(tables.probe_differences.fraction, full.fraction.max())
                                         & (tables.probe_differences.metric == "r2")]
-        verdicts = [judge(r.difference, r.low, r.high, True, getattr(r, "seed_se", np.nan)) for r in rows.itertuples()]
-        above = int((rows.difference > 0).sum())
+        verdicts = [_judge_row(r) for r in rows.itertuples()]
+        above, below = int((rows.difference > 0).sum()), int((rows.difference < 0).sum())
+        seeds_known = bool(np.isfinite(rows.get("seed_se", pd.Series(dtype=float))).all()) and len(rows) > 0
+        criterion = ("whose 95% interval excludes zero and that exceed the seed margin" if seeds_known else
+                     "whose 95% interval excludes zero (seed spread unknown: one seed)")
         lines.append(f"Across {len(rows)} phenotypes, {label(method)}'s R² is above {label(baseline)}'s on {above} and below on "
-                     f"{len(rows) - above}; counting only differences whose 95% interval excludes zero and that exceed twice their "
-                     f"seed SE, {label(method)} is better on {verdicts.count('better')} and worse on {verdicts.count('worse')}.")
+                     f"{below}; counting only differences {criterion}, {label(method)} is better on {verdicts.count('better')} "
+                     f"and worse on {verdicts.count('worse')}.")
     contenders = [m for m in SELF_SUPERVISED if m in methods]
     if len(contenders) > 1:
         best = r2[contenders].idxmax(axis=1)
         counts = best.value_counts()
         listed = ", ".join(f"{label(m)} on {counts[m]}" for m in ordered(counts.index))
-        lines.append(f"Best self-supervised ECG method by mean R² per phenotype: {listed} of {len(best)}.")
+        lines.append(f"Highest mean R² among the self-supervised ECG methods, per phenotype (a ranking of point estimates, "
+                     f"not a test): {listed} of {len(best)}.")
     if "random" in methods:
+        rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == "random")
+                                        & np.isclose(tables.probe_differences.fraction, full.fraction.max())
+                                        & (tables.probe_differences.metric == "r2")]
         gains = r2[method] - r2["random"]
-        lines.append(f"{label(method)} is above a random-init encoder on {int((gains > 0).sum())} of {len(gains)} phenotypes "
-                     f"(median R² gain {gains.median():+.3f}).")
+        better = sum(_judge_row(r) == "better" for r in rows.itertuples())
+        lines.append(f"{label(method)}'s R² is above a random-init encoder's on {int((gains > 0).sum())} of {len(gains)} phenotypes "
+                     f"(median gain {gains.median():+.3f}); {better} of the {len(rows)} differences "
+                     f"{'passes' if better == 1 else 'pass'} the interval and seed criteria.")
     for reference in ("supervised", "cmr_ptacl"):
         if reference in methods and "LVEF_pct" in phenotypes:
             gap = r2.loc["LVEF_pct", reference] - r2.loc["LVEF_pct", method]
-            relation = "above" if gap > 0 else "below"
-            lines.append(f"The {label(reference)} reaches LVEF R² {r2.loc['LVEF_pct', reference]:.3f}, {abs(gap):.3f} {relation} "
-                         f"{label(method)}.")
+            relation = "n/a" if not np.isfinite(gap) else "above" if gap > 0 else "below" if gap < 0 else "equal to"
+            lines.append(f"The {label(reference)} reaches LVEF R² {r2.loc['LVEF_pct', reference]:.3f}, "
+                         + (f"{abs(gap):.3f} {relation} {label(method)} (point estimates)." if relation not in ("n/a", "equal to")
+                            else f"{relation} {label(method)}."))
     fractions = sorted(probe.fraction.unique())
     if len(fractions) > 1 and baseline in methods:
         smallest = fractions[0]
         row = _difference(tables.probe_differences, method=method, baseline=baseline, fraction=float(smallest),
                           phenotype="LVEF_pct", metric="r2")
         if row is not None:
-            lines.append(f"With {smallest:.0%} of the training labels: " + _phrase(method, baseline, row, "LVEF R²", True))
+            n_train = int(probe[np.isclose(probe.fraction, smallest) & (probe.phenotype == "LVEF_pct")].n_train.max())
+            lines.append(f"With {smallest:.0%} of the training labels (n = {n_train}): "
+                         + _phrase(method, baseline, row, "LVEF R²", True))
     lines += _retrieval_reading(tables, method, baseline)
     return lines
 
@@ -139,15 +165,23 @@ def _retrieval_reading(tables: ResultTables, method: str, baseline: str) -> list
     for direction in ("ECG→ECG", "ECG→CMR"):
         if (method, direction, "precision@10") not in value.index:
             continue
+        keyed = retrieval.set_index(["method", "direction", "metric"])
         distance, random_distance = value[(method, direction, "zdist@10")], value[(method, direction, "zdist_random")]
         error, random_error = value[(method, direction, "lvef_error@10")], value[(method, direction, "lvef_error_random@10")]
-        closer = "closer than" if distance < random_distance else "no closer than"
-        lines.append(f"{direction} with {label(method)}: precision@10 {value[(method, direction, 'precision@10')]:.3f}; the top 10 "
-                     f"are {distance:.2f} z-units from the query in phenotype space, {closer} a random patient ({random_distance:.2f}); "
-                     f"the LVEF of their mean is off by {error:.1f} points vs {random_error:.1f} for 10 random patients.")
+        verdicts = {}
+        for gain in ("zdist_gain@10", "lvef_error_gain@10"):  # random minus retrieved, per query, with its interval
+            row = keyed.loc[(method, direction, gain)] if (method, direction, gain) in keyed.index else None
+            verdicts[gain] = judge(row.value, row.low, row.high) if row is not None else "indistinguishable"
+        closer = {"better": "closer than", "worse": "farther than"}.get(verdicts["zdist_gain@10"], "not distinguishably closer than")
+        smaller = {"better": "smaller than", "worse": "larger than"}.get(verdicts["lvef_error_gain@10"], "not distinguishable from")
+        chance = value.get((method, direction, "precision_chance@10"), np.nan)
+        lines.append(f"{direction} with {label(method)}: precision@10 {value[(method, direction, 'precision@10')]:.3f} (chance "
+                     f"{chance:.3f}); the top 10 are {distance:.2f} z-units from the query in phenotype space, {closer} a random "
+                     f"patient ({random_distance:.2f}); the LVEF error of their mean, {error:.1f} points, is {smaller} that of 10 "
+                     f"random patients ({random_error:.1f}).")
         row = _difference(tables.retrieval_differences, method=method, baseline=baseline, direction=direction, metric="precision@10")
         if row is not None:
-            lines.append(_phrase(method, baseline, row, f"{direction} precision@10", True))
+            lines.append(_phrase(method, baseline, row, f"{direction} precision@10", HIGHER_IS_BETTER["precision@10"]))
         if (method, direction, "recall@10") in value.index:
             recall, chance = value[(method, direction, "recall@10")], value[(method, direction, "recall_chance@10")]
             ratio = recall / chance if chance > 0 else float("nan")
@@ -155,7 +189,7 @@ def _retrieval_reading(tables: ResultTables, method: str, baseline: str) -> list
                          f"{recall:.1%} of test ECGs (chance {chance:.1%}, ×{ratio:.1f}).")
             row = _difference(tables.retrieval_differences, method=method, baseline=baseline, direction=direction, metric="recall@10")
             if row is not None:
-                lines.append(_phrase(method, baseline, row, "identification recall@10", True))
+                lines.append(_phrase(method, baseline, row, "identification recall@10", HIGHER_IS_BETTER["recall@10"]))
     return lines
 
 
@@ -200,7 +234,7 @@ def label_efficiency_table(probe: pd.DataFrame, phenotypes=("LVEF_pct", "LVEDV_m
     return markdown_table(["phenotype", "labels (n)"] + [label(m) for m in methods], rows)
 
 
-RETRIEVAL_COLUMNS = ("precision@1", "precision@5", "precision@10", "zdist@10", "zdist_random", "lvef_error@10",
+RETRIEVAL_COLUMNS = ("precision@1", "precision@5", "precision@10", "precision_chance@10", "zdist@10", "zdist_random", "lvef_error@10",
                      "lvef_error_random@10", "recall@1", "recall@5", "recall@10", "recall_chance@10")
 
 
@@ -221,9 +255,9 @@ def differences_table(differences: pd.DataFrame, fraction: float) -> str:
     rows = []
     for row in subset.itertuples():
         rows.append([row.phenotype, f"{label(row.method)} − {label(row.baseline)}", f"{row.difference:+.3f}",
-                     f"[{row.low:+.3f}, {row.high:+.3f}]", f"{getattr(row, 'seed_se', np.nan):.3f}",
-                     judge(row.difference, row.low, row.high, True, getattr(row, "seed_se", np.nan))])
-    return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "seed SE", "verdict"], rows)
+                     f"[{row.low:+.3f}, {row.high:+.3f}]",
+                     f"±{seed_margin(getattr(row, 'seed_se', np.nan), getattr(row, 'seed_df', np.nan)):.3f}", _judge_row(row)])
+    return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "seed margin", "verdict"], rows)
 
 
 def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None) -> Path:
@@ -238,7 +272,10 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     if context:
         parts += ["Run: " + "; ".join(f"{k} {v}" for k, v in context.items()), ""]
     parts += ["Cells: mean over seeds ± SD over seeds [bootstrap 95% interval of the seed mean, over test subjects]. "
-              "Generated by `ptacl_core.report` from the CSV tables beside this file; nothing is written by hand.", "",
+              "The interval reflects test-set sampling only; training randomness is the seed SD, and a difference is called a "
+              "win or a loss only when its paired interval excludes zero and it exceeds the seed margin t(0.975, df) × SE "
+              "over seeds (unknown with one seed). Generated by `ptacl_core.report` from the CSV tables beside this file; "
+              "nothing is written by hand.", "",
               "## Reading", ""] + [f"- {s}" for s in sentences] + [""]
     parts += ["## Linear probing, all training labels: test R²", "", probe_table(probe, "r2", full, 3), "",
               "## Linear probing, all training labels: test MAE", "", probe_table(probe, "mae", full, 1), "",

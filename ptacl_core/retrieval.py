@@ -97,7 +97,8 @@ def full_topk(queries: np.ndarray, gallery: np.ndarray, k: int, exclude: np.ndar
 
 def zscore_phenotypes(phenotypes: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(N, P) phenotypes z-scored with the mean and SD of ``reference`` rows (the training split).
-    Unknown values become 0 (the reference mean), so they neither attract nor repel."""
+    Unknown values are imputed at 0 (the reference mean): a subject with unknown phenotypes is drawn towards
+    average subjects on those axes. A phenotype unknown for most of a cohort is better left out of ``P``."""
     mean, sd = np.nanmean(reference, axis=0), np.nanstd(reference, axis=0)
     return np.nan_to_num((phenotypes - mean) / np.where(sd > 0, sd, 1.0))
 
@@ -110,8 +111,9 @@ def relevant_sets(query_z: np.ndarray, gallery_z: np.ndarray, exclude: np.ndarra
 
 @dataclass
 class RetrievalScores:
-    """Per-query values, shape (Q,) each, keyed by metric name (e.g. "precision@5", "zdist@5",
-    "zdist_random", "lvef_error@5", "lvef_error_random@5", "recall@5")."""
+    """Per-query values, shape (Q,) each, keyed by metric name: "precision@5" (and "precision_chance@5"),
+    "zdist@5", "zdist_random", "zdist_gain@5" (random minus retrieved), "lvef_error@5", "lvef_error_random@5",
+    "lvef_error_gain@5", and cross-modal "recall@5", "recall_chance@5"."""
 
     per_query: dict[str, np.ndarray]
 
@@ -121,11 +123,15 @@ class RetrievalScores:
 
 def score_retrieval(retrieved: np.ndarray, query_z: np.ndarray, gallery_z: np.ndarray, query_lvef: np.ndarray,
                     gallery_lvef: np.ndarray, exclude: np.ndarray | None = None, own: np.ndarray | None = None,
-                    ks: tuple[int, ...] = KS, n_relevant: int = N_RELEVANT, n_random: int = 200, seed: int = 0) -> RetrievalScores:
+                    ks: tuple[int, ...] = KS, n_relevant: int = N_RELEVANT, n_random: int = 200, seed: int = 0,
+                    identified: np.ndarray | None = None) -> RetrievalScores:
     """Score retrieved gallery rows (Q, >= max(ks)) against phenotype relevance.
 
-    exclude: (Q,) the query's own gallery row, left out of relevance and of the random expectation
-    (ECG->ECG); own: (Q,) the query's own row in a cross-modal gallery, for recall@k (identification);
+    exclude: (Q,) the query's own gallery row (its own ECG, or cross-modal its own CMR: the same patient, not a
+    similar one), left out of relevance and of the random expectation; -1 for none.
+    Identification (recall@k, chance k/N): ``identified`` (Q, >= max(ks)) are rows retrieved from the whole
+    gallery, own entry included, and the target is ``exclude``; or, without it, ``own`` (Q,) is looked up
+    in ``retrieved``.
     n_relevant: the size of each relevant set (fewer when the gallery offers fewer candidates).
     """
     n_queries, n_gallery = retrieved.shape[0], gallery_z.shape[0]
@@ -152,17 +158,26 @@ def score_retrieval(retrieved: np.ndarray, query_z: np.ndarray, gallery_z: np.nd
     random_means = {k: np.empty(n_queries) for k in ks}
     for q in range(n_queries):
         pool = np.flatnonzero(candidates[q])
-        draws = pool[np.argsort(rng.random((n_random, len(pool))), axis=1)[:, :max(ks)]]
+        keys = rng.random((n_random, len(pool)))
+        smallest = np.argpartition(keys, max(ks) - 1, axis=1)[:, :max(ks)]  # O(G), not a full sort per query
+        order = np.argsort(np.take_along_axis(keys, smallest, 1), axis=1)
+        draws = pool[np.take_along_axis(smallest, order, 1)]
         cumulative = np.cumsum(gallery_lvef[draws], axis=1)
         for k in ks:
             random_means[k][q] = np.abs(cumulative[:, k - 1] / k - query_lvef[q]).mean()
+    n_relevant_per_query = (relevant >= 0).sum(1)
     for k in ks:
         out[f"precision@{k}"] = hits[:, :k].mean(1)
+        out[f"precision_chance@{k}"] = n_relevant_per_query / candidates.sum(1)  # a random top k's expected precision
         out[f"zdist@{k}"] = distance[:, :k].mean(1)
+        out[f"zdist_gain@{k}"] = random_distance - out[f"zdist@{k}"]  # > 0: the top k are closer than random
         out[f"lvef_error@{k}"] = np.abs(gallery_lvef[retrieved[:, :k]].mean(1) - query_lvef)
         out[f"lvef_error_random@{k}"] = random_means[k]
-        if own is not None:
-            out[f"recall@{k}"] = (retrieved[:, :k] == np.asarray(own)[:, None]).any(1).astype(float)
+        out[f"lvef_error_gain@{k}"] = random_means[k] - out[f"lvef_error@{k}"]
+        if identified is not None or own is not None:
+            target = np.asarray(exclude if identified is not None else own)
+            searched = identified if identified is not None else retrieved
+            out[f"recall@{k}"] = (searched[:, :k] == target[:, None]).any(1).astype(float)
             out[f"recall_chance@{k}"] = np.full(n_queries, k / n_gallery)
     return RetrievalScores(out)
 

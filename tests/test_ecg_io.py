@@ -163,3 +163,12 @@ def test_xml_validation(tmp_path):
         read_ukb_xml(_xml(tmp_path, header + _leads_xml({**good, "V2": "1,2"})))
     with pytest.raises(EcgReadError, match="missing lead.*aVF"):
         read_ukb_xml(_xml(tmp_path, header + _leads_xml({k: v for k, v in good.items() if k != "aVF"})))
+
+
+@pytest.mark.parametrize("rate", ["0", "-500", "inf", "nan"])
+def test_xml_with_a_nonsensical_sampling_rate_is_refused(tmp_path, rate):
+    good = {lead: "1,2,3" for lead in LEAD_NAMES}
+    with pytest.raises(EcgReadError, match="sampling rate .* not a positive finite number"):
+        read_ukb_xml(_xml(tmp_path, f"<SampleRate>{rate}</SampleRate><Resolution>5</Resolution>" + _leads_xml(good)))
+    with pytest.raises(EcgReadError, match="Resolution .* not a positive finite number"):
+        read_ukb_xml(_xml(tmp_path, "<SampleRate>500</SampleRate><Resolution>-5</Resolution>" + _leads_xml(good)))

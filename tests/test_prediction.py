@@ -48,10 +48,14 @@ def test_find_runs_keeps_finished_runs_of_the_preset(trained_runs, tmp_path):
     assert find_runs(trained_runs, "paper")[0] == [] and find_runs(trained_runs, "tiny", fast=True)[0] == []
     unfinished = tmp_path / "ptacl_tiny_seed1"
     shutil.copytree(trained_runs / "ptacl_tiny_seed0", unfinished)
-    metrics = pd.read_csv(unfinished / "metrics.csv")
-    metrics.iloc[:1].to_csv(unfinished / "metrics.csv", index=False)
+    state = torch.load(unfinished / "checkpoints/last.pt", weights_only=False)
+    state["epoch"] = 0  # killed after the first of two epochs (metrics.csv may already hold the second row)
+    torch.save(state, unfinished / "checkpoints/last.pt")
     runs, notes = find_runs(tmp_path, "tiny")
     assert runs == [] and "unfinished (1/2 epochs)" in notes[0]
+    (unfinished / "checkpoints/last.pt").write_bytes(b"truncated")
+    runs, notes = find_runs(tmp_path, "tiny")
+    assert runs == [] and "unreadable checkpoint" in notes[0]
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +106,48 @@ def test_predict_refuses_a_run_without_checkpoint_or_cache(trained_runs, tmp_pat
     with pytest.raises(PredictionError, match="pass --cache"):
         Predictor.from_run(moved)
     assert json.loads((moved / "config.json").read_text())["method"] == "ptacl"
+
+
+def test_unforeseen_preprocessing_failure_is_one_files_error(trained_runs, real_ecgs, tmp_path, monkeypatch):
+    import ptacl_core.prediction as prediction
+
+    predictor = Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path)
+    original = prediction.preprocess_ecg
+
+    def flaky(signal, fs, config):
+        if signal.shape[1] == 5000 and fs == 500:  # the UK Biobank strip only
+            raise ZeroDivisionError("division by zero")
+        return original(signal, fs, config)
+
+    monkeypatch.setattr(prediction, "preprocess_ecg", flaky)
+    predictions, _ = predictor.predict([real_ecgs[0], real_ecgs[1]])
+    assert list(predictions.status) == ["error", "ok"]
+    assert str(real_ecgs[0]) in predictions.error[0] and "ZeroDivisionError" in predictions.error[0]
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        predictor.predict([real_ecgs[1]], top=0)
+
+
+def test_predict_command_refuses_top_zero(trained_runs, tmp_path):
+    command = [sys.executable, "-m", "ptacl_core", "predict", "--run", str(trained_runs / "ptacl_tiny_seed0"), "x.xml", "--top", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=paths.project_root())
+    assert result.returncode == 2 and "must be at least 1" in result.stderr
+
+
+def test_a_run_from_another_cache_is_flagged(trained_runs, tmp_path):
+    moved = tmp_path / "ptacl_tiny_seed0"
+    shutil.copytree(trained_runs / "ptacl_tiny_seed0", moved)
+    state = torch.load(moved / "checkpoints/last.pt", weights_only=False)
+    state["data_fingerprint"] = "0" * 64
+    torch.save(state, moved / "checkpoints/last.pt")
+    predictor = Predictor.from_run(moved, store=tmp_path / "store")
+    assert predictor.notes and "trained on another cache" in predictor.notes[0]
+    assert not Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path / "store").notes
+    # and the comparison leaves such a run out, saying why
+    from ptacl_core.comparison import Comparison
+
+    with pytest.raises(FileNotFoundError, match="ptacl_tiny_seed0: trained on another cache"):
+        Comparison.load(cache_dir=state["config"]["cache"], runs_dir=tmp_path, embeddings_dir=tmp_path / "store", progress=False)
+    comparison = Comparison.load(cache_dir=state["config"]["cache"], runs_dir=trained_runs, embeddings_dir=tmp_path / "store",
+                                 progress=False)
+    assert sorted(comparison.embeddings) == [("cmr_ptacl", 0), ("global", 0), ("ptacl", 0), ("random", 0)]
+    assert comparison.headline() == ("ptacl", 0) and not comparison.notes

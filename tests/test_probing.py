@@ -17,6 +17,7 @@ from ptacl_core.probing import (
     fit_ridge,
     interval,
     label_subset,
+    probe_differences,
     probe_methods,
     regression_metrics,
     seed_standard_error,
@@ -153,3 +154,27 @@ def test_probing_needs_train_and_test():
     phenotypes, splits, ids, informative, _ = _toy_cohort()
     with pytest.raises(ValueError, match="train and test"):
         probe_methods({("good", 0): informative}, phenotypes, np.full(len(splits), "train"), ids)
+
+
+def test_test_labels_never_reach_the_fit():
+    phenotypes, splits, ids, informative, _ = _toy_cohort()
+    config = ProbeConfig(fractions=(0.1, 1.0), n_bootstrap=50, phenotypes=("LVEF_pct", "LVEDV_mL"))
+    first = probe_methods({("good", 0): informative}, phenotypes, splits, ids, config)
+    shuffled = phenotypes.copy()
+    test = np.flatnonzero(splits == "test")
+    shuffled[test] = np.random.default_rng(5).permutation(shuffled[test]) * 3.0  # scramble and rescale test labels
+    second = probe_methods({("good", 0): informative}, shuffled, splits, ids, config)
+    np.testing.assert_array_equal(first.per_seed.alpha, second.per_seed.alpha)
+    np.testing.assert_allclose(first.predictions.predicted, second.predictions.predicted)
+    assert not np.allclose(first.per_seed.r2, second.per_seed.r2)  # the scores did see the change
+
+
+def test_a_phenotype_missing_from_the_cohort_is_skipped_everywhere():
+    phenotypes, splits, ids, informative, noise = _toy_cohort()
+    phenotypes[:, PHENOTYPES.index("LVCO_L_min")] = np.nan  # METHOD.md's phenotypes.csv may lack LVCO
+    results = probe_methods({("ptacl", 0): informative, ("global", 0): noise}, phenotypes, splits, ids,
+                            ProbeConfig(fractions=(1.0,), n_bootstrap=50))
+    assert set(results.per_seed.phenotype) == {"LVEF_pct", "LVEDV_mL"}
+    differences = probe_differences(results, "ptacl")
+    assert set(differences.phenotype) == {"LVEF_pct", "LVEDV_mL"} and set(differences.baseline) == {"global"}
+    assert probe_differences(results, "local").empty  # no such method: an empty table, not a KeyError

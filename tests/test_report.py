@@ -10,7 +10,7 @@ import pytest
 from ptacl_core.comparison import retrieval_difference, summarise_retrieval
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.probing import ProbeConfig, probe_methods
-from ptacl_core.report import ResultTables, judge, reading, write_report
+from ptacl_core.report import ResultTables, judge, reading, seed_margin, write_report
 from ptacl_core.retrieval import score_retrieval, topk, zscore_phenotypes
 
 
@@ -26,8 +26,14 @@ def _cohort(n=300, seed=0):
     return phenotypes, splits, np.array([f"s{i}" for i in range(n)]), informative, noise
 
 
-def _tables(ptacl_x, global_x, phenotypes, splits, ids) -> ResultTables:
-    embeddings = {("ptacl", 0): ptacl_x, ("global", 0): global_x, ("random", 0): np.random.default_rng(9).normal(size=global_x.shape)}
+def _tables(ptacl_x, global_x, phenotypes, splits, ids, seeds=1) -> ResultTables:
+    rng = np.random.default_rng(9)
+    embeddings = {}
+    for seed in range(seeds):  # further seeds: the same embedding, slightly perturbed (training randomness)
+        jitter = 0.05 * seed
+        embeddings[("ptacl", seed)] = ptacl_x + jitter * rng.normal(size=ptacl_x.shape)
+        embeddings[("global", seed)] = global_x + jitter * rng.normal(size=global_x.shape)
+        embeddings[("random", seed)] = rng.normal(size=global_x.shape)
     config = ProbeConfig(fractions=(0.1, 1.0), n_bootstrap=200, phenotypes=("LVEF_pct", "LVEDV_mL", "LVM_g"))
     results = probe_methods(embeddings, phenotypes, splits, ids, config)
     differences = pd.DataFrame([results.paired_difference("ptacl", b, f, p) for b in ("global", "random")
@@ -40,8 +46,9 @@ def _tables(ptacl_x, global_x, phenotypes, splits, ids) -> ResultTables:
     for (method, seed), x in embeddings.items():
         retrieved, _ = topk(x[test], x[test], 10, exclude=own)
         per_query[(method, seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own)
-    _, summary, seed_means = summarise_retrieval(per_query, n_bootstrap=200)
-    retrieval_differences = pd.DataFrame([retrieval_difference(seed_means, summary, "ptacl", "global", "ECG→ECG", "precision@10")])
+    per_seed, summary, seed_means = summarise_retrieval(per_query, n_bootstrap=200)
+    retrieval_differences = pd.DataFrame([retrieval_difference(seed_means, summary, "ptacl", "global", "ECG→ECG", "precision@10",
+                                                               per_seed)])
     return ResultTables(results.summary(), differences, summary, retrieval_differences)
 
 
@@ -64,12 +71,25 @@ def test_swapping_the_informative_embedding_swaps_the_verdicts(cohort):
     assert "PTACL is worse than global only on LVEF_pct R²" in _sentence(ptacl_loses, "LVEF_pct (all training labels)")
     assert "PTACL is better on 3 and worse on 0" in _sentence(ptacl_wins, "Across 3 phenotypes")
     assert "PTACL is better on 0 and worse on 3" in _sentence(ptacl_loses, "Across 3 phenotypes")
-    assert "PTACL on 3 of 3" in _sentence(ptacl_wins, "Best self-supervised")
-    assert "global only on 3 of 3" in _sentence(ptacl_loses, "Best self-supervised")
+    assert "PTACL on 3 of 3" in _sentence(ptacl_wins, "Highest mean R²")
+    assert "global only on 3 of 3" in _sentence(ptacl_loses, "Highest mean R²")
     assert "PTACL is better than global only on ECG→ECG precision@10" in _sentence(ptacl_wins, "ECG→ECG precision@10")
     assert "PTACL is worse than global only on ECG→ECG precision@10" in _sentence(ptacl_loses, "ECG→ECG precision@10")
     assert "closer than a random patient" in _sentence(ptacl_wins, "ECG→ECG with PTACL")
-    assert "With 10% of the training labels: PTACL is better" in _sentence(ptacl_wins, "With 10%")
+    assert "With 10% of the training labels (n = 20): PTACL is better" in _sentence(ptacl_wins, "With 10%")
+
+
+def test_with_several_seeds_the_seed_margin_is_reported_and_applied(cohort):
+    phenotypes, splits, ids, informative, noise = cohort
+    tables = _tables(informative, noise, phenotypes, splits, ids, seeds=3)
+    differences = tables.probe_differences
+    assert np.isfinite(differences.seed_se).all() and (differences.seed_df == 2).all()
+    sentence = _sentence(reading(tables), "LVEF_pct (all training labels)")
+    assert "seed margin ±" in sentence and "PTACL is better than global only" in sentence
+    assert "exceed the seed margin, PTACL is better on 3" in _sentence(reading(tables), "Across 3 phenotypes")
+    # one seed: the sentence says the seed spread is unknown instead of claiming a seed criterion
+    single = reading(_tables(informative, noise, phenotypes, splits, ids))
+    assert "seed spread unknown: one seed" in _sentence(single, "Across 3 phenotypes")
 
 
 def test_identical_methods_are_called_indistinguishable(cohort):
@@ -93,7 +113,10 @@ def test_judge():
     assert judge(0.01, -0.02, 0.04) == "indistinguishable" and judge(0.1, np.nan, np.nan) == "indistinguishable"
     assert judge(-0.5, -0.9, -0.1, higher_is_better=False) == "better"  # e.g. a lower MAE
     # the test-set interval excludes 0, but training seeds disagree: not a claim
-    assert judge(0.3, 0.1, 0.5, seed_se=0.2) == "indistinguishable" and judge(0.3, 0.1, 0.5, seed_se=0.1) == "better"
+    assert judge(0.3, 0.1, 0.5, seed_se=0.2, seed_df=2) == "indistinguishable"  # margin t(0.975, 2) x 0.2 = 0.86
+    assert judge(0.3, 0.1, 0.5, seed_se=0.05, seed_df=2) == "better"  # margin 0.22
+    assert judge(0.3, 0.1, 0.5, seed_se=0.2) == "better"  # degrees of freedom unknown: the seed criterion cannot apply
+    assert seed_margin(0.1, 2) == pytest.approx(0.430265, abs=1e-5) and np.isnan(seed_margin(0.1, np.nan))
 
 
 def test_report_files_carry_the_reading_and_tables(cohort, tmp_path):

@@ -84,3 +84,28 @@ def test_metric_values_by_hand():
     # random expectation of the top-1 error: mean |x - 50| over the four = (2 + 30 + 3 + 30) / 4
     assert s["lvef_error_random@1"] == pytest.approx(16.25, rel=0.05)
     assert s["recall@1"] == 1.0 and s["recall@2"] == 1.0 and s["recall_chance@2"] == pytest.approx(0.5)
+    assert s["precision_chance@1"] == pytest.approx(2 / 4)  # 2 relevant among 4 candidates
+    assert s["zdist_gain@1"] == pytest.approx(s["zdist_random"] - 5.0)
+
+
+def test_retrieval_over_methods_excludes_self_and_identifies_the_own_cmr():
+    from ptacl_core.comparison import CohortView, retrieval_per_query
+    from ptacl_core.phenotypes import PHENOTYPES
+
+    rng = np.random.default_rng(3)
+    n = 120
+    phenotypes = rng.normal(size=(n, len(PHENOTYPES))) * 10 + 60
+    splits = np.array(["train"] * 60 + ["test"] * 60)
+    phenotypes[60:] += 5.0  # a shifted test split: z-scores must use the training statistics
+    view = CohortView(None, np.array([f"s{i}" for i in range(n)]), splits, phenotypes, np.full(n, "normal"))
+    ecg = phenotypes + rng.normal(size=phenotypes.shape)  # an embedding that knows the phenotypes
+    results = retrieval_per_query(view, {("ptacl", 0): ecg}, {("ptacl", 0): (ecg, ecg)})
+    to_ecg, to_cmr = results[("ptacl", 0, "ECG→ECG")].per_query, results[("ptacl", 0, "ECG→CMR")].per_query
+    assert to_cmr["recall@1"].mean() == 1.0 and to_cmr["recall_chance@1"][0] == pytest.approx(1 / 60)
+    # with the own CMR left out, similar-patient search over identical embeddings equals the ECG->ECG search
+    np.testing.assert_array_equal(to_ecg["precision@10"], to_cmr["precision@10"])
+    assert to_ecg["precision@10"].mean() > 0.3 > to_ecg["precision_chance@10"][0]
+    train, test = phenotypes[:60], phenotypes[60:]
+    z = (test - train.mean(0)) / train.std(0)
+    random_distance = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1)).sum(1) / 59
+    np.testing.assert_allclose(to_ecg["zdist_random"], random_distance)

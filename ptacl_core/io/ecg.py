@@ -89,7 +89,15 @@ def read_wfdb(path: Path | str) -> Ecg:
         if lead is None or lead in channels:
             continue
         channels[lead] = record.p_signal[:, index] * _unit_scale(unit, path, name)
-    return Ecg(signal=_select_leads(channels, path), fs=float(record.fs), source=str(path))
+    return Ecg(signal=_select_leads(channels, path), fs=_checked_rate(record.fs, path), source=str(path))
+
+
+def _checked_rate(fs, path: Path) -> float:
+    """The sampling rate as a float, or a clear error when a header states a nonsensical one."""
+    fs = float(fs)
+    if not np.isfinite(fs) or fs <= 0:
+        raise EcgReadError(path, f"sampling rate {fs!r} Hz is not a positive finite number")
+    return fs
 
 
 def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
@@ -114,6 +122,9 @@ def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
         resolution_uv = float(node.findtext("Resolution"))
     except (TypeError, ValueError) as error:
         raise EcgReadError(path, f"<{section}> lacks a numeric SampleRate or Resolution") from error
+    fs = _checked_rate(fs, path)
+    if not np.isfinite(resolution_uv) or resolution_uv <= 0:
+        raise EcgReadError(path, f"<{section}> Resolution {resolution_uv!r} µV is not a positive finite number")
     channels: dict[str, np.ndarray] = {}
     for waveform in node.findall("WaveformData"):
         lead = canonical_lead_name(waveform.get("lead", ""))
