@@ -35,7 +35,8 @@ def plot_probe_r2(summary: pd.DataFrame, fraction: float = 1.0, metric: str = "r
         values = np.array([r[metric] if r is not None else np.nan for r in rows])
         low = np.array([r[f"{metric}_low"] if r is not None else np.nan for r in rows])
         high = np.array([r[f"{metric}_high"] if r is not None else np.nan for r in rows])
-        axis.errorbar(x, values, yerr=[values - low, high - values], fmt="o", ms=4, capsize=2, color=_colour(method),
+        errors = np.clip([values - low, high - values], 0, None)  # a point may sit just outside its percentile interval
+        axis.errorbar(x, values, yerr=errors, fmt="o", ms=4, capsize=2, color=_colour(method),
                       label=METHOD_LABELS.get(method, method))
     axis.axhline(0, color="0.7", lw=0.8)
     axis.set_xticks(np.arange(len(phenotypes)), [p.replace("_", " ") for p in phenotypes], rotation=30, ha="right")
