@@ -124,7 +124,7 @@ def retrieval_per_query(view: CohortView, embeddings: dict, projections: dict, s
             similar, _ = topk(query, gallery, kmax, exclude=own)
             identified, _ = topk(query, gallery, kmax)
             results[(method, run_seed, "ECG→CMR")] = score_retrieval(similar, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed,
-                                                                     identified=identified)
+                                                                     identification=(identified, own))
     return results
 
 
@@ -191,13 +191,13 @@ class Comparison:
         """Defaults: the synthetic cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``.
         random_seeds: how many random-init models (default: one per seed of the PTACL runs)."""
         from ptacl_core import paths
-        from ptacl_core.embeddings import find_runs
+        from ptacl_core.embeddings import default_store, find_runs
         from ptacl_core.preprocessing.cache import default_cache_dir
 
         cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, "tiny" if preset == "tiny" else "default")
         runs_dir = Path(runs_dir) if runs_dir else paths.project_root() / "runs"
-        store = Path(embeddings_dir) if embeddings_dir else paths.outputs_root() / "embeddings"
+        store = Path(embeddings_dir) if embeddings_dir else default_store()
         cache = Cache.open(cache_dir)
         runs, notes = find_runs(runs_dir, preset, fast)
         # a run trained on another cache (other subjects or splits) could have seen this cache's test subjects
@@ -210,9 +210,8 @@ class Comparison:
                                     "run notebook 02 first" + ("; " + "; ".join(notes) if notes else ""))
         # random init = the first state of the trained runs: their architecture, their seeds
         reference = [r for r in runs if r.method == "ptacl"] or runs
-        random_config = load_model(reference[0].folder)[1].model
-        seeds = sorted({r.seed for r in reference})[:random_seeds] if random_seeds else sorted({r.seed for r in reference})
-        embeddings, models = collect_embeddings(cache, runs, random_config, seeds, store, device, progress)
+        seeds = sorted({r.seed for r in reference})[:random_seeds]
+        embeddings, models = collect_embeddings(cache, runs, reference[0].model_config, seeds, store, device, progress)
         return cls(CohortView.of(cache), runs, notes, embeddings, models, preset, store)
 
     def headline(self) -> tuple[str, int]:

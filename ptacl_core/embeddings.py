@@ -130,6 +130,7 @@ class RunInfo:
     seed: int
     folder: Path
     data_fingerprint: str | None = None  # of the cache it was trained on
+    model_config: ModelConfig | None = None  # its architecture (the random-init baseline is built from it)
 
 
 def find_runs(runs_dir: Path | str, preset: str, fast: bool = False, methods: list[str] | None = None) -> tuple[list[RunInfo], list[str]]:
@@ -156,7 +157,8 @@ def find_runs(runs_dir: Path | str, preset: str, fast: bool = False, methods: li
         if done < epochs:
             notes.append(f"{folder.name}: unfinished ({done}/{epochs} epochs); resume it with notebook 02")
             continue
-        found.append(RunInfo(match["method"], int(match["seed"]), folder, state.get("data_fingerprint")))
+        model_config = ModelConfig.from_dict(state["config"]["model"])
+        found.append(RunInfo(match["method"], int(match["seed"]), folder, state.get("data_fingerprint"), model_config))
     return sorted(found, key=lambda r: (r.method, r.seed)), notes
 
 

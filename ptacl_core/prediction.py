@@ -24,7 +24,7 @@ from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.preprocessing.ecg import EcgQualityError, preprocess_ecg
 from ptacl_core.probing import fit_ridge, regression_metrics
 from ptacl_core.retrieval import topk
-from ptacl_core.training import load_model
+from ptacl_core.training import model_from_state
 
 
 class PredictionError(RuntimeError):
@@ -49,7 +49,8 @@ class Predictor:
         if not checkpoint.exists():
             raise PredictionError(f"{run}: no checkpoint (expected {checkpoint}); train the run first")
         try:
-            model, config = load_model(checkpoint)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            model, config = model_from_state(state)
         except Exception as error:  # a truncated or foreign file: say which, not a traceback
             raise PredictionError(f"{checkpoint}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
         cache_dir = Path(cache) if cache else Path(config.cache)
@@ -60,7 +61,7 @@ class Predictor:
             opened = Cache.open(cache_dir)
         except (OSError, ValueError) as error:
             raise PredictionError(f"{cache_dir}: cannot open the cache ({error})") from error
-        trained_on = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("data_fingerprint")
+        trained_on = state.get("data_fingerprint")
         notes = []
         if trained_on and trained_on != opened.fingerprint:
             notes.append(f"the run was trained on another cache (fingerprint {trained_on[:12]}, this one {opened.fingerprint[:12]}): "

@@ -1,8 +1,8 @@
 """The results report: ``figures/results.md`` with ``results.json`` beside it, built from the tables of
 notebooks 03 (probing) and 04 (retrieval). Every sentence of the written reading is generated from those
 numbers: a comparison is called a win or a loss only when its paired bootstrap 95% interval excludes zero
-and, with several seeds, the difference exceeds twice its seed standard error (``judge``); a loss is said
-as plainly as a win. Nothing here knows which method "should" win.
+and, with several seeds, the difference exceeds the seed margin t(0.975, df) x SE over seeds (``judge``);
+a loss is said as plainly as a win. Nothing here knows which method "should" win.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from ptacl_core.phenotypes import PHENOTYPES, UNITS
 
 SELF_SUPERVISED = ("mae_ecg", "global", "local", "ptacl")
 HEADLINE = ("LVEF_pct", "LVEDV_mL", "LVM_g")
-HIGHER_IS_BETTER = {"r2": True, "pearson": True, "mae": False, "precision@1": True, "precision@5": True,
-                    "precision@10": True, "zdist@10": False, "lvef_error@10": False, "recall@1": True, "recall@5": True,
-                    "recall@10": True}  # the direction of every metric a difference is judged on
+HIGHER_IS_BETTER = {"r2": True, "precision@10": True, "recall@10": True}  # the direction of each metric the reading judges
 
 
 @dataclass
@@ -108,7 +106,7 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
         if row is not None:
             lines.append(f"{phenotype} (all training labels): R² {r2.loc[phenotype, method]:.3f} for {label(method)} vs "
                          f"{r2.loc[phenotype, baseline]:.3f} for {label(baseline)}. "
-                         + _phrase(method, baseline, row, f"{phenotype} R²", True))
+                         + _phrase(method, baseline, row, f"{phenotype} R²", HIGHER_IS_BETTER["r2"]))
     if baseline in methods:
         rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == baseline)
                                         & np.isclose(tables.probe_differences.fraction, full.fraction.max())
@@ -152,7 +150,7 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
         if row is not None:
             n_train = int(probe[np.isclose(probe.fraction, smallest) & (probe.phenotype == "LVEF_pct")].n_train.max())
             lines.append(f"With {smallest:.0%} of the training labels (n = {n_train}): "
-                         + _phrase(method, baseline, row, "LVEF R²", True))
+                         + _phrase(method, baseline, row, "LVEF R²", HIGHER_IS_BETTER["r2"]))
     lines += _retrieval_reading(tables, method, baseline)
     return lines
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ptacl_core.phenotypes import PHENOTYPES
-
 KS = (1, 5, 10)
 N_RELEVANT = 10
 
@@ -122,30 +120,28 @@ class RetrievalScores:
 
 
 def score_retrieval(retrieved: np.ndarray, query_z: np.ndarray, gallery_z: np.ndarray, query_lvef: np.ndarray,
-                    gallery_lvef: np.ndarray, exclude: np.ndarray | None = None, own: np.ndarray | None = None,
-                    ks: tuple[int, ...] = KS, n_relevant: int = N_RELEVANT, n_random: int = 200, seed: int = 0,
-                    identified: np.ndarray | None = None) -> RetrievalScores:
+                    gallery_lvef: np.ndarray, exclude: np.ndarray | None = None, ks: tuple[int, ...] = KS,
+                    n_relevant: int = N_RELEVANT, n_random: int = 200, seed: int = 0,
+                    identification: tuple[np.ndarray, np.ndarray] | None = None) -> RetrievalScores:
     """Score retrieved gallery rows (Q, >= max(ks)) against phenotype relevance.
 
     exclude: (Q,) the query's own gallery row (its own ECG, or cross-modal its own CMR: the same patient, not a
     similar one), left out of relevance and of the random expectation; -1 for none.
-    Identification (recall@k, chance k/N): ``identified`` (Q, >= max(ks)) are rows retrieved from the whole
-    gallery, own entry included, and the target is ``exclude``; or, without it, ``own`` (Q,) is looked up
-    in ``retrieved``.
+    identification: (rows retrieved from the whole gallery, own entry included (Q, >= max(ks)), the query's
+    own row (Q,)), for recall@k of the same patient (chance k/N).
     n_relevant: the size of each relevant set (fewer when the gallery offers fewer candidates).
     """
     n_queries, n_gallery = retrieved.shape[0], gallery_z.shape[0]
     if retrieved.shape[1] < max(ks):
         raise ValueError(f"{retrieved.shape[1]} retrieved per query, need {max(ks)}")
-    n_candidates = n_gallery - (1 if exclude is not None and (np.asarray(exclude) >= 0).any() else 0)
-    relevant = relevant_sets(query_z, gallery_z, exclude, min(n_relevant, n_candidates))
-    distance = np.sqrt(((query_z[:, None, :] - gallery_z[retrieved]) ** 2).sum(-1))  # (Q, K)
-    out: dict[str, np.ndarray] = {}
-    hits = (retrieved[:, :, None] == relevant[:, None, :]).any(-1)  # (Q, K)
     candidates = np.ones((n_queries, n_gallery), dtype=bool)
     if exclude is not None:
         rows = np.flatnonzero(np.asarray(exclude) >= 0)
         candidates[rows, np.asarray(exclude)[rows]] = False
+    relevant = relevant_sets(query_z, gallery_z, exclude, min(n_relevant, int(candidates.sum(1).min())))
+    distance = np.sqrt(((query_z[:, None, :] - gallery_z[retrieved]) ** 2).sum(-1))  # (Q, K)
+    out: dict[str, np.ndarray] = {}
+    hits = (retrieved[:, :, None] == relevant[:, None, :]).any(-1)  # (Q, K)
     random_distance = np.empty(n_queries)
     for start in range(0, n_queries, 256):  # exact expectation of a uniformly random candidate, in blocks
         block = np.sqrt(((query_z[start:start + 256, None, :] - gallery_z[None]) ** 2).sum(-1))
@@ -165,21 +161,16 @@ def score_retrieval(retrieved: np.ndarray, query_z: np.ndarray, gallery_z: np.nd
         cumulative = np.cumsum(gallery_lvef[draws], axis=1)
         for k in ks:
             random_means[k][q] = np.abs(cumulative[:, k - 1] / k - query_lvef[q]).mean()
-    n_relevant_per_query = (relevant >= 0).sum(1)
     for k in ks:
         out[f"precision@{k}"] = hits[:, :k].mean(1)
-        out[f"precision_chance@{k}"] = n_relevant_per_query / candidates.sum(1)  # a random top k's expected precision
+        out[f"precision_chance@{k}"] = relevant.shape[1] / candidates.sum(1)  # a random top k's expected precision
         out[f"zdist@{k}"] = distance[:, :k].mean(1)
         out[f"zdist_gain@{k}"] = random_distance - out[f"zdist@{k}"]  # > 0: the top k are closer than random
         out[f"lvef_error@{k}"] = np.abs(gallery_lvef[retrieved[:, :k]].mean(1) - query_lvef)
         out[f"lvef_error_random@{k}"] = random_means[k]
         out[f"lvef_error_gain@{k}"] = random_means[k] - out[f"lvef_error@{k}"]
-        if identified is not None or own is not None:
-            target = np.asarray(exclude if identified is not None else own)
-            searched = identified if identified is not None else retrieved
-            out[f"recall@{k}"] = (searched[:, :k] == target[:, None]).any(1).astype(float)
+        if identification is not None:
+            identified, own = identification
+            out[f"recall@{k}"] = (identified[:, :k] == np.asarray(own)[:, None]).any(1).astype(float)
             out[f"recall_chance@{k}"] = np.full(n_queries, k / n_gallery)
     return RetrievalScores(out)
-
-
-LVEF_COLUMN = PHENOTYPES.index("LVEF_pct")

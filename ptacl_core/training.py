@@ -287,7 +287,11 @@ def load_model(checkpoint: Path | str, map_location="cpu") -> tuple[PTACLModel, 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoints" / "last.pt"
-    state = torch.load(checkpoint, map_location=map_location, weights_only=False)
+    return model_from_state(torch.load(checkpoint, map_location=map_location, weights_only=False))
+
+
+def model_from_state(state: dict) -> tuple[PTACLModel, TrainConfig]:
+    """The PTACLModel and config held in a loaded checkpoint dict (also has "epoch", "data_fingerprint")."""
     config = TrainConfig.from_dict(state["config"])
     model = PTACLModel(config.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state["objective"].items() if k.startswith("model.")})

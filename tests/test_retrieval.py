@@ -60,7 +60,7 @@ def test_perfect_and_reversed_retrieval_on_a_line():
     order = np.argsort(np.abs(z[:, 0][:, None] - z[:, 0][None, :]), axis=1, kind="stable")
     perfect = np.stack([row[row != q][:10] for q, row in enumerate(order)])
     worst = np.argsort(-np.abs(z[:, 0][:, None] - z[:, 0][None, :]), axis=1, kind="stable")[:, :10]
-    good = score_retrieval(perfect, z, z, lvef, lvef, exclude=own, own=None).means()
+    good = score_retrieval(perfect, z, z, lvef, lvef, exclude=own).means()
     bad = score_retrieval(worst, z, z, lvef, lvef, exclude=own).means()
     assert good["precision@1"] == 1.0 and good["precision@10"] == 1.0
     assert bad["precision@10"] == 0.0
@@ -73,7 +73,7 @@ def test_metric_values_by_hand():
     query_z, gallery_z = np.array([[0.0]]), np.array([[0.1], [5.0], [0.2], [9.0]])
     retrieved = np.array([[1, 0, 2, 3]])
     scores = score_retrieval(retrieved, query_z, gallery_z, np.array([50.0]), np.array([52.0, 80.0, 47.0, 20.0]),
-                             own=np.array([1]), ks=(1, 2, 3), n_relevant=2, n_random=4000, seed=0)
+                             ks=(1, 2, 3), n_relevant=2, n_random=4000, seed=0, identification=(retrieved, np.array([1])))
     s = {k: v[0] for k, v in scores.per_query.items()}
     # relevant = the 2 nearest in phenotype space: gallery rows 0 and 2
     assert s["precision@1"] == 0.0 and s["precision@2"] == 0.5 and s["precision@3"] == pytest.approx(2 / 3)
