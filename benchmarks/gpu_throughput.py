@@ -18,7 +18,8 @@ import time
 import torch
 
 from ptacl_core.encoders import MODEL_PRESETS
-from ptacl_core.training import Objective, TrainConfig
+from ptacl_core.training.config import TrainConfig
+from ptacl_core.training.objective import Objective
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 

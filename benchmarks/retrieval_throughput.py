@@ -1,4 +1,4 @@
-"""Cosine top-k retrieval: queries/s of the chunked search (``ptacl_core.retrieval.topk``) at gallery sizes
+"""Cosine top-k retrieval: queries/s of the chunked search (``ptacl_core.evaluation.retrieval.topk``) at gallery sizes
 10k, 100k and 500k, against the direct computation (the whole Q x G score matrix, then a partial sort) in
 the same run; the memory each holds for scores; and whether they return the same neighbours.
 
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from ptacl_core.retrieval import topk
+from ptacl_core.evaluation.retrieval import topk
 
 
 def direct_topk(queries: np.ndarray, gallery: np.ndarray, k: int) -> np.ndarray:

@@ -22,7 +22,8 @@ def measure(preset: str, steps: int) -> dict:
     import torch
 
     from ptacl_core.encoders import MODEL_PRESETS
-    from ptacl_core.training import Objective, TrainConfig
+    from ptacl_core.training.config import TrainConfig
+    from ptacl_core.training.objective import Objective
 
     batch, length, frames, size, fs = PRESET_INPUTS[preset]
     config = TrainConfig(method="ptacl", preset=preset, model=MODEL_PRESETS[preset])

@@ -1,11 +1,23 @@
 """Command line: ``python -m ptacl_core {run,synth,preprocess,merge-cache,build-manifest,train,predict} ...``
-(also installed as ``ptacl``)."""
+(also installed as ``ptacl``).
+
+Every sub-command handles bad input the same way (``main``): a kit error (a bad cohort table, a cache built
+with another config, a bad ``--shard`` or override, a missing file, a run that cannot predict) prints one line,
+``error: <what and where>``, and exits with status 2; no traceback. A notebook that fails exits with 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+DEFAULT_WORKERS = None  # every command with --workers: None = all cores
+
+
+def _workers(value: int | None) -> int:
+    return value or os.cpu_count() or 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -20,9 +32,6 @@ def _run(args: argparse.Namespace) -> int:
     except NotebookFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     return 0
 
 
@@ -30,7 +39,7 @@ def _synth(args: argparse.Namespace) -> int:
     from ptacl_core.synthetic import SynthConfig, generate_cohort
 
     config = SynthConfig(n_slices=args.slices, n_frames=args.frames, image_size=args.image_size)
-    summary = generate_cohort(args.out, args.n, seed=args.seed, config=config, workers=args.workers)
+    summary = generate_cohort(args.out, args.n, seed=args.seed, config=config, workers=_workers(args.workers))
     print(f"{summary['n_subjects']} subjects in {args.out}: {summary['n_written']} written, "
           f"{summary['n_skipped']} already complete, {len(summary['failures'])} failed; "
           f"{summary['subjects_per_s']:.1f} subjects/s")
@@ -40,29 +49,21 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from ptacl_core.preprocessing.cache import CacheMismatchError, Shard, build_cache
+    from ptacl_core.preprocessing.build import Shard, build_cache
     from ptacl_core.preprocessing.config import PreprocessConfig
 
     config = PreprocessConfig.preset(args.preset)
-    try:
-        summary = build_cache(args.cohort, args.out, config, workers=args.workers,
-                              shard=Shard.parse(args.shard) if args.shard else None)
-    except CacheMismatchError as error:
-        print(f"refused: {error}", file=sys.stderr)
-        return 2
+    shard = Shard.parse(args.shard) if args.shard else None
+    summary = build_cache(args.cohort, args.out, config, workers=_workers(args.workers), shard=shard)
     print(f"{summary['n_processed_now']} subjects processed now ({summary['subjects_per_s']:.1f}/s); "
           f"failures listed in {Path(args.out) / 'failures.csv'}")
     return 0 if summary["complete"] else 1
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from ptacl_core.preprocessing.cache import CacheMismatchError, merge_caches
+    from ptacl_core.preprocessing.merge import merge_caches
 
-    try:
-        summary = merge_caches(args.shards, args.out)
-    except CacheMismatchError as error:
-        print(f"refused: {error}", file=sys.stderr)
-        return 2
+    summary = merge_caches(args.shards, args.out)
     print(f"merged {len(args.shards)} shards into {args.out}: {summary['n_cached']} cached, {summary['n_failed']} failed")
     return 0
 
@@ -78,7 +79,8 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ptacl_core.training import load_config, train
+    from ptacl_core.training.config import load_config
+    from ptacl_core.training.loop import train
 
     config = load_config(args.config, args.overrides)
     run_dir = train(config, progress=not args.no_progress)
@@ -94,13 +96,9 @@ def _positive_int(text: str) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ptacl_core.prediction import PredictionError, Predictor, format_report
+    from ptacl_core.prediction import Predictor, format_report
 
-    try:
-        predictor = Predictor.from_run(args.run, args.cache)
-    except PredictionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    predictor = Predictor.from_run(args.run, args.cache)
     for note in predictor.notes:
         print(f"note: {note}", file=sys.stderr)
     predictions, neighbours = predictor.predict(args.files, top=args.top)
@@ -134,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path, help="cohort folder to write (resumes if interrupted)")
     synth.add_argument("--n", type=int, default=1000, help="number of subjects")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help="processes (default: all cores)")
     synth.add_argument("--slices", type=int, default=3, help="short-axis slices, base to apex (>= 3)")
     synth.add_argument("--frames", type=int, default=50, help="cine frames over one cardiac cycle")
     synth.add_argument("--image-size", type=int, default=80, help="pixels per side (2 mm each)")
@@ -146,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.csv, ...)")
     preprocess.add_argument("--out", required=True, type=Path, help="cache folder (resumes if interrupted)")
     preprocess.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    preprocess.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    preprocess.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help="processes (default: all cores)")
     preprocess.add_argument("--shard", help="I/N: only this shard of the subjects (cluster array jobs)")
     preprocess.set_defaults(handler=_preprocess)
 
@@ -177,9 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises anywhere in the kit: reported in one line, never as a traceback."""
+    from ptacl_core.prediction import PredictionError
+    from ptacl_core.preprocessing.cache import CacheMismatchError
+    from ptacl_core.synthetic.cohort import CohortMismatchError
+
+    # ValueError covers CohortError, EcgReadError, CmrReadError, PhenotypeTableError, bad --shard and overrides
+    return ValueError, FileNotFoundError, NotADirectoryError, CacheMismatchError, CohortMismatchError, PredictionError
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except _user_errors() as error:
+        print(f"error ({args.command}): {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import pandas as pd
 
 MANIFEST_COLUMNS = ("subject_id", "ecg", "cmr", "split")
 SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train / val / test, for every split the kit assigns
 
 
 class CohortError(ValueError):

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 
 MAX_BEATS = 48  # 10 s at 250+ bpm
@@ -56,10 +55,7 @@ class CacheDataset(Dataset):
         self.augmentation = augmentation
         self.fs = self.cache.config.ecg.fs
         self.seed = seed
-        columns = [c for c in PHENOTYPES if c in index]
-        self._phenotypes = np.full((len(index), len(PHENOTYPES)), np.nan, dtype=np.float32)
-        for column in columns:
-            self._phenotypes[:, PHENOTYPES.index(column)] = index[column].to_numpy(dtype=np.float32)
+        self._phenotypes = self.cache.phenotypes().astype(np.float32)
         # Per-item lookups in plain arrays, not pandas: __getitem__ is the training input hot path.
         self._rows = index.row.to_numpy(dtype=np.int64)
         self._subject_ids = index.subject_id.tolist()
@@ -82,7 +78,7 @@ class CacheDataset(Dataset):
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, position])
             ecg, rpeaks = augment_ecg(ecg, rpeaks, self.fs, self.augmentation, rng)
-            cmr = augment_cine(cmr, self.augmentation, rng)
+            cmr = augment_cmr(cmr, self.augmentation, rng)
         padded = np.full(MAX_BEATS, -1, dtype=np.int64)
         padded[: min(len(rpeaks), MAX_BEATS)] = rpeaks[:MAX_BEATS]
         return {
@@ -109,7 +105,7 @@ def augment_ecg(ecg: np.ndarray, rpeaks: np.ndarray, fs: float, augmentation: Au
     return (ecg * scale + noise).astype(np.float32), rpeaks
 
 
-def augment_cine(cmr: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
+def augment_cmr(cmr: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
     """cmr: (..., T, S, S) in [0, 1]. One random affine for all frames and slices, then intensity scaling."""
     size = cmr.shape[-1]
     angle = math.radians(rng.uniform(-augmentation.cmr_rotation_deg, augmentation.cmr_rotation_deg))

@@ -5,7 +5,7 @@ Reads top to bottom like MAE's model file: config, blocks, positional embeddings
 the MAE wrapper. Attention is PyTorch's fused ``scaled_dot_product_attention``. Shapes:
 
 - ECG in (B, 12, L) -> tokens (B, 12, n_times, D), pooled (B, D); each time step knows its centre in seconds.
-- Cine in (B, T, S, S) or (B, Z, T, S, S) -> tokens (B, T', S', D) with T' = T / tubelet temporal positions
+- CMR (cine) in (B, T, S, S) or (B, Z, T, S, S) -> tokens (B, T', S', D) with T' = T / tubelet temporal positions
   (token t' covers frames [t' * tubelet, (t' + 1) * tubelet)) and S' = (S / patch)^2 spatial ones; pooled (B, D).
 """
 
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ptacl_core.phases import phase_bin_means
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class EcgEncoderConfig:
 
 
 @dataclass(frozen=True)
-class CineEncoderConfig:
+class CmrEncoderConfig:
     in_slices: int = 1
     tubelet_frames: int = 1
     patch_px: int = 12
@@ -46,7 +49,7 @@ class CineEncoderConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     ecg: EcgEncoderConfig = field(default_factory=EcgEncoderConfig)
-    cmr: CineEncoderConfig = field(default_factory=CineEncoderConfig)
+    cmr: CmrEncoderConfig = field(default_factory=CmrEncoderConfig)
     embed_dim: int = 64  # projection size d, shared by the global and local losses
 
     def to_dict(self) -> dict:
@@ -54,7 +57,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        return cls(ecg=EcgEncoderConfig(**values.get("ecg", {})), cmr=CineEncoderConfig(**values.get("cmr", {})),
+        return cls(ecg=EcgEncoderConfig(**values.get("ecg", {})), cmr=CmrEncoderConfig(**values.get("cmr", {})),
                    embed_dim=values.get("embed_dim", 64))
 
 
@@ -64,7 +67,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     # GPU, ViT-B class: matches the `default` preprocessing preset (500 Hz x 10 s, 50 frames of 64 px).
     "paper": ModelConfig(
         ecg=EcgEncoderConfig(patch_samples=50, n_times=100, dim=768, depth=12, heads=12, mlp_ratio=4.0),
-        cmr=CineEncoderConfig(tubelet_frames=2, patch_px=8, n_frames=50, image_px=64, dim=768, depth=12, heads=12,
+        cmr=CmrEncoderConfig(tubelet_frames=2, patch_px=8, n_frames=50, image_px=64, dim=768, depth=12, heads=12,
                               mlp_ratio=4.0),
         embed_dim=256,
     ),
@@ -99,6 +102,20 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class TransformerStack(nn.ModuleList):
+    """``depth`` pre-norm blocks applied in order (no final norm); the stack both encoders share in design.
+    A ModuleList, so the parameters are named ``blocks.<i>.…`` as before."""
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float):
+        super().__init__(Block(dim, heads, mlp_ratio) for _ in range(depth))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
+        for block in self:
+            tokens = block(tokens)
+        return tokens
 
 
 def sincos_embedding(positions: int, dim: int, scale: float = 0.02) -> torch.Tensor:
@@ -139,7 +156,7 @@ class EcgEncoder(nn.Module):
         self.lead_embed = nn.Parameter(torch.zeros(config.n_leads, config.dim))
         self.time_embed = nn.Parameter(sincos_embedding(config.n_times, config.dim))
         nn.init.normal_(self.lead_embed, std=0.02)
-        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.blocks = TransformerStack(config.dim, config.depth, config.heads, config.mlp_ratio)
         self.norm = nn.LayerNorm(config.dim)
         self.pool_norm = nn.LayerNorm(config.dim)  # MAE's fc_norm: normalise the mean, not the tokens before it
 
@@ -165,9 +182,7 @@ class EcgEncoder(nn.Module):
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Transformer blocks (no final norm): (B, N, D) -> (B, N, D)."""
-        for block in self.blocks:
-            tokens = block(tokens)
-        return tokens
+        return self.blocks(tokens)
 
     def forward(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ecg (B, leads, L) -> tokens (B, leads, n_times, D), pooled (B, D)."""
@@ -177,10 +192,10 @@ class EcgEncoder(nn.Module):
         return self.norm(hidden).reshape(batch, leads, -1, self.config.dim), pooled
 
 
-class CineEncoder(nn.Module):
+class CmrEncoder(nn.Module):
     """ViT over tubelets of ``tubelet_frames`` x ``patch_px`` x ``patch_px`` (a Conv3d patch embedding)."""
 
-    def __init__(self, config: CineEncoderConfig):
+    def __init__(self, config: CmrEncoderConfig):
         super().__init__()
         self.config = config
         kernel = (config.tubelet_frames, config.patch_px, config.patch_px)
@@ -189,19 +204,19 @@ class CineEncoder(nn.Module):
         side = config.image_px // config.patch_px
         self.space_embed = nn.Parameter(torch.zeros(side * side, config.dim))
         nn.init.normal_(self.space_embed, std=0.02)
-        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.blocks = TransformerStack(config.dim, config.depth, config.heads, config.mlp_ratio)
         self.norm = nn.LayerNorm(config.dim)
         self.pool_norm = nn.LayerNorm(config.dim)
 
-    def _as_5d(self, cine: torch.Tensor) -> torch.Tensor:
-        return cine.unsqueeze(1) if cine.ndim == 4 else cine  # (B, Z, T, S, S)
+    def _as_5d(self, cmr: torch.Tensor) -> torch.Tensor:
+        return cmr.unsqueeze(1) if cmr.ndim == 4 else cmr  # (B, Z, T, S, S)
 
-    def patchify(self, cine: torch.Tensor) -> torch.Tensor:
+    def patchify(self, cmr: torch.Tensor) -> torch.Tensor:
         """(B, [Z,] T, S, S) -> (B, T', S', Z * t * p * p) pixel targets for the MAE."""
-        cine = self._as_5d(cine)
-        batch, slices, frames, size, _ = cine.shape
+        cmr = self._as_5d(cmr)
+        batch, slices, frames, size, _ = cmr.shape
         t, p = self.config.tubelet_frames, self.config.patch_px
-        x = cine.reshape(batch, slices, frames // t, t, size // p, p, size // p, p)
+        x = cmr.reshape(batch, slices, frames // t, t, size // p, p, size // p, p)
         return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(batch, frames // t, (size // p) ** 2, slices * t * p * p)
 
     def positions(self, times: int, side: int) -> torch.Tensor:
@@ -209,26 +224,24 @@ class CineEncoder(nn.Module):
         time = resize_embedding_1d(self.time_embed, times)[:, None, :]
         return (time + resize_embedding_2d(self.space_embed, side)[None]).flatten(0, 1)
 
-    def embed(self, cine: torch.Tensor) -> torch.Tensor:
+    def embed(self, cmr: torch.Tensor) -> torch.Tensor:
         """-> (B, T' * S', D) with time and space embeddings added."""
-        x = self.patch_embed(self._as_5d(cine))  # (B, D, T', side, side)
+        x = self.patch_embed(self._as_5d(cmr))  # (B, D, T', side, side)
         batch, dim, times, side, _ = x.shape
         tokens = x.flatten(3).permute(0, 2, 3, 1).flatten(1, 2)  # (B, T' * S', D)
         return tokens + self.positions(times, side)[None]
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Transformer blocks (no final norm): (B, N, D) -> (B, N, D)."""
-        for block in self.blocks:
-            tokens = block(tokens)
-        return tokens
+        return self.blocks(tokens)
 
-    def forward(self, cine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cine (B, [Z,] T, S, S) -> tokens (B, T', S', D), pooled (B, D)."""
-        cine = self._as_5d(cine)
-        times = cine.shape[2] // self.config.tubelet_frames
-        hidden = self.encode(self.embed(cine))
+    def forward(self, cmr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cmr (B, [Z,] T, S, S) -> tokens (B, T', S', D), pooled (B, D)."""
+        cmr = self._as_5d(cmr)
+        times = cmr.shape[2] // self.config.tubelet_frames
+        hidden = self.encode(self.embed(cmr))
         pooled = self.pool_norm(hidden.mean(dim=1))
-        return self.norm(hidden).reshape(cine.shape[0], times, -1, self.config.dim), pooled
+        return self.norm(hidden).reshape(cmr.shape[0], times, -1, self.config.dim), pooled
 
 
 def projection_head(dim: int, embed_dim: int) -> nn.Module:
@@ -236,16 +249,57 @@ def projection_head(dim: int, embed_dim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embed_dim))
 
 
+class ContrastiveFeatures(NamedTuple):
+    """What the contrastive losses see of a batch (all L2-normalised projections).
+
+    z_ecg, z_cmr: (B, d) pooled embeddings projected by the modality's head; u_ecg, u_cmr: (B, K, d) phase-bin
+    means of the tokens projected by the same heads, and mask: (B, K) bins present in both (None when the local
+    term is not computed)."""
+
+    z_ecg: torch.Tensor
+    z_cmr: torch.Tensor
+    u_ecg: torch.Tensor | None = None
+    u_cmr: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+
 class PTACLModel(nn.Module):
-    """Both encoders and their projection heads."""
+    """Both encoders and their projection heads; ``phase_embeddings`` is the encode -> project chain the
+    losses and the diagnostics share."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.ecg_encoder = EcgEncoder(config.ecg)
-        self.cmr_encoder = CineEncoder(config.cmr)
+        self.cmr_encoder = CmrEncoder(config.cmr)
         self.ecg_head = projection_head(config.ecg.dim, config.embed_dim)
         self.cmr_head = projection_head(config.cmr.dim, config.embed_dim)
+
+    def phase_embeddings(self, batch: dict, fs: float, num_bins: int | None = None) -> ContrastiveFeatures:
+        """Encode a batch once and project it for the losses.
+
+        batch: ``ecg`` (B, 12, L) at ``fs`` Hz, ``cmr`` (B, [Z,] T, S, S), ``rpeaks`` (B, R) samples, -1 padded.
+        num_bins: K phase bins for the local term (None: global embeddings only).
+        """
+        ecg, cmr = batch["ecg"], batch["cmr"]
+        ecg_tokens, ecg_pooled = self.ecg_encoder(ecg)
+        cmr_tokens, cmr_pooled = self.cmr_encoder(cmr)
+        z_ecg = F.normalize(self.ecg_head(ecg_pooled), dim=-1)
+        z_cmr = F.normalize(self.cmr_head(cmr_pooled), dim=-1)
+        if num_bins is None:
+            return ContrastiveFeatures(z_ecg, z_cmr)
+        times = self.ecg_encoder.token_times_s(ecg.shape[-1], fs, ecg.device)
+        segments, frames, mask = phase_bin_means(ecg_tokens, times, batch["rpeaks"], fs, cmr_tokens,
+                                                 self.config.cmr.tubelet_frames, cmr.shape[-3], num_bins)
+        u_ecg = F.normalize(self.ecg_head(segments), dim=-1)
+        u_cmr = F.normalize(self.cmr_head(frames), dim=-1)
+        return ContrastiveFeatures(z_ecg, z_cmr, u_ecg, u_cmr, mask)
+
+
+# The MAE's light decoder: one block, narrower than the encoder (MAE's asymmetric design).
+MAE_DECODER_DIM = 64
+MAE_DECODER_HEADS = 4
+MAE_DECODER_MLP_RATIO = 2.0
 
 
 class MaskedAutoencoder(nn.Module):
@@ -256,26 +310,26 @@ class MaskedAutoencoder(nn.Module):
     every temporal token, as in VideoMAE).
     """
 
-    def __init__(self, encoder: EcgEncoder | CineEncoder, mask_ratio: float = 0.75, decoder_dim: int = 64):
+    def __init__(self, encoder: EcgEncoder | CmrEncoder, mask_ratio: float = 0.75, decoder_dim: int = MAE_DECODER_DIM):
         super().__init__()
         self.encoder, self.mask_ratio = encoder, mask_ratio
         dim = encoder.config.dim
-        self.is_cine = isinstance(encoder, CineEncoder)
-        if self.is_cine:
+        self.is_cmr = isinstance(encoder, CmrEncoder)
+        if self.is_cmr:
             config = encoder.config
             patch_dim = config.in_slices * config.tubelet_frames * config.patch_px ** 2
         else:
             patch_dim = encoder.config.patch_samples
         self.decoder_embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(decoder_dim))
-        self.decoder = Block(decoder_dim, 4, 2.0)
+        self.decoder = Block(decoder_dim, MAE_DECODER_HEADS, MAE_DECODER_MLP_RATIO)
         self.decoder_pos = nn.Linear(dim, decoder_dim)
         self.predict = nn.Linear(decoder_dim, patch_dim)
 
     def _mask(self, batch: int, grid: tuple[int, int], device) -> torch.Tensor:
         """(B, N) bool, True = masked. grid = (outer, inner) token layout; tubes share the inner mask."""
         outer, inner = grid
-        if self.is_cine:
+        if self.is_cmr:
             keep = torch.rand(batch, inner, device=device).argsort(dim=1) < int(round(inner * (1 - self.mask_ratio)))
             return (~keep)[:, None, :].expand(batch, outer, inner).reshape(batch, -1)
         total = outer * inner
@@ -286,7 +340,7 @@ class MaskedAutoencoder(nn.Module):
         target = self.encoder.patchify(x)  # ECG (B, leads, n_times, P); cine (B, T', S', P)
         grid = (target.shape[1], target.shape[2])
         target = target.flatten(1, 2)
-        if self.is_cine:
+        if self.is_cmr:
             positions = self.encoder.positions(grid[0], int(round(math.sqrt(grid[1])))).detach()
         else:
             positions = self.encoder.positions(grid[1]).detach()

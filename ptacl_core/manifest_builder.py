@@ -17,7 +17,7 @@ import hashlib
 import re
 from pathlib import Path
 
-SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+from ptacl_core.cohort_tables import SPLIT_FRACTIONS
 
 
 def split_for(subject_id: str, salt: str = "ptacl", fractions=SPLIT_FRACTIONS) -> str:

@@ -1,7 +1,8 @@
 """Where the kit keeps things: data, figures, executed notebooks, and the real test files.
 
-Defaults are folders of the repository (``data/``, ``figures/``, ``outputs/``); each can be moved with an
-environment variable (``PTACL_DATA``, ``PTACL_FIGURES``, ``PTACL_OUTPUTS``), e.g. to a scratch disk on a cluster.
+Defaults are folders of the repository (``data/``, ``runs/``, ``figures/``, ``outputs/``); each can be moved with
+an environment variable (``PTACL_DATA``, ``PTACL_RUNS``, ``PTACL_FIGURES``, ``PTACL_OUTPUTS``), e.g. to a scratch
+disk on a cluster.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def _from_env(variable: str, default: Path) -> Path:
 
 def data_root() -> Path:
     return _from_env("PTACL_DATA", project_root() / "data")
+
+
+def runs_root() -> Path:
+    """Where training runs go (``runs/<name>/``; the layout is ``ptacl_core.training.runs``)."""
+    return _from_env("PTACL_RUNS", project_root() / "runs")
 
 
 def figures_root() -> Path:

@@ -15,16 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ptacl_core.embeddings import cache_embeddings, cache_phenotypes, embed_arrays
+from ptacl_core.evaluation.embeddings import cache_embeddings, embed_arrays
+from ptacl_core.evaluation.probing import fit_ridge, regression_metrics
+from ptacl_core.evaluation.retrieval import topk
 from ptacl_core.io.ecg import EcgReadError, read_ecg
 from ptacl_core.phenotypes import PHENOTYPES, UNITS
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.preprocessing.ecg import EcgQualityError, preprocess_ecg
-from ptacl_core.probing import fit_ridge, regression_metrics
-from ptacl_core.retrieval import topk
-from ptacl_core.training import model_from_state
+from ptacl_core.training.runs import checkpoint_path, model_from_state, read_checkpoint
 
 
 class PredictionError(RuntimeError):
@@ -45,11 +44,11 @@ class Predictor:
     @classmethod
     def from_run(cls, run: Path | str, cache: Path | str | None = None, store: Path | str | None = None) -> Predictor:
         run = Path(run)
-        checkpoint = run / "checkpoints" / "last.pt" if run.is_dir() else run
+        checkpoint = checkpoint_path(run)
         if not checkpoint.exists():
             raise PredictionError(f"{run}: no checkpoint (expected {checkpoint}); train the run first")
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            state = read_checkpoint(checkpoint)
             model, config = model_from_state(state)
         except Exception as error:  # a truncated or foreign file: say which, not a traceback
             raise PredictionError(f"{checkpoint}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
@@ -67,7 +66,7 @@ class Predictor:
             notes.append(f"the run was trained on another cache (fingerprint {trained_on[:12]}, this one {opened.fingerprint[:12]}): "
                          "the probe's test errors are honest only if none of its training subjects is in this cache's test split")
         gallery = cache_embeddings(model, opened, "ecg", store)
-        phenotypes, splits = cache_phenotypes(opened), opened.index.split.to_numpy()
+        phenotypes, splits = opened.phenotypes(), opened.index.split.to_numpy()
         train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
         probes, errors = {}, []
         for column, name in enumerate(PHENOTYPES):

@@ -28,7 +28,7 @@ def cohort(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cache(cohort, tmp_path_factory) -> Path:
     """The test cohort preprocessed with the ``tiny`` preset."""
-    from ptacl_core.preprocessing.cache import build_cache
+    from ptacl_core.preprocessing.build import build_cache
     from ptacl_core.preprocessing.config import PreprocessConfig
 
     folder = tmp_path_factory.mktemp("tiny_cache")
@@ -39,10 +39,10 @@ def tiny_cache(cohort, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_runs(tiny_cache, tmp_path_factory) -> Path:
     """A runs folder with short runs named as notebook 02 names them: ptacl and global, seed 0 (2 epochs)."""
-    from ptacl_core.training import TrainConfig, train
+    from ptacl_core.training import TrainConfig, run_name, train
 
     runs = tmp_path_factory.mktemp("runs")
     for method in ("ptacl", "global"):
-        config = TrainConfig(method=method, cache=str(tiny_cache), runs_dir=str(runs), name=f"{method}_tiny_seed0")
+        config = TrainConfig(method=method, cache=str(tiny_cache), runs_dir=str(runs), name=run_name(method, "tiny", 0))
         train(config.with_overrides(["optim.epochs=2", "optim.batch_size=8"]), progress=False)
     return runs

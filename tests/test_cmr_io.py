@@ -92,7 +92,7 @@ def test_read_cmr_dispatches_a_folder_to_the_dicom_reader(realdata):
 # ---------------------------------------------------------------- NIfTI cines
 
 
-def test_ukb_demo_long_axis_cine_converts_seconds_to_ms(realdata):
+def test_ukb_demo_long_axis_cmr_converts_seconds_to_ms(realdata):
     path = realdata / UKB_DEMO / "1/la_4ch.nii.gz"
     assert nib.load(path).header.get_zooms()[3] == pytest.approx(0.01752, rel=1e-4)  # seconds, unit 'unknown'
     cine = read_nifti_cine(path)

@@ -9,12 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from ptacl_core.losses import (
+    GlobalContrastiveLoss,
     PTACLLoss,
-    cmr_frame_assignment,
-    ecg_token_phases,
     global_contrastive_loss,
     local_temporal_loss,
-    phase_bin_assignment,
 )
 
 
@@ -120,53 +118,31 @@ def test_masked_bins_do_not_contribute():
     assert torch.allclose(before, local_temporal_loss(u_e2, u_c2, mask))
 
 
-def test_phase_bin_assignment_matches_loop():
-    phases = torch.rand(3, 20, generator=torch.Generator().manual_seed(2))
-    valid = torch.rand(3, 20, generator=torch.Generator().manual_seed(3)) > 0.2
-    fast = phase_bin_assignment(phases, valid, 7)
-    slow = torch.zeros(3, 7, 20)
-    for b in range(3):
-        for k in range(7):
-            members = [n for n in range(20) if valid[b, n] and int(phases[b, n] * 7) == k]
-            for n in members:
-                slow[b, k, n] = 1.0 / len(members)
-    assert torch.allclose(fast, slow)
-
-
-def test_ecg_token_phases_match_loop():
-    rpeaks = torch.tensor([[100, 350, 610, -1], [50, 300, 540, 790]])
-    times = torch.linspace(0.0, 4.0, 41)
-    phases, valid = ecg_token_phases(times, rpeaks, fs=250.0)
-    for b in range(2):
-        peaks = [p / 250.0 for p in rpeaks[b].tolist() if p >= 0]
-        for n, t in enumerate(times.tolist()):
-            inside = [(a, c) for a, c in zip(peaks[:-1], peaks[1:], strict=True) if a <= t < c]
-            assert bool(valid[b, n]) == bool(inside)
-            if inside:
-                a, c = inside[0]
-                assert phases[b, n] == pytest.approx((t - a) / (c - a), abs=1e-9)
-
-
-def test_cmr_assignment_spreads_tubelets_over_their_frames():
-    weights = cmr_frame_assignment(num_frames=8, tubelet=2, num_bins=4, dtype=torch.float64)
-    assert weights.shape == (4, 4)
-    assert torch.allclose(weights, torch.eye(4))  # frames 2k, 2k+1 are bin k and token k
-    weights = cmr_frame_assignment(num_frames=6, tubelet=1, num_bins=4, dtype=torch.float64)
-    assert torch.allclose(weights.sum(-1), torch.ones(4))
-
-
 def test_ptacl_loss_combines_terms():
-    torch.manual_seed(0)
-    head = torch.nn.Identity()
-    ecg_tokens, cmr_tokens = torch.randn(4, 12, 40, 8), torch.randn(4, 10, 9, 8)
-    rpeaks = torch.tensor([[10, 260, 510, 760, -1]] * 4)
-    args = dict(ecg_tokens=ecg_tokens, ecg_token_times_s=(torch.arange(40) + 0.5) * 0.1, rpeaks=rpeaks, fs=100.0,
-                cmr_tokens=cmr_tokens, tubelet=1, num_frames=10)
-    pooled_e, pooled_c = ecg_tokens.mean((1, 2)), cmr_tokens.mean((1, 2))
-    total, parts = PTACLLoss(num_bins=5, lam=0.5)(pooled_e, pooled_c, head, head, **args)
+    z_e, z_c = _unit(4, 8, seed=0), _unit(4, 8, seed=1)
+    u_e, u_c = _unit(4, 5, 8, seed=2), _unit(4, 5, 8, seed=3)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    total, parts = PTACLLoss(lam=0.5)(z_e, z_c, u_e, u_c, mask)
+    assert torch.allclose(parts["global"], global_contrastive_loss(z_e, z_c, 0.1, 0.5))
+    assert torch.allclose(parts["local"], local_temporal_loss(u_e, u_c, mask, 0.1))
     assert torch.allclose(total, parts["global"] + 0.5 * parts["local"])
-    global_only, parts_g = PTACLLoss(num_bins=5, lam=0.0)(pooled_e, pooled_c, head, head, **args)
+    global_only, parts_g = PTACLLoss(lam=0.0)(z_e, z_c)  # no phase features needed
     assert torch.allclose(global_only, parts["global"]) and parts_g["local"] == 0
+    local_only, _ = PTACLLoss(global_weight=0.0)(z_e, z_c, u_e, u_c, mask)
+    assert torch.allclose(local_only, parts["local"])
+
+
+def test_local_term_without_phase_features_is_a_clear_error():
+    with pytest.raises(ValueError, match="phase-bin features"):
+        PTACLLoss(lam=1.0)(_unit(4, 8), _unit(4, 8, seed=1))
+
+
+def test_learnable_temperature_is_a_parameter_and_clamped():
+    loss = GlobalContrastiveLoss(temperature=0.001, learnable_temperature=True)
+    assert any(p is loss.log_scale for p in loss.parameters())
+    assert float(loss.temperature.detach()) == pytest.approx(0.01)  # CLIP's clamp: tau >= 0.01
+    fixed = GlobalContrastiveLoss(temperature=0.1)
+    assert not list(fixed.parameters()) and float(fixed.temperature) == pytest.approx(0.1)
 
 
 # --- DDP: two gloo processes on CPU give the loss and gradients of one process with the whole batch ----
@@ -188,9 +164,15 @@ def _ddp_worker(rank, world, port, inputs, weights, queue):
     share = inputs[0].shape[0] // world
     x_e = inputs[0][rank * share:(rank + 1) * share]
     x_c = inputs[1][rank * share:(rank + 1) * share]
-    loss = global_contrastive_loss(F.normalize(model(x_e), dim=-1), F.normalize(model(x_c), dim=-1), 0.1, 0.75)
+    criterion = GlobalContrastiveLoss(0.1, 0.75, gather=True)  # world size read from the process group
+    z_e, z_c = F.normalize(model(x_e), dim=-1), F.normalize(model(x_c), dim=-1)
+    loss = criterion(z_e, z_c)  # training mode: the whole batch of both processes
     loss.backward()
-    queue.put((rank, float(loss.detach()), layer.weight.grad.numpy().copy()))  # numpy: no shared-memory handle to outlive us
+    own = float(global_contrastive_loss(z_e.detach(), z_c.detach(), 0.1, 0.75))  # this process's half only
+    evaluated = float(criterion.eval()(z_e.detach(), z_c.detach()))  # eval mode: no gather
+    not_gathered = float(GlobalContrastiveLoss(0.1, 0.75, gather=False)(z_e.detach(), z_c.detach()))
+    # numpy: no shared-memory handle to outlive us
+    queue.put((rank, float(loss.detach()), layer.weight.grad.numpy().copy(), (own, evaluated, not_gathered)))
     torch.distributed.destroy_process_group()
 
 
@@ -216,6 +198,8 @@ def test_two_process_ddp_equals_one_process():
     results = [queue.get(timeout=120) for _ in processes]
     for process in processes:
         process.join(timeout=60)
-    for _, loss, grad in results:
+    for _, loss, grad, (own, evaluated, not_gathered) in results:
         assert loss == pytest.approx(float(reference.detach()), rel=1e-9)
         assert torch.allclose(torch.from_numpy(grad), layer.weight.grad, atol=1e-10)
+        assert evaluated == pytest.approx(own, rel=1e-12) and not_gathered == pytest.approx(own, rel=1e-12)
+        assert own != pytest.approx(loss, rel=1e-6)  # the halves alone give another loss: the gather mattered

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from ptacl_core import paths
-from ptacl_core.embeddings import cache_embeddings, embed_arrays, find_runs, random_init_model, weights_hash
+from ptacl_core.evaluation.embeddings import cache_embeddings, embed_arrays, weights_hash
 from ptacl_core.prediction import PredictionError, Predictor
 from ptacl_core.preprocessing.cache import Cache
+from ptacl_core.training.runs import find_runs, random_init_model
 
 # physiological ranges wide enough for any adult heart (mL, %, L/min, g)
 PLAUSIBLE = {"LVEDV_mL": (40, 400), "LVESV_mL": (5, 300), "LVSV_mL": (10, 200), "LVEF_pct": (10, 85),
@@ -143,7 +144,7 @@ def test_a_run_from_another_cache_is_flagged(trained_runs, tmp_path):
     assert predictor.notes and "trained on another cache" in predictor.notes[0]
     assert not Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path / "store").notes
     # and the comparison leaves such a run out, saying why
-    from ptacl_core.comparison import Comparison
+    from ptacl_core.evaluation.comparison import Comparison
 
     with pytest.raises(FileNotFoundError, match="ptacl_tiny_seed0: trained on another cache"):
         Comparison.load(cache_dir=state["config"]["cache"], runs_dir=tmp_path, embeddings_dir=tmp_path / "store", progress=False)

@@ -10,13 +10,15 @@ import torch
 import wfdb
 from scipy import signal as sps
 
-from ptacl_core.dataset import MAX_BEATS, Augmentation, CacheDataset, augment_cine, augment_ecg
+from ptacl_core.dataset import MAX_BEATS, Augmentation, CacheDataset, augment_cmr, augment_ecg
 from ptacl_core.io.ecg import read_ecg
 from ptacl_core.leads import LEAD_NAMES
-from ptacl_core.preprocessing.cache import Cache, CacheMismatchError, Shard, build_cache, merge_caches
-from ptacl_core.preprocessing.cmr import preprocess_cine, resample_cycle
+from ptacl_core.preprocessing.build import Shard, build_cache
+from ptacl_core.preprocessing.cache import Cache, CacheMismatchError
+from ptacl_core.preprocessing.cmr import preprocess_cmr, resample_cycle
 from ptacl_core.preprocessing.config import CmrConfig, EcgConfig, PreprocessConfig
 from ptacl_core.preprocessing.ecg import EcgQualityError, clipped_leads, filter_ecg, preprocess_ecg
+from ptacl_core.preprocessing.merge import merge_caches
 
 FAST = PreprocessConfig(ecg=EcgConfig(fs=250), cmr=CmrConfig(size=32, n_frames=20))
 
@@ -136,14 +138,14 @@ def _disk_cine(n_frames=30, size=60, es=12):
 
 def test_cine_crop_is_centred_on_the_lv_and_es_found():
     image, labels = _disk_cine()
-    out = preprocess_cine(image, (1.0, 1.0, 8.0), CmrConfig(size=32, crop_mm=40.0, n_frames=30), labels)
+    out = preprocess_cmr(image, (1.0, 1.0, 8.0), CmrConfig(size=32, crop_mm=40.0, n_frames=30), labels)
     assert out.cine.shape == (1, 30, 32, 32) and out.es_frame == 12 and out.ed_frame == 0
     assert out.centre_mm == pytest.approx((35.0, 25.0))
     bright = out.cine[0, 0] > 0.5
     rows, columns = np.nonzero(bright)
     assert abs(rows.mean() - 15.5) < 1.0 and abs(columns.mean() - 15.5) < 1.0  # the disk sits in the middle
     assert out.cine.min() >= 0.0 and out.cine.max() <= 1.0
-    unlabelled = preprocess_cine(image, (1.0, 1.0, 8.0), CmrConfig(size=32, crop_mm=40.0, n_frames=30), None)
+    unlabelled = preprocess_cmr(image, (1.0, 1.0, 8.0), CmrConfig(size=32, crop_mm=40.0, n_frames=30), None)
     assert abs(unlabelled.es_frame - 12) <= 1
     assert np.hypot(*np.subtract(unlabelled.centre_mm, (35.0, 25.0))) < 6.0
 
@@ -161,16 +163,16 @@ def test_time_resampling_is_cyclic_and_matches_a_loop():
 
 def test_views():
     image, labels = _disk_cine()
-    three = preprocess_cine(image, (1, 1, 8), CmrConfig(view="sa_three", size=32, n_frames=10), labels)
+    three = preprocess_cmr(image, (1, 1, 8), CmrConfig(view="sa_three", size=32, n_frames=10), labels)
     assert three.cine.shape == (3, 10, 32, 32)
     with pytest.raises(ValueError, match="single long-axis slice"):
-        preprocess_cine(image, (1, 1, 8), CmrConfig(view="la_4ch", size=32), None)
+        preprocess_cmr(image, (1, 1, 8), CmrConfig(view="la_4ch", size=32), None)
     with pytest.raises(ValueError, match="sa_three needs 3"):
-        preprocess_cine(image[:, :, :2], (1, 1, 8), CmrConfig(view="sa_three", size=32), None)
+        preprocess_cmr(image[:, :, :2], (1, 1, 8), CmrConfig(view="sa_three", size=32), None)
     with pytest.raises(ValueError, match="do not match the image"):
-        preprocess_cine(image, (1, 1, 8), CmrConfig(size=32), labels[:, :, :, :5])
+        preprocess_cmr(image, (1, 1, 8), CmrConfig(size=32), labels[:, :, :, :5])
     with pytest.raises(ValueError, match=r"\(X, Y, Z, T\)"):
-        preprocess_cine(image[..., 0], (1, 1, 8), CmrConfig(size=32), None)
+        preprocess_cmr(image[..., 0], (1, 1, 8), CmrConfig(size=32), None)
 
 
 def test_es_ignores_unlabelled_frames():
@@ -178,7 +180,7 @@ def test_es_ignores_unlabelled_frames():
     image, labels = _disk_cine()
     sparse = np.zeros_like(labels)
     sparse[..., 0], sparse[..., 12] = labels[..., 0], labels[..., 12]
-    out = preprocess_cine(image, (1, 1, 8), CmrConfig(size=32, crop_mm=40.0, n_frames=30), sparse)
+    out = preprocess_cmr(image, (1, 1, 8), CmrConfig(size=32, crop_mm=40.0, n_frames=30), sparse)
     assert out.es_frame == 12
 
 
@@ -186,7 +188,7 @@ def test_sunnybrook_dicom_slice_preprocesses_with_es_near_the_contoured_frame(re
     from ptacl_core.io.cmr import read_cmr
 
     cine = read_cmr(realdata / "cmr/sunnybrook/dicom_slice05")
-    out = preprocess_cine(cine.image, cine.spacing_mm, CmrConfig(n_frames=20), None)
+    out = preprocess_cmr(cine.image, cine.spacing_mm, CmrConfig(n_frames=20), None)
     assert out.cine.shape == (1, 20, 64, 64)
     # The contours of this patient put ES at frame 7 of 20 (scd_subset_phenotypes_from_contours.csv).
     assert abs(out.es_frame - 7) <= 2
@@ -256,7 +258,7 @@ def test_rerun_is_a_no_op_and_resume_equals_uninterrupted(small_cohort, tmp_path
 
 def test_cache_with_another_config_is_refused(small_cohort, tmp_path):
     build_cache(small_cohort, tmp_path / "c", FAST, progress=False, stop_after=1)
-    other = FAST.with_overrides(ecg={"notch_hz": 60.0})
+    other = FAST.with_overrides({"ecg.notch_hz": 60.0})
     with pytest.raises(CacheMismatchError, match="another manifest, preprocessing config"):
         build_cache(small_cohort, tmp_path / "c", other, progress=False)
     description = json.loads((tmp_path / "c/cache.json").read_text())
@@ -280,7 +282,7 @@ def test_unexpected_error_in_one_subject_is_recorded(small_cohort, tmp_path, mon
     import ptacl_core.preprocessing.cmr as cmr_module
 
     calls = {"n": 0}
-    original = cmr_module.preprocess_cine
+    original = cmr_module.preprocess_cmr
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -288,7 +290,7 @@ def test_unexpected_error_in_one_subject_is_recorded(small_cohort, tmp_path, mon
             raise ZeroDivisionError("a bug in one subject's path")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cmr_module, "preprocess_cine", flaky)
+    monkeypatch.setattr(cmr_module, "preprocess_cmr", flaky)
     summary = build_cache(small_cohort, tmp_path / "cache", FAST, progress=False)
     failures = pd.read_csv(tmp_path / "cache/failures.csv")
     assert summary["complete"] and summary["n_failed"] == 1
@@ -317,7 +319,7 @@ def test_shards_merge_into_the_same_cache(small_cohort, tmp_path):
 
 def test_merge_refuses_mixed_fingerprints_and_unfinished_shards(small_cohort, tmp_path):
     build_cache(small_cohort, tmp_path / "a0", FAST, progress=False, shard=Shard(0, 2))
-    other = FAST.with_overrides(cmr={"size": 24})
+    other = FAST.with_overrides({"cmr.size": 24})
     build_cache(small_cohort, tmp_path / "b1", other, progress=False, shard=Shard(1, 2))
     with pytest.raises(CacheMismatchError, match="different manifests/configs"):
         merge_caches([tmp_path / "a0", tmp_path / "b1"], tmp_path / "merged")
@@ -363,7 +365,7 @@ def test_augmentations_keep_rpeaks_consistent_and_shapes():
     np.testing.assert_array_equal(np.flatnonzero(cropped[0] > 0.5), shifted)
     cine = np.zeros((20, 32, 32), dtype=np.float32)
     cine[:, 12:20, 12:20] = 1.0
-    moved = augment_cine(cine, Augmentation(cmr_intensity=0.0), rng)
+    moved = augment_cmr(cine, Augmentation(cmr_intensity=0.0), rng)
     assert moved.shape == cine.shape and 0.0 <= moved.min() and moved.max() <= 1.0
     assert abs(moved.sum() / cine.sum() - 1.0) < 0.25  # a small affine, not a different image
     np.testing.assert_allclose(moved[0], moved[5])  # the same transform for every frame

@@ -9,19 +9,17 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from sklearn.preprocessing import StandardScaler
 
-from ptacl_core.phenotypes import PHENOTYPES
-from ptacl_core.probing import (
+from ptacl_core.evaluation.probing import (
     ProbeConfig,
-    bootstrap_indices,
     bootstrap_metrics,
     fit_ridge,
-    interval,
     label_subset,
     probe_differences,
     probe_methods,
     regression_metrics,
-    seed_standard_error,
 )
+from ptacl_core.evaluation.statistics import bootstrap_indices, interval, seed_standard_error
+from ptacl_core.phenotypes import PHENOTYPES
 
 
 def test_metrics_match_sklearn_and_scipy():

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptacl_core.comparison import retrieval_difference, summarise_retrieval
+from ptacl_core.evaluation.comparison import retrieval_difference, summarise_retrieval
+from ptacl_core.evaluation.probing import ProbeConfig, probe_methods
+from ptacl_core.evaluation.report import ResultTables, reading, write_report
+from ptacl_core.evaluation.retrieval import score_retrieval, topk, zscore_phenotypes
+from ptacl_core.evaluation.statistics import judge, seed_margin
 from ptacl_core.phenotypes import PHENOTYPES
-from ptacl_core.probing import ProbeConfig, probe_methods
-from ptacl_core.report import ResultTables, judge, reading, seed_margin, write_report
-from ptacl_core.retrieval import score_retrieval, topk, zscore_phenotypes
 
 
 def _cohort(n=300, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ptacl_core.retrieval import full_topk, relevant_sets, score_retrieval, topk, zscore_phenotypes
+from ptacl_core.evaluation.retrieval import full_topk, relevant_sets, score_retrieval, topk, zscore_phenotypes
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
@@ -89,7 +89,7 @@ def test_metric_values_by_hand():
 
 
 def test_retrieval_over_methods_excludes_self_and_identifies_the_own_cmr():
-    from ptacl_core.comparison import CohortView, retrieval_per_query
+    from ptacl_core.evaluation.comparison import CohortView, retrieval_per_query
     from ptacl_core.phenotypes import PHENOTYPES
 
     rng = np.random.default_rng(3)

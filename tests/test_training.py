@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ptacl_core.encoders import MODEL_PRESETS, CineEncoder, EcgEncoder, MaskedAutoencoder, PTACLModel
-from ptacl_core.evaluation import probe_phenotypes, ridge_probe_r2
+from ptacl_core.encoders import MODEL_PRESETS, CmrEncoder, EcgEncoder, MaskedAutoencoder, PTACLModel
+from ptacl_core.evaluation.diagnostics import probe_phenotypes, ridge_probe_r2
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training import TrainConfig, load_config, load_model, train
 
@@ -37,7 +37,7 @@ def test_checkpoint_runs_on_other_lengths_and_frame_counts():
 
 
 def test_patchify_roundtrip_order():
-    encoder = CineEncoder(MODEL_PRESETS["tiny"].cmr)
+    encoder = CmrEncoder(MODEL_PRESETS["tiny"].cmr)
     cine = torch.arange(25 * 48 * 48, dtype=torch.float32).reshape(1, 25, 48, 48)
     patches = encoder.patchify(cine)  # (1, T', S', p*p)
     assert patches.shape == (1, 25, 16, 144)

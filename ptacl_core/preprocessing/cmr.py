@@ -112,7 +112,7 @@ def end_systole_frame(image: np.ndarray, labels: np.ndarray | None, slices: list
     return int(np.argmin(bright))
 
 
-def preprocess_cine(image: np.ndarray, spacing_mm: tuple[float, float, float], config: CmrConfig,
+def preprocess_cmr(image: np.ndarray, spacing_mm: tuple[float, float, float], config: CmrConfig,
                     labels: np.ndarray | None = None) -> PreprocessedCine:
     """image: (X, Y, Z, T); labels: optional (X, Y, Z, T) or (X, Y, Z) map with 1 = LV cavity."""
     if image.ndim != 4:

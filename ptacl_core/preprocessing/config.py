@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from ptacl_core.config import override, parse_overrides
 
 ECG_NORMALISATIONS = ("none", "lead_zscore", "record_zscore")
 CMR_VIEWS = ("sa_mid", "sa_three", "la_4ch")
@@ -93,8 +96,9 @@ class PreprocessConfig:
             raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
         return PRESETS[name]
 
-    def with_overrides(self, ecg: dict | None = None, cmr: dict | None = None) -> PreprocessConfig:
-        return PreprocessConfig(ecg=replace(self.ecg, **(ecg or {})), cmr=replace(self.cmr, **(cmr or {})))
+    def with_overrides(self, values: Mapping[str, object] | list[str]) -> PreprocessConfig:
+        """A copy with ``{"ecg.notch_hz": 60.0}`` (or ``["ecg.notch_hz=60"]``) applied (``ptacl_core.config``)."""
+        return override(self, dict(values) if isinstance(values, Mapping) else parse_overrides(self, values))
 
 
 PRESETS: dict[str, PreprocessConfig] = {

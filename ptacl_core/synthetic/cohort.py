@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from ptacl_core import __version__
+from ptacl_core.cohort_tables import SPLIT_FRACTIONS
 from ptacl_core.io.ecg import write_wfdb
 from ptacl_core.phenotypes import PHENOTYPES, label_volume_curves, phenotypes_from_volumes
 from ptacl_core.synthetic.cine import SyntheticCine, render_cine
 from ptacl_core.synthetic.config import SynthConfig
 from ptacl_core.synthetic.ecg import SyntheticEcg, synthesize_ecg
 from ptacl_core.synthetic.latent import SubjectLatent, sample_latent
+from ptacl_core.threads import single_threaded
 
 # Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
 GENERATOR_VERSION = 2
@@ -126,14 +128,6 @@ def write_subject(index: int, seed: int, config: SynthConfig, out: Path) -> dict
     return record
 
 
-def _single_threaded() -> None:
-    """Worker processes are the parallelism: keep BLAS/OpenMP pools to one thread each (else they spin
-    against each other and two workers run no faster than one)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def _worker(args: tuple[int, int, dict, str]) -> tuple[int, dict | None, str]:
     index, seed, config_values, out = args
     try:
@@ -142,7 +136,7 @@ def _worker(args: tuple[int, int, dict, str]) -> tuple[int, dict | None, str]:
         return index, None, f"{type(error).__name__}: {error}"
 
 
-def assign_splits(subject_ids: list[str], conditions: list[str], seed: int, fractions=(0.7, 0.15, 0.15)) -> dict[str, str]:
+def assign_splits(subject_ids: list[str], conditions: list[str], seed: int, fractions=SPLIT_FRACTIONS) -> dict[str, str]:
     """Train/val/test stratified by condition; within a condition the order is a hash of (seed, id)."""
     splits: dict[str, str] = {}
     for condition in sorted(set(conditions)):
@@ -235,7 +229,7 @@ def generate_cohort(out: Path | str, n: int, seed: int = 0, config: SynthConfig 
             _collect(index, record, error, records, failures)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
             futures = [pool.submit(_worker, job) for job in jobs]
             for future in as_completed(futures):
                 _collect(*future.result(), records, failures)

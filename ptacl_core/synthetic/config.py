@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ptacl_core.cohort_tables import SPLIT_FRACTIONS
+
 CONDITIONS: tuple[str, ...] = (
     "normal",
     "dilated_cardiomyopathy",
@@ -39,7 +41,7 @@ class SynthConfig:
             "conduction_delay": 0.125,
         }
     )
-    split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS
 
     def __post_init__(self) -> None:
         if self.n_slices < 3:

@@ -3,8 +3,8 @@ chosen by cross-validation on train (efficient leave-one-out), scored on test by
 units) and Pearson r, each with a bootstrap 95% interval, at several fractions of the training labels.
 
 Intervals: every method, seed and fraction of one phenotype is scored on the *same* bootstrap resamples of
-the test subjects. So an interval for the mean over seeds is the percentile interval of the per-resample
-seed means, and the difference between two methods has a paired interval (``paired_difference``).
+the test subjects, so seed means have intervals and differences between methods are paired; the rules are
+``ptacl_core.evaluation.statistics``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ptacl_core.evaluation.statistics import bootstrap_indices, interval, paired_difference, seed_sd
 from ptacl_core.phenotypes import PHENOTYPES
 
 METRICS = ("r2", "mae", "pearson")
 RIDGE_ALPHAS = tuple(np.logspace(-3, 6, 19))  # up to "predict the mean" for a handful of labels
+LABEL_SUBSET_SALT = 7919  # seed salt of the label-fraction subsets (one permutation of the training rows per seed)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def label_subset(n_train: int, fraction: float, seed: int, min_labels: int = 5) 
 
     One permutation per seed, so the subsets are nested: the 1% rows are inside the 10% rows.
     """
-    order = np.random.default_rng([seed, 7919]).permutation(n_train)
+    order = np.random.default_rng([seed, LABEL_SUBSET_SALT]).permutation(n_train)
     count = min(n_train, max(min_labels, int(np.ceil(fraction * n_train))))
     return np.sort(order[:count])
 
@@ -68,11 +70,6 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     """R², mean absolute error and Pearson r of one set of predictions (1-D arrays)."""
     values = bootstrap_metrics(y_true, y_pred, np.arange(len(y_true))[None])
     return {name: float(values[name][0]) for name in METRICS}
-
-
-def bootstrap_indices(n: int, n_bootstrap: int, seed) -> np.ndarray:
-    """(n_bootstrap, n) resample indices (with replacement)."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))
 
 
 def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -86,30 +83,6 @@ def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarra
         r2 = 1.0 - (residual ** 2).sum(axis=1) / (y_centred ** 2).sum(axis=1)
         pearson = (y_centred * p_centred).sum(axis=1) / np.sqrt((y_centred ** 2).sum(axis=1) * (p_centred ** 2).sum(axis=1))
     return {"r2": r2, "mae": np.abs(residual).mean(axis=1), "pearson": pearson}
-
-
-def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap samples (NaN resamples, e.g. constant targets, ignored)."""
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def seed_standard_error(a: pd.Series | np.ndarray, b: pd.Series | np.ndarray) -> float:
-    """Standard error over training seeds of mean(a) - mean(b); NaN unless both have at least 2 seeds."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    return float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
-
-
-def seed_degrees_of_freedom(a, b) -> float:
-    """Conservative degrees of freedom for ``seed_standard_error``: min(n_a, n_b) - 1 (NaN below 2 seeds)."""
-    smallest = min(len(a), len(b))
-    return float(smallest - 1) if smallest >= 2 else float("nan")
 
 
 @dataclass
@@ -131,7 +104,7 @@ class ProbeResults:
             for metric in METRICS:
                 resampled = np.mean([self.bootstrap[(method, seed, fraction, phenotype)][metric] for seed in group.seed], axis=0)
                 row[metric] = float(group[metric].mean())
-                row[f"{metric}_seed_sd"] = float(group[metric].std(ddof=1)) if len(group) > 1 else float("nan")
+                row[f"{metric}_seed_sd"] = seed_sd(group[metric])
                 row[f"{metric}_low"], row[f"{metric}_high"] = interval(resampled)
             rows.append(row)
         return pd.DataFrame(rows)
@@ -146,12 +119,9 @@ class ProbeResults:
             return np.mean([self.bootstrap[(name, seed, fraction, phenotype)][metric] for seed in seeds], axis=0)
 
         rows = self.per_seed[(self.per_seed.fraction == fraction) & (self.per_seed.phenotype == phenotype)]
-        point = rows.groupby("method")[metric].mean()
-        low, high = interval(resampled(method) - resampled(baseline))
         return {"method": method, "baseline": baseline, "fraction": fraction, "phenotype": phenotype, "metric": metric,
-                "difference": float(point[method] - point[baseline]), "low": low, "high": high,
-                "seed_se": seed_standard_error(rows[rows.method == method][metric], rows[rows.method == baseline][metric]),
-                "seed_df": seed_degrees_of_freedom(rows[rows.method == method][metric], rows[rows.method == baseline][metric])}
+                **paired_difference(resampled(method), resampled(baseline), rows[rows.method == method][metric].to_numpy(),
+                                    rows[rows.method == baseline][metric].to_numpy())}
 
 
 DIFFERENCE_COLUMNS = ["method", "baseline", "fraction", "phenotype", "metric", "difference", "low", "high", "seed_se", "seed_df"]

@@ -1,7 +1,8 @@
 """The results report: ``figures/results.md`` with ``results.json`` beside it, built from the tables of
 notebooks 03 (probing) and 04 (retrieval). Every sentence of the written reading is generated from those
 numbers: a comparison is called a win or a loss only when its paired bootstrap 95% interval excludes zero
-and, with several seeds, the difference exceeds the seed margin t(0.975, df) x SE over seeds (``judge``);
+and, with several seeds, the difference exceeds the seed margin t(0.975, df) x SE over seeds (``judge``, in
+``ptacl_core.evaluation.statistics``);
 a loss is said as plainly as a win. Nothing here knows which method "should" win.
 """
 
@@ -13,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
 
-from ptacl_core.comparison import METHOD_LABELS, ordered
+from ptacl_core.evaluation.statistics import judge, judge_row, seed_margin
+from ptacl_core.methods import SELF_SUPERVISED, label, ordered
 from ptacl_core.phenotypes import PHENOTYPES, UNITS
 
-SELF_SUPERVISED = ("mae_ecg", "global", "local", "ptacl")
 HEADLINE = ("LVEF_pct", "LVEDV_mL", "LVM_g")
 HIGHER_IS_BETTER = {"r2": True, "precision@10": True, "recall@10": True}  # the direction of each metric the reading judges
 
@@ -44,36 +44,6 @@ class ResultTables:
         return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()})
 
 
-def label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
-
-
-def seed_margin(seed_se: float, seed_df: float) -> float:
-    """The difference training randomness alone could produce: t(0.975, df) x SE over seeds (NaN if unknown)."""
-    if not np.isfinite(seed_se) or not np.isfinite(seed_df) or seed_df < 1:
-        return float("nan")
-    return float(student_t.ppf(0.975, seed_df) * seed_se)
-
-
-def judge(difference: float, low: float, high: float, higher_is_better: bool = True, seed_se: float = float("nan"),
-          seed_df: float = float("nan")) -> str:
-    """"better", "worse" or "indistinguishable". A direction counts only when the paired bootstrap 95% interval
-    (test-set sampling) excludes 0 and, where both sides have several seeds, the difference also exceeds
-    ``seed_margin`` (training randomness; with one seed on either side that spread is unknown)."""
-    if not np.isfinite(low) or not np.isfinite(high) or low <= 0 <= high:
-        return "indistinguishable"
-    margin = seed_margin(seed_se, seed_df)
-    if np.isfinite(margin) and abs(difference) <= margin:
-        return "indistinguishable"
-    improved = (low > 0) == higher_is_better
-    return "better" if improved else "worse"
-
-
-def _judge_row(row, higher_is_better: bool = True) -> str:
-    get = row.get if isinstance(row, pd.Series) else (lambda key, default: getattr(row, key, default))
-    return judge(row.difference, row.low, row.high, higher_is_better, float(get("seed_se", np.nan)), float(get("seed_df", np.nan)))
-
-
 def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
     mask = np.ones(len(table), dtype=bool)
     for column, value in where.items():
@@ -82,7 +52,7 @@ def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
 
 
 def _phrase(method: str, baseline: str, row: pd.Series, what: str, higher_is_better: bool) -> str:
-    verdict = _judge_row(row, higher_is_better)
+    verdict = judge_row(row, higher_is_better)
     interval = f"{row.difference:+.3f}, 95% CI [{row.low:+.3f}, {row.high:+.3f}]"
     margin = seed_margin(float(row.get("seed_se", np.nan)), float(row.get("seed_df", np.nan)))
     interval += f", seed margin ±{margin:.3f}" if np.isfinite(margin) else ", seed spread unknown (one seed)"
@@ -111,7 +81,7 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
         rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == baseline)
                                         & np.isclose(tables.probe_differences.fraction, full.fraction.max())
                                         & (tables.probe_differences.metric == "r2")]
-        verdicts = [_judge_row(r) for r in rows.itertuples()]
+        verdicts = [judge_row(r) for r in rows.itertuples()]
         above, below = int((rows.difference > 0).sum()), int((rows.difference < 0).sum())
         seeds_known = bool(np.isfinite(rows.get("seed_se", pd.Series(dtype=float))).all()) and len(rows) > 0
         criterion = ("whose 95% interval excludes zero and that exceed the seed margin" if seeds_known else
@@ -131,7 +101,7 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
                                         & np.isclose(tables.probe_differences.fraction, full.fraction.max())
                                         & (tables.probe_differences.metric == "r2")]
         gains = r2[method] - r2["random"]
-        better = sum(_judge_row(r) == "better" for r in rows.itertuples())
+        better = sum(judge_row(r) == "better" for r in rows.itertuples())
         lines.append(f"{label(method)}'s R² is above a random-init encoder's on {int((gains > 0).sum())} of {len(gains)} phenotypes "
                      f"(median gain {gains.median():+.3f}); {better} of the {len(rows)} differences "
                      f"{'passes' if better == 1 else 'pass'} the interval and seed criteria.")
@@ -254,7 +224,7 @@ def differences_table(differences: pd.DataFrame, fraction: float) -> str:
     for row in subset.itertuples():
         rows.append([row.phenotype, f"{label(row.method)} − {label(row.baseline)}", f"{row.difference:+.3f}",
                      f"[{row.low:+.3f}, {row.high:+.3f}]",
-                     f"±{seed_margin(getattr(row, 'seed_se', np.nan), getattr(row, 'seed_df', np.nan)):.3f}", _judge_row(row)])
+                     f"±{seed_margin(getattr(row, 'seed_se', np.nan), getattr(row, 'seed_df', np.nan)):.3f}", judge_row(row)])
     return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "seed margin", "verdict"], rows)
 
 
@@ -272,7 +242,7 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     parts += ["Cells: mean over seeds ± SD over seeds [bootstrap 95% interval of the seed mean, over test subjects]. "
               "The interval reflects test-set sampling only; training randomness is the seed SD, and a difference is called a "
               "win or a loss only when its paired interval excludes zero and it exceeds the seed margin t(0.975, df) × SE "
-              "over seeds (unknown with one seed). Generated by `ptacl_core.report` from the CSV tables beside this file; "
+              "over seeds (unknown with one seed). Generated by `ptacl_core.evaluation.report` from the CSV tables beside this file; "
               "nothing is written by hand.", "",
               "## Reading", ""] + [f"- {s}" for s in sentences] + [""]
     parts += ["## Linear probing, all training labels: test R²", "", probe_table(probe, "r2", full, 3), "",

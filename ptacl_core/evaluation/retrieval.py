@@ -18,6 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+# The largest score block the chunked top-k holds: 1,024 queries x 16,384 gallery items (64 MB in float32).
+QUERY_BLOCK = 1024
+GALLERY_BLOCK = 16384
+RANDOM_DISTANCE_BLOCK = 256  # queries per block of the exact random-distance expectation
+
 KS = (1, 5, 10)
 N_RELEVANT = 10
 
@@ -37,7 +42,7 @@ def _prepare(x: np.ndarray | torch.Tensor, metric: str, dtype: torch.dtype) -> t
 
 
 def topk(queries: np.ndarray, gallery: np.ndarray, k: int, exclude: np.ndarray | None = None, metric: str = "cosine",
-         query_chunk: int = 1024, gallery_chunk: int = 16384, dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
+         query_chunk: int = QUERY_BLOCK, gallery_chunk: int = GALLERY_BLOCK, dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
     """The k best gallery rows for each query, best first, computed block by block.
 
     queries: (Q, D); gallery: (G, D); exclude: (Q,) gallery row to skip per query (its own entry), -1 for none;
@@ -143,10 +148,11 @@ def score_retrieval(retrieved: np.ndarray, query_z: np.ndarray, gallery_z: np.nd
     out: dict[str, np.ndarray] = {}
     hits = (retrieved[:, :, None] == relevant[:, None, :]).any(-1)  # (Q, K)
     random_distance = np.empty(n_queries)
-    for start in range(0, n_queries, 256):  # exact expectation of a uniformly random candidate, in blocks
-        block = np.sqrt(((query_z[start:start + 256, None, :] - gallery_z[None]) ** 2).sum(-1))
-        mask = candidates[start:start + 256]
-        random_distance[start:start + 256] = (block * mask).sum(1) / mask.sum(1)
+    for start in range(0, n_queries, RANDOM_DISTANCE_BLOCK):  # exact expectation of a uniformly random candidate
+        stop = start + RANDOM_DISTANCE_BLOCK
+        block = np.sqrt(((query_z[start:stop, None, :] - gallery_z[None]) ** 2).sum(-1))
+        mask = candidates[start:stop]
+        random_distance[start:stop] = (block * mask).sum(1) / mask.sum(1)
     out["zdist_random"] = random_distance
     # random expectation of the top-k LVEF error: the first k of a random permutation of the candidates is a
     # uniformly random k-subset, for every k at once

@@ -7,9 +7,6 @@ path or optimiser state), the architecture config, the encoder source, the kit v
 (fingerprint, array sizes and modification times) and the modality. Re-running notebooks 03-05 on the same
 checkpoints costs nothing, and a retrained checkpoint, an edited encoder or a rebuilt cache is never served
 stale embeddings.
-
-The comparison's runs are found by name: ``<method>_<preset>_seed<k>[_fast]`` in the runs folder (what
-notebook 02 writes); unfinished or unreadable runs are listed and left out.
 """
 
 from __future__ import annotations
@@ -17,17 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ptacl_core import paths
-from ptacl_core.encoders import MODEL_PRESETS, ModelConfig, PTACLModel
-from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.encoders import PTACLModel
 from ptacl_core.preprocessing.cache import Cache
 
 EMBEDDING_VERSION = 1  # bump when the extraction itself changes
@@ -111,61 +105,3 @@ def cache_embeddings(model: PTACLModel, cache: Cache, modality: str = "ecg", sto
     np.savez(temporary, embedding=embedding, subject_id=ids)
     os.replace(temporary, path)
     return embedding
-
-
-def cache_phenotypes(cache: Cache) -> np.ndarray:
-    """(N, 10) float phenotypes in ``PHENOTYPES`` order (NaN where unknown), index order."""
-    index = cache.index
-    return np.stack([index[c].to_numpy(dtype=float) if c in index else np.full(len(index), np.nan) for c in PHENOTYPES], 1)
-
-
-# --- the runs of the comparison ----------------------------------------------------------------------------
-
-RUN_NAME = re.compile(r"^(?P<method>[a-z_]+?)_(?P<preset>[a-z0-9]+)_seed(?P<seed>\d+)(?P<fast>_fast)?$")
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    method: str
-    seed: int
-    folder: Path
-    data_fingerprint: str | None = None  # of the cache it was trained on
-    model_config: ModelConfig | None = None  # its architecture (the random-init baseline is built from it)
-
-
-def find_runs(runs_dir: Path | str, preset: str, fast: bool = False, methods: list[str] | None = None) -> tuple[list[RunInfo], list[str]]:
-    """Finished runs named ``<method>_<preset>_seed<k>[_fast]``; returns (runs, notes on the ones left out).
-    Finished = the checkpoint itself holds the last epoch (metrics.csv is written just before it)."""
-    runs_dir = Path(runs_dir)
-    found, notes = [], []
-    for folder in sorted(runs_dir.glob("*")) if runs_dir.is_dir() else []:
-        match = RUN_NAME.match(folder.name)
-        if not match or match["preset"] != preset or bool(match["fast"]) != fast:
-            continue
-        if methods is not None and match["method"] not in methods:
-            continue
-        checkpoint = folder / "checkpoints" / "last.pt"
-        if not checkpoint.exists():
-            notes.append(f"{folder.name}: no checkpoint yet")
-            continue
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-            epochs, done = state["config"]["optim"]["epochs"], state["epoch"] + 1
-        except Exception as error:  # a damaged checkpoint is reported, not fatal to the comparison
-            notes.append(f"{folder.name}: unreadable checkpoint ({type(error).__name__}: {error})")
-            continue
-        if done < epochs:
-            notes.append(f"{folder.name}: unfinished ({done}/{epochs} epochs); resume it with notebook 02")
-            continue
-        model_config = ModelConfig.from_dict(state["config"]["model"])
-        found.append(RunInfo(match["method"], int(match["seed"]), folder, state.get("data_fingerprint"), model_config))
-    return sorted(found, key=lambda r: (r.method, r.seed)), notes
-
-
-def random_init_model(config: ModelConfig | str, seed: int) -> PTACLModel:
-    """The untrained model (a ``ModelConfig`` or a preset name) as ``seed`` initialises it: the first state
-    of a training run with that seed. The global RNG state is left as it was."""
-    config = MODEL_PRESETS[config] if isinstance(config, str) else config
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return PTACLModel(config)

@@ -7,18 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ptacl_core.comparison import METHOD_LABELS, ordered
+from ptacl_core.methods import colour, label, ordered
 from ptacl_core.phenotypes import PHENOTYPES, UNITS
 from ptacl_core.plotting import CONDITION_COLOURS
-
-METHOD_COLOURS = {
-    "random": "#9e9e9e", "mae_ecg": "#8172B3", "global": "#4C72B0", "local": "#55A868", "ptacl": "#C44E52",
-    "supervised": "#DD8452", "cmr_ptacl": "#222222",
-}
-
-
-def _colour(method: str) -> str:
-    return METHOD_COLOURS.get(method, "#777777")
 
 
 def plot_probe_r2(summary: pd.DataFrame, fraction: float = 1.0, metric: str = "r2") -> plt.Figure:
@@ -36,8 +27,8 @@ def plot_probe_r2(summary: pd.DataFrame, fraction: float = 1.0, metric: str = "r
         low = np.array([r[f"{metric}_low"] if r is not None else np.nan for r in rows])
         high = np.array([r[f"{metric}_high"] if r is not None else np.nan for r in rows])
         errors = np.clip([values - low, high - values], 0, None)  # a point may sit just outside its percentile interval
-        axis.errorbar(x, values, yerr=errors, fmt="o", ms=4, capsize=2, color=_colour(method),
-                      label=METHOD_LABELS.get(method, method))
+        axis.errorbar(x, values, yerr=errors, fmt="o", ms=4, capsize=2, color=colour(method),
+                      label=label(method))
     axis.axhline(0, color="0.7", lw=0.8)
     axis.set_xticks(np.arange(len(phenotypes)), [p.replace("_", " ") for p in phenotypes], rotation=30, ha="right")
     axis.set_ylabel({"r2": "test R²", "pearson": "Pearson r"}.get(metric, metric))
@@ -66,7 +57,7 @@ def plot_predicted_vs_true(predictions: pd.DataFrame, conditions: dict[str, str]
     handles = [plt.Line2D([], [], marker="o", ls="", color=CONDITION_COLOURS[c], label=c.replace("_", " ")) for c in present]
     if handles:
         axes[0, -1].legend(handles=handles, fontsize=7, loc="lower right")
-    figure.suptitle(f"{METHOD_LABELS.get(method, method)} (seed {seed}): ECG-only prediction on the test split")
+    figure.suptitle(f"{label(method)} (seed {seed}): ECG-only prediction on the test split")
     figure.tight_layout()
     return figure
 
@@ -109,7 +100,7 @@ def plot_mean_phase_alignment(matrices: dict[str, np.ndarray]) -> plt.Figure:
                             vmax=np.nanmax([np.nanmax(m) for m in matrices.values()]))
         diagonal = np.nanmean(np.diag(matrix))
         off = np.nanmean(matrix[~np.eye(len(matrix), dtype=bool)])
-        axis.set_title(f"{METHOD_LABELS.get(name, name)}\nsame phase {diagonal:.2f}, other phases {off:.2f}", fontsize=8)
+        axis.set_title(f"{label(name)}\nsame phase {diagonal:.2f}, other phases {off:.2f}", fontsize=8)
         axis.set_xlabel("CMR phase bin")
         axis.set_ylabel("ECG phase bin")
     figure.colorbar(image, ax=axes, shrink=0.8, label="mean cosine similarity")
@@ -132,7 +123,7 @@ def plot_embedding_map(coordinates: dict[str, np.ndarray], lvef: np.ndarray, con
         for column in range(2):
             axes[row, column].set_xticks([])
             axes[row, column].set_yticks([])
-            axes[row, column].set_title(f"{METHOD_LABELS.get(name, name)} ECG embedding ({how})", fontsize=8)
+            axes[row, column].set_title(f"{label(name)} ECG embedding ({how})", fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -145,8 +136,8 @@ def plot_label_efficiency(summary: pd.DataFrame, phenotypes=("LVEF_pct", "LVEDV_
         subset = summary[summary.phenotype == phenotype]
         for method in ordered(subset.method):
             rows = subset[subset.method == method].sort_values("fraction")
-            axis.plot(rows.fraction, rows.r2, "o-", ms=3, color=_colour(method), label=METHOD_LABELS.get(method, method))
-            axis.fill_between(rows.fraction, rows.r2_low, rows.r2_high, color=_colour(method), alpha=0.12, linewidth=0)
+            axis.plot(rows.fraction, rows.r2, "o-", ms=3, color=colour(method), label=label(method))
+            axis.fill_between(rows.fraction, rows.r2_low, rows.r2_high, color=colour(method), alpha=0.12, linewidth=0)
         axis.set_xscale("log")
         if subset.r2_low.min() < floor:  # a probe on a handful of labels can be far below 0: keep the rest readable
             axis.set_ylim(bottom=floor)

@@ -14,25 +14,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ptacl_core.embeddings import RunInfo, cache_embeddings, cache_phenotypes, random_init_model
 from ptacl_core.encoders import ModelConfig
+from ptacl_core.evaluation.embeddings import cache_embeddings, default_store
+from ptacl_core.evaluation.retrieval import KS, score_retrieval, topk, zscore_phenotypes
+from ptacl_core.evaluation.statistics import (
+    RETRIEVAL_BOOTSTRAP_SALT,
+    bootstrap_indices,
+    interval,
+    paired_difference,
+    seed_sd,
+)
+from ptacl_core.methods import CONTRASTIVE, label, ordered
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.probing import bootstrap_indices, interval, seed_degrees_of_freedom, seed_standard_error
-from ptacl_core.retrieval import KS, score_retrieval, topk, zscore_phenotypes
-from ptacl_core.training import load_model
-
-METHOD_LABELS = {
-    "random": "random init", "mae_ecg": "ECG MAE", "global": "global only", "local": "local only", "ptacl": "PTACL",
-    "supervised": "supervised (reference)", "cmr_ptacl": "CMR embedding (upper ref.)",
-}
-METHOD_ORDER = list(METHOD_LABELS)
-CONTRASTIVE = ("global", "local", "ptacl")  # methods with a shared ECG-CMR projection space
-
-
-def ordered(methods) -> list[str]:
-    methods = list(dict.fromkeys(methods))
-    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+from ptacl_core.training.runs import RunInfo, find_runs, load_model, random_init_model
 
 
 @dataclass
@@ -50,7 +45,7 @@ class CohortView:
     def of(cls, cache: Cache) -> CohortView:
         index = cache.index
         conditions = index["condition"].astype(str).to_numpy() if "condition" in index else np.full(len(index), "unknown")
-        return cls(cache, index.subject_id.astype(str).to_numpy(), index.split.astype(str).to_numpy(), cache_phenotypes(cache),
+        return cls(cache, index.subject_id.astype(str).to_numpy(), index.split.astype(str).to_numpy(), cache.phenotypes(),
                    conditions)
 
 
@@ -133,7 +128,7 @@ def summarise_retrieval(per_query: dict, n_bootstrap: int = 1000, seed: int = 0)
     interval is that of the seed mean, on resamples shared by every method), and the resampled seed means
     per (method, direction, metric) for paired differences."""
     n_queries = len(next(iter(per_query.values())).per_query["zdist_random"]) if per_query else 0
-    indices = bootstrap_indices(n_queries, n_bootstrap, [seed, 4242])
+    indices = bootstrap_indices(n_queries, n_bootstrap, [seed, RETRIEVAL_BOOTSTRAP_SALT])
     per_seed_rows, resampled = [], {}
     for (method, run_seed, direction), scores in per_query.items():
         for metric, values in scores.per_query.items():
@@ -150,7 +145,7 @@ def summarise_retrieval(per_query: dict, n_bootstrap: int = 1000, seed: int = 0)
         low, high = interval(samples)
         summary_rows.append({"method": method, "direction": direction, "metric": metric, "n_seeds": len(group),
                              "value": float(group.value.mean()),
-                             "seed_sd": float(group.value.std(ddof=1)) if len(group) > 1 else float("nan"),
+                             "seed_sd": seed_sd(group.value),
                              "low": low, "high": high, "n_queries": int(group.n_queries.iloc[0])})
     return per_seed, pd.DataFrame(summary_rows), seed_means
 
@@ -160,15 +155,14 @@ def retrieval_difference(seed_means: dict, summary: pd.DataFrame, method: str, b
     """Seed-mean ``metric`` of ``method`` minus ``baseline`` with its paired bootstrap 95% interval and, given
     the per-seed table, the standard error of the difference over seeds."""
     value = summary.set_index(["method", "direction", "metric"]).value
-    low, high = interval(seed_means[(method, direction, metric)] - seed_means[(baseline, direction, metric)])
-    seed_se = seed_df = float("nan")
     if per_seed is not None:
         rows = per_seed[(per_seed.direction == direction) & (per_seed.metric == metric)]
-        seed_se = seed_standard_error(rows[rows.method == method].value, rows[rows.method == baseline].value)
-        seed_df = seed_degrees_of_freedom(rows[rows.method == method].value, rows[rows.method == baseline].value)
-    return {"method": method, "baseline": baseline, "direction": direction, "metric": metric,
-            "difference": float(value[(method, direction, metric)] - value[(baseline, direction, metric)]),
-            "low": low, "high": high, "seed_se": seed_se, "seed_df": seed_df}
+        seeds_a, seeds_b = rows[rows.method == method].value.to_numpy(), rows[rows.method == baseline].value.to_numpy()
+    else:  # seed spread unknown: the seed means stand for one value each
+        seeds_a, seeds_b = [value[(method, direction, metric)]], [value[(baseline, direction, metric)]]
+    difference = paired_difference(seed_means[(method, direction, metric)], seed_means[(baseline, direction, metric)],
+                                   seeds_a, seeds_b)
+    return {"method": method, "baseline": baseline, "direction": direction, "metric": metric, **difference}
 
 
 # --- one object for notebooks 03-05 ----------------------------------------------------------------------------
@@ -191,12 +185,12 @@ class Comparison:
         """Defaults: the synthetic cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``.
         random_seeds: how many random-init models (default: one per seed of the PTACL runs)."""
         from ptacl_core import paths
-        from ptacl_core.embeddings import default_store, find_runs
         from ptacl_core.preprocessing.cache import default_cache_dir
+        from ptacl_core.presets import preprocessing_preset
 
         cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
-        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, "tiny" if preset == "tiny" else "default")
-        runs_dir = Path(runs_dir) if runs_dir else paths.project_root() / "runs"
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, preprocessing_preset(preset))
+        runs_dir = Path(runs_dir) if runs_dir else paths.runs_root()
         store = Path(embeddings_dir) if embeddings_dir else default_store()
         cache = Cache.open(cache_dir)
         runs, notes = find_runs(runs_dir, preset, fast)
@@ -225,7 +219,7 @@ class Comparison:
         seeds: dict[str, list[int]] = {}
         for method, seed in self.embeddings:
             seeds.setdefault(method, []).append(seed)
-        return pd.DataFrame([{"method": m, "label": METHOD_LABELS.get(m, m), "seeds": sorted(seeds[m])} for m in ordered(seeds)])
+        return pd.DataFrame([{"method": m, "label": label(m), "seeds": sorted(seeds[m])} for m in ordered(seeds)])
 
 
 RETRIEVAL_DIFFERENCE_METRICS = ("precision@1", "precision@5", "precision@10", "zdist@10", "lvef_error@10",

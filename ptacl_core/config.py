@@ -1,0 +1,89 @@
+"""One override API for every typed config of the kit (``TrainConfig``, ``PreprocessConfig``, ``ProbeConfig``,
+``SynthConfig``, ``ModelConfig``): frozen dataclasses changed with ``dataclasses.replace``, nested sections
+addressed by dotted keys.
+
+    override(config, {"optim.epochs": 3, "loss.lam": 0.5})      # values, as notebooks pass them
+    override(config, parse_overrides(config, ["optim.epochs=3"]))  # ``key=value`` strings, as the CLI gets them
+
+An unknown section or key is a clear ``ValueError`` naming it; the dataclass's own ``__post_init__`` checks run
+on the new values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+Config = TypeVar("Config")
+
+
+def override(config: Config, values: Mapping[str, Any]) -> Config:
+    """A copy of ``config`` with ``values`` ({"section.key": value}) replaced; nested dataclasses are rebuilt
+    with ``dataclasses.replace``, so validation runs again."""
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(config)}
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if head not in names:
+            kind = "section" if rest else "key"
+            raise ValueError(f"unknown config {kind} {head!r} in {key!r} for {type(config).__name__}; "
+                             f"known: {sorted(names)}")
+        if rest:
+            if not dataclasses.is_dataclass(getattr(config, head)):
+                raise ValueError(f"unknown config section {head!r} in {key!r}: {head} is a value, not a section")
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    changes = dict(direct)
+    for head, inner in nested.items():
+        changes[head] = override(direct.get(head, getattr(config, head)), inner)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_overrides(config: Any, items: Iterable[str]) -> dict[str, Any]:
+    """``["optim.epochs=3", "augment=false"]`` -> {"optim.epochs": 3, "augment": False}, each value typed like
+    the field's current value in ``config`` (bool, int, float, None, else str)."""
+    values = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        values[key] = parse_value(raw, _current(config, key))
+    return values
+
+
+def _current(config: Any, key: str) -> Any:
+    target = config
+    *path, last = key.split(".")
+    for part in path:
+        if not dataclasses.is_dataclass(target) or part not in {f.name for f in dataclasses.fields(target)}:
+            raise ValueError(f"unknown config section {part!r} in {key!r}")
+        target = getattr(target, part)
+    if not dataclasses.is_dataclass(target) or last not in {f.name for f in dataclasses.fields(target)}:
+        raise ValueError(f"unknown config key {key!r}")
+    return getattr(target, last)
+
+
+def parse_value(raw: str, current: Any) -> Any:
+    """A command-line string typed like ``current`` (the value it replaces)."""
+    if raw.lower() in ("none", "null"):
+        return None
+    if isinstance(current, bool):
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {raw!r}")
+        return raw.lower() == "true"
+    if isinstance(current, int):
+        try:
+            return int(raw)
+        except ValueError as error:
+            raise ValueError(f"expected an integer, got {raw!r}") from error
+    if isinstance(current, float) or current is None:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    if isinstance(current, tuple):
+        return tuple(parse_value(part, current[0] if current else None) for part in raw.split(",") if part)
+    return raw

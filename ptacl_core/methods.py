@@ -1,0 +1,67 @@
+"""The methods of the comparison (METHOD.md §5), in one registry: name, label, colour, kind, and which
+encoders a method trains. Every table, figure, report sentence and the trainer read them from here.
+
+Kinds: ``untrained`` (random init), ``self-supervised`` (no phenotype labels; ``contrastive`` ones also share
+an ECG-CMR projection space), ``reference`` (bounds: the supervised ECG model, the CMR embedding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    colour: str
+    kind: str  # untrained | self-supervised | contrastive | reference
+    trains: tuple[str, ...]  # encoders the trainer updates: "ecg", "cmr"; () when not trained by the kit
+    trainable: bool = True  # the trainer knows it (``python -m ptacl_core train method=<name>``)
+
+    @property
+    def contrastive(self) -> bool:
+        """Has an ECG-CMR projection space (ECG->CMR retrieval searches in it)."""
+        return self.kind == "contrastive"
+
+    @property
+    def self_supervised(self) -> bool:
+        return self.kind in ("self-supervised", "contrastive")
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("random", "random init", "#9e9e9e", "untrained", (), trainable=False),
+    Method("mae_ecg", "ECG MAE", "#8172B3", "self-supervised", ("ecg",)),
+    Method("mae_cmr", "CMR MAE", "#64B5CD", "self-supervised", ("cmr",)),
+    Method("global", "global only", "#4C72B0", "contrastive", ("ecg", "cmr")),
+    Method("local", "local only", "#55A868", "contrastive", ("ecg", "cmr")),
+    Method("ptacl", "PTACL", "#C44E52", "contrastive", ("ecg", "cmr")),
+    Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",)),
+    # the PTACL run's *CMR* embedding: what the image itself tells a linear probe (evaluation only)
+    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", (), trainable=False),
+)}
+TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
+CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)
+SELF_SUPERVISED = tuple(name for name, method in METHODS.items() if method.self_supervised)
+OTHER_COLOUR = "#777777"
+
+
+def label(name: str) -> str:
+    return METHODS[name].label if name in METHODS else name
+
+
+def colour(name: str) -> str:
+    return METHODS[name].colour if name in METHODS else OTHER_COLOUR
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    """Unique names in registry order, unknown names last (alphabetically)."""
+    order = list(METHODS)
+    names = list(dict.fromkeys(names))
+    return sorted(names, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+def check_trainable(name: str) -> None:
+    if name not in TRAINABLE:
+        raise ValueError(f"method must be one of {TRAINABLE}, got {name!r}")

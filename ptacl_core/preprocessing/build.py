@@ -1,0 +1,186 @@
+"""Building a cache from a cohort: resumable, idempotent, shardable (``python -m ptacl_core preprocess``).
+
+Subjects are processed one by one (``subject.process_subject``) in worker processes; each completed subject's
+arrays are flushed before its line is appended to ``rows.jsonl`` (failures to ``failures.jsonl``), so a killed
+build resumes where it stopped. The tables (``index.csv``, ``failures.csv``) are rewritten at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ptacl_core import __version__
+from ptacl_core.cohort_tables import read_cohort
+from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
+from ptacl_core.preprocessing.config import PreprocessConfig
+from ptacl_core.preprocessing.subject import process_subject, worker
+from ptacl_core.threads import single_threaded
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError as error:
+            raise ValueError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from error
+        if not 0 <= index < count:
+            raise ValueError(f"--shard {text}: need 0 <= I < N")
+        return cls(index, count)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill mid-write: that subject is simply redone
+    return records
+
+
+def _repair_tail(path: Path) -> None:
+    """A kill mid-write can leave a last line without its newline: end it, so the next record starts fresh."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) != b"\n":
+            handle.write(b"\n")
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfig | None = None,
+                workers: int = 1, shard: Shard | None = None, progress: bool = True,
+                stop_after: int | None = None) -> dict:
+    """Preprocess a cohort into ``out`` (resuming an interrupted build). Returns a summary dict.
+
+    shard: process only subjects at positions ``index, index + count, ...`` (cluster array jobs; merge
+    the shards with ``merge_caches``). stop_after: stop after that many new subjects (tests of resume).
+    """
+    from tqdm.auto import tqdm
+
+    cohort_dir, out = Path(cohort_dir), Path(out)
+    config = config or PreprocessConfig()
+    table = read_cohort(cohort_dir).sort_values("subject_id").reset_index(drop=True)
+    if shard is not None:
+        table = table.iloc[shard.index::shard.count].reset_index(drop=True)
+    print_ = (lambda *a, **k: print(*a, **k)) if progress else (lambda *a, **k: None)
+    description = {
+        "format": CACHE_FORMAT, "fingerprint": fingerprint(cohort_dir, config), "kit_version": __version__,
+        "config": config.to_dict(), "n_subjects": len(table), "cohort": str(cohort_dir.resolve()),
+        "shard": [shard.index, shard.count] if shard else None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    cache_json = out / "cache.json"
+    fresh = not cache_json.exists()
+    if fresh:  # leftovers of a build killed before it wrote cache.json describe nothing: start clean
+        for name in ("rows.jsonl", "failures.jsonl", "index.csv", "failures.csv"):
+            (out / name).unlink(missing_ok=True)
+    else:
+        existing = json.loads(cache_json.read_text())
+        for key in ("fingerprint", "shard", "n_subjects"):
+            if existing.get(key) != description[key]:
+                raise CacheMismatchError(
+                    f"{out} holds a cache built from another manifest, preprocessing config or kit version "
+                    f"({key}: {existing.get(key)!r} there, {description[key]!r} now); use another --out or delete it")
+    ecg_array, cmr_array = open_arrays(out, len(table), config, create=fresh)
+    if fresh:  # only once the arrays exist: a cache.json always has its arrays
+        cache_json.write_text(json.dumps({**description, "complete": False}, indent=1))
+
+    _repair_tail(out / "rows.jsonl")
+    _repair_tail(out / "failures.jsonl")
+    done = {r["subject_id"] for r in _read_jsonl(out / "rows.jsonl")}
+    failed = {r["subject_id"] for r in _read_jsonl(out / "failures.jsonl")}
+    row_of = {subject: position for position, subject in enumerate(table.subject_id)}
+    todo = [row for row in table.to_dict("records") if row["subject_id"] not in done | failed]
+    if stop_after is not None:
+        todo = todo[:stop_after]
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="preprocessing", unit="subj", disable=not progress or not todo)
+
+    def collect(result) -> None:
+        meta, ecg, cmr = result
+        if ecg is None:
+            _append_jsonl(out / "failures.jsonl", meta)
+        else:
+            position = row_of[meta["subject_id"]]
+            ecg_array[position] = ecg
+            cmr_array[position] = cmr
+            ecg_array.flush()
+            cmr_array.flush()
+            _append_jsonl(out / "rows.jsonl", {**meta, "row": position})
+        bar.update()
+
+    config_values = config.to_dict()
+    if workers <= 1 or len(todo) < 4:
+        for row in todo:
+            collect(process_subject(cohort_dir, row, config))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
+            futures = [pool.submit(worker, (str(cohort_dir), row, config_values)) for row in todo]
+            for future in as_completed(futures):
+                collect(future.result())
+    bar.close()
+    seconds = time.perf_counter() - start
+
+    rows = _read_jsonl(out / "rows.jsonl")
+    failures = _read_jsonl(out / "failures.jsonl")
+    complete = len({r["subject_id"] for r in rows} | {f["subject_id"] for f in failures}) == len(table)
+    _write_tables(out, table, rows, failures)
+    cache_json.write_text(json.dumps({**description, "complete": complete}, indent=1))
+    summary = {
+        "out": str(out), "n_subjects": len(table), "n_cached": len({r["subject_id"] for r in rows}),
+        "n_failed": len({f["subject_id"] for f in failures}), "n_processed_now": len(todo), "seconds": seconds,
+        "subjects_per_s": len(todo) / seconds if todo and seconds > 0 else float("nan"), "complete": complete,
+        "failures_by_stage": pd.Series([f["stage"] for f in failures], dtype=str).value_counts().to_dict(),
+    }
+    print_(f"cache {out}: {summary['n_cached']} subjects cached, {summary['n_failed']} failed "
+           f"{summary['failures_by_stage'] or ''}; {'complete' if complete else 'INCOMPLETE: run again to resume'}")
+    return summary
+
+
+def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: list[dict]) -> None:
+    latest = {r["subject_id"]: r for r in rows}
+    phenotype_columns = [c for c in (*PHENOTYPES, "HR_bpm", "QRS_ms", "condition", "sex", "age_years") if c in table]
+    by_subject = table.set_index("subject_id")
+    records = []
+    for subject in sorted(latest):
+        meta = latest[subject]
+        source = by_subject.loc[subject]
+        records.append({
+            "subject_id": subject, "row": meta["row"], "split": source["split"],
+            "rpeaks": " ".join(str(r) for r in meta["rpeaks"]), "ed_frame": meta["ed_frame"], "es_frame": meta["es_frame"],
+            "frame_interval_ms": meta["frame_interval_ms"], "source_frames": meta["source_frames"],
+            "flags": ";".join(meta["flags"]), **{c: source[c] for c in phenotype_columns},
+        })
+    columns = ["subject_id", "row", "split", "rpeaks", "ed_frame", "es_frame", "frame_interval_ms", "source_frames",
+               "flags", *phenotype_columns]
+    pd.DataFrame(records, columns=columns).to_csv(out / "index.csv", index=False)
+    unique_failures = {f["subject_id"]: f for f in failures}
+    with open(out / "failures.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["subject_id", "stage", "reason"])
+        for subject in sorted(unique_failures):
+            writer.writerow([subject, unique_failures[subject]["stage"], unique_failures[subject]["reason"]])

@@ -1,0 +1,31 @@
+"""Size presets in one table: each model preset (``ptacl_core.encoders.MODEL_PRESETS``) with the preprocessing
+preset (``ptacl_core.preprocessing.config.PRESETS``) whose cache it is built for. Notebooks, the trainer and
+the comparison look the pair up here instead of joining names by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str  # the model preset
+    preprocessing: str  # the preprocessing preset of its cache
+    hardware: str
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("tiny", preprocessing="tiny", hardware="CPU, minutes (250 Hz x 10 s, 25 frames of 48 px)"),
+    Preset("paper", preprocessing="default", hardware="GPU, ViT-B class (500 Hz x 10 s, 50 frames of 64 px)"),
+)}
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def preprocessing_preset(name: str) -> str:
+    """The preprocessing preset a model preset's cache is built with."""
+    return preset(name).preprocessing
