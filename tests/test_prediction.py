@@ -152,3 +152,32 @@ def test_a_run_from_another_cache_is_flagged(trained_runs, tmp_path):
                                  progress=False)
     assert sorted(comparison.embeddings) == [("cmr_ptacl", 0), ("global", 0), ("ptacl", 0), ("random", 0)]
     assert comparison.headline() == ("ptacl", 0) and not comparison.notes
+
+
+def test_comparison_figure_inputs(trained_runs, tiny_cache, tmp_path):
+    """What notebook 05 asks the comparison for: the panel's queries (one per condition), 2-D maps, first runs."""
+    from ptacl_core.evaluation.comparison import Comparison
+
+    comparison = Comparison.load(cache_dir=tiny_cache, runs_dir=trained_runs, embeddings_dir=tmp_path, progress=False)
+    queries = comparison.retrieval_panel_queries("ptacl", 0, n_queries=10)
+    test = comparison.view.splits == "test"
+    assert len(queries) == min(10, len(set(comparison.view.conditions[test])))
+    conditions = [q["title"].rsplit(", ", 1)[-1] for q in queries]
+    assert len(set(conditions)) == len(conditions)  # different hearts
+    for query in queries:
+        assert query["ecg"].shape[0] == 12 and query["own_frame"].ndim == 2 and len(query["retrieved"]) == 3
+        assert all(r["frame"].shape == query["own_frame"].shape for r in query["retrieved"])
+    maps = comparison.embedding_maps(("random", "ptacl", "mae_ecg"), "pca")
+    assert set(maps) == {"random", "ptacl"} and all(m.shape == (len(comparison.view.subject_ids), 2) for m in maps.values())
+    with pytest.raises(ValueError, match="tsne' or 'pca"):
+        comparison.embedding_maps(how="umap")
+    assert comparison.first_run("global").seed == 0 and comparison.first_run("local") is None
+
+
+def test_training_plan():
+    from ptacl_core.training.runs import training_plan
+
+    plan = training_plan(["global", "ptacl"], 2, ["ptacl", "mae_ecg"], 1)
+    assert plan == [("global", 0), ("global", 1), ("ptacl", 0), ("ptacl", 1), ("mae_ecg", 0)]
+    with pytest.raises(ValueError, match="method must be one of"):
+        training_plan(["clip"], 1)

@@ -214,6 +214,66 @@ class Comparison:
         preferred = [k for k in trained if k[0] == "ptacl"] or trained
         return preferred[0]
 
+    def first_run(self, method: str) -> RunInfo | None:
+        """The lowest-seed finished run of ``method`` (what the single-run figures show), or None."""
+        return next((r for r in sorted(self.runs, key=lambda r: r.seed) if r.method == method), None)
+
+    def retrieval_panel_queries(self, method: str, seed: int, n_queries: int = 3, split: str = "test") -> list[dict]:
+        """ECG->ECG retrieval examples for ``figures.plot_retrieval_panel``: one query per condition, in the
+        split's order, each with its ECG, its own mid-slice ED frame and its top-3 retrieved patients'."""
+        view, cache = self.view, self.view.cache
+        index = cache.index
+        rows = np.flatnonzero(view.splits == split)
+        embedding = self.embeddings[(method, seed)][rows]
+        retrieved, similarity = topk(embedding, embedding, 3, exclude=np.arange(len(rows)))
+
+        def mid_ed_frame(position: int) -> np.ndarray:
+            cine = np.asarray(cache.cmr[int(index.row.iloc[position])], dtype=np.float32)
+            cine = cine[len(cine) // 2] if cine.ndim == 4 else cine  # (Z, T, S, S): the mid-ventricular slice
+            return cine[int(index.ed_frame.iloc[position])]
+
+        def describe(position: int) -> str:
+            values = view.phenotypes[position]
+            return (f"LVEF {values[PHENOTYPES.index('LVEF_pct')]:.0f}%, LVEDV {values[PHENOTYPES.index('LVEDV_mL')]:.0f} mL\n"
+                    f"{view.conditions[position].replace('_', ' ')}")
+
+        chosen, seen = [], set()  # one query per condition, in a fixed order, so the panel shows different hearts
+        for q, position in enumerate(rows):
+            if view.conditions[position] not in seen:
+                chosen.append(q)
+                seen.add(view.conditions[position])
+        queries = []
+        for q in chosen[:n_queries]:
+            position = rows[q]
+            queries.append({
+                "ecg": np.asarray(cache.ecg[int(index.row.iloc[position])], dtype=np.float32),
+                "title": f"query ECG (lead II): {describe(position)}".replace("\n", ", "),
+                "own_frame": mid_ed_frame(position),
+                "retrieved": [{"frame": mid_ed_frame(rows[r]), "title": f"#{rank + 1} cos {score:.2f}\n{describe(rows[r])}"}
+                              for rank, (r, score) in enumerate(zip(retrieved[q], similarity[q], strict=True))],
+            })
+        return queries
+
+    def embedding_maps(self, methods=("random", "global", "ptacl"), how: str = "tsne") -> dict[str, np.ndarray]:
+        """2-D maps (N, 2) of the lowest seed's standardised ECG embedding per method (t-SNE or PCA)."""
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        if how not in ("tsne", "pca"):
+            raise ValueError(f"map method must be 'tsne' or 'pca', got {how!r}")
+        coordinates = {}
+        for method in methods:
+            seeds = sorted(seed for m, seed in self.embeddings if m == method)
+            if not seeds:
+                continue
+            x = self.embeddings[(method, seeds[0])]
+            x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+            if how == "tsne":
+                coordinates[method] = TSNE(perplexity=min(30, len(x) // 4), init="pca", random_state=0).fit_transform(x)
+            else:
+                coordinates[method] = PCA(n_components=2, random_state=0).fit_transform(x)
+        return coordinates
+
     def seeds(self) -> pd.DataFrame:
         """Methods and the seeds evaluated for each."""
         seeds: dict[str, list[int]] = {}

@@ -49,6 +49,18 @@ def parse_run_name(name: str) -> dict | None:
     return {"method": match["method"], "preset": match["preset"], "seed": int(match["seed"]), "fast": bool(match["fast"])}
 
 
+def training_plan(methods: list[str], seeds: int, baselines: list[str] = (), baseline_seeds: int = 1) -> list[tuple[str, int]]:
+    """(method, seed) pairs to train, in order: the compared ``methods`` with ``seeds`` seeds each, then the
+    other ``baselines`` (those not already compared) with ``baseline_seeds`` each."""
+    from ptacl_core.methods import check_trainable
+
+    methods = list(dict.fromkeys(methods))
+    others = [m for m in dict.fromkeys(baselines) if m not in methods]
+    for method in methods + others:
+        check_trainable(method)
+    return [(m, s) for m in methods for s in range(seeds)] + [(m, s) for m in others for s in range(baseline_seeds)]
+
+
 def runs_dir(config_runs_dir: str | Path | None = None) -> Path:
     """A config's ``runs_dir``, or the kit's default (``paths.runs_root()``)."""
     return Path(config_runs_dir) if config_runs_dir else paths.runs_root()
