@@ -3,7 +3,8 @@
 
 Every sub-command handles bad input the same way (``main``): a kit error (a bad cohort table, a cache built
 with another config, a bad ``--shard`` or override, a missing file, a run that cannot predict) prints one line,
-``error: <what and where>``, and exits with status 2; no traceback. A notebook that fails exits with 1.
+``error (<command>): <what and where>``, and exits with status 2; no traceback (``PTACL_DEBUG=1`` shows it).
+A notebook that fails exits with 1.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_WORKERS = None  # every command with --workers: None = all cores
+DEFAULT_WORKERS = None  # every command with --workers: None = all cores (``threads.resolve_workers``)
 
 
 def _workers(value: int | None) -> int:
-    return value or os.cpu_count() or 1
+    from ptacl_core.threads import resolve_workers
+
+    return resolve_workers(value)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -103,7 +106,9 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     predictions, neighbours = predictor.predict(args.files, top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
-    run_name = args.run.name if args.run.is_dir() else args.run.resolve().parent.parent.name  # runs/<name>/checkpoints/x.pt
+    from ptacl_core.training.runs import run_folder
+
+    run_name = run_folder(args.run).name
     out = Path(args.out) if args.out else Path("outputs") / "predictions" / run_name
     out.mkdir(parents=True, exist_ok=True)
     predictions.round(3).to_csv(out / "predictions.csv", index=False)
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except _user_errors() as error:
+        if os.environ.get("PTACL_DEBUG"):  # the full traceback, for a bug report
+            raise
         print(f"error ({args.command}): {error}", file=sys.stderr)
         return 2
 

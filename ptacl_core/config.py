@@ -12,13 +12,14 @@ on the new values.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 Config = TypeVar("Config")
 
 
-def override(config: Config, values: Mapping[str, Any]) -> Config:
+def override(config: Config, values: Mapping[str, Any], _prefix: str = "") -> Config:
     """A copy of ``config`` with ``values`` ({"section.key": value}) replaced; nested dataclasses are rebuilt
     with ``dataclasses.replace``, so validation runs again."""
     nested: dict[str, dict[str, Any]] = {}
@@ -35,11 +36,48 @@ def override(config: Config, values: Mapping[str, Any]) -> Config:
                 raise ValueError(f"unknown config section {head!r} in {key!r}: {head} is a value, not a section")
             nested.setdefault(head, {})[rest] = value
         else:
-            direct[head] = value
+            direct[head] = checked_value(_prefix + key, value, getattr(config, head))
     changes = dict(direct)
     for head, inner in nested.items():
-        changes[head] = override(direct.get(head, getattr(config, head)), inner)
+        changes[head] = override(direct.get(head, getattr(config, head)), inner, f"{_prefix}{head}.")
     return dataclasses.replace(config, **changes)
+
+
+def checked_value(key: str, value: Any, current: Any) -> Any:
+    """``value`` for a field whose current value is ``current``, of the same kind (an int may stand for a float,
+    a list for a tuple); a field that is None by default takes anything. A wrong kind is a ValueError."""
+    def wrong(kind: str) -> ValueError:
+        return ValueError(f"{key} expects {kind}, got {value!r} ({type(value).__name__})")
+
+    if current is None or value is None:
+        return value
+    if dataclasses.is_dataclass(current):
+        if type(value) is not type(current):
+            raise wrong(type(current).__name__)
+        return value
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if isinstance(current, numbers.Integral):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise wrong("an integer")
+        return int(value)
+    if isinstance(current, numbers.Real):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise wrong("a number")
+        return float(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, (tuple, list)):
+            raise wrong("a sequence")
+        return tuple(value)
+    if isinstance(current, dict) and not isinstance(value, dict):
+        raise wrong("a mapping")
+    return value
 
 
 def parse_overrides(config: Any, items: Iterable[str]) -> dict[str, Any]:

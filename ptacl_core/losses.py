@@ -98,15 +98,15 @@ class GlobalContrastiveLoss(nn.Module):
     """``global_contrastive_loss`` with a fixed or learnable temperature (log-parameterised and clamped,
     like CLIP's logit scale: tau >= 0.01).
 
-    gather: under DDP, in training mode, compute the loss over the features of every process (the world size
-    is read from the process group when the loss is built); in eval mode, over this process's batch.
+    gather: under DDP, in training mode, compute the loss over the features of every process of the default
+    process group (its world size read at each call); in eval mode, over this process's batch.
     """
 
     def __init__(self, temperature: float = 0.1, alpha: float = 0.5, learnable_temperature: bool = False,
                  gather: bool = True):
         super().__init__()
         self.alpha = alpha
-        self.gather, self.world_size = gather, _world_size()
+        self.gather = gather
         log_scale = torch.tensor(math.log(1.0 / temperature))
         if learnable_temperature:
             self.log_scale = nn.Parameter(log_scale)
@@ -119,7 +119,7 @@ class GlobalContrastiveLoss(nn.Module):
 
     def forward(self, z_ecg: torch.Tensor, z_cmr: torch.Tensor) -> torch.Tensor:
         """z_ecg, z_cmr: (B, d) L2-normalised projections of the pooled embeddings -> scalar loss."""
-        if self.gather and self.training and self.world_size > 1:
+        if self.gather and self.training and _world_size() > 1:
             z_ecg, z_cmr = gather_features(z_ecg), gather_features(z_cmr)
         return global_contrastive_loss(z_ecg, z_cmr, self.temperature, self.alpha)
 

@@ -72,3 +72,15 @@ def test_a_real_process_prints_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ptacl_core", "preprocess", "--cohort", str(tmp_path), "--out", str(tmp_path / "c")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "manifest.csv" in result.stderr
+
+
+def test_zero_workers_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path), "--workers", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTACL_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown config key"):
+        main(["train", f"runs_dir={tmp_path}", "optim.epoch=3"])

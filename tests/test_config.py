@@ -97,3 +97,35 @@ def test_the_shipped_configs_point_at_caches_the_kit_builds(monkeypatch, tmp_pat
         assert resolve_cache(config) == default_cache_dir(paths.default_cohort_dir(), preprocessing)
         assert resolve_cache(config).parent == tmp_path / "cache"
     assert resolve_cache(TrainConfig(cache="elsewhere")) == __import__("pathlib").Path("elsewhere")
+
+
+@pytest.mark.parametrize("values, message", [({"optim.epochs": "3"}, "optim.epochs expects an integer"),
+                                             ({"augment": 1}, "augment expects true or false"),
+                                             ({"optim.lr": "fast"}, "optim.lr expects a number"),
+                                             ({"device": 0}, "device expects a string"),
+                                             ({"model": {"ecg": {}}}, "model expects ModelConfig")])
+def test_override_refuses_a_value_of_the_wrong_kind(values, message):
+    with pytest.raises(ValueError, match=message):
+        override(TrainConfig(), values)
+
+
+def test_override_converts_what_is_safe():
+    changed = override(TrainConfig(), {"optim.lr": 1, "loss.soft_sigma": 0.05})
+    assert changed.optim.lr == 1.0 and isinstance(changed.optim.lr, float) and changed.loss.soft_sigma == 0.05
+    assert override(ProbeConfig(), {"fractions": [0.5, 1]}).fractions == (0.5, 1)
+
+
+def test_an_unknown_preset_is_refused_by_the_config_itself():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        TrainConfig(preset="huge")
+
+
+def test_checkpoint_path_and_run_folder(tmp_path):
+    from ptacl_core.training.runs import checkpoint_path, run_folder
+
+    run = tmp_path / "ptacl_tiny_seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    assert checkpoint_path(run) == run / "checkpoints" / "last.pt"
+    assert checkpoint_path(run / "checkpoints" / "epoch3.pt") == run / "checkpoints" / "epoch3.pt"
+    assert checkpoint_path(tmp_path / "weights") == tmp_path / "weights"  # a file without a suffix stays a file
+    assert run_folder(run) == run and run_folder(run / "checkpoints" / "last.pt") == run.resolve()

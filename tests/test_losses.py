@@ -155,6 +155,7 @@ def _free_port() -> int:
 
 def _ddp_worker(rank, world, port, inputs, weights, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    criterion = GlobalContrastiveLoss(0.1, 0.75, gather=True)  # built before the process group exists
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_default_dtype(torch.float64)
     layer = torch.nn.Linear(inputs[0].shape[1], 4, bias=False).double()
@@ -164,7 +165,6 @@ def _ddp_worker(rank, world, port, inputs, weights, queue):
     share = inputs[0].shape[0] // world
     x_e = inputs[0][rank * share:(rank + 1) * share]
     x_c = inputs[1][rank * share:(rank + 1) * share]
-    criterion = GlobalContrastiveLoss(0.1, 0.75, gather=True)  # world size read from the process group
     z_e, z_c = F.normalize(model(x_e), dim=-1), F.normalize(model(x_c), dim=-1)
     loss = criterion(z_e, z_c)  # training mode: the whole batch of both processes
     loss.backward()

@@ -24,7 +24,7 @@ from ptacl_core.evaluation.statistics import (
     paired_difference,
     seed_sd,
 )
-from ptacl_core.methods import CONTRASTIVE, label, ordered
+from ptacl_core.methods import CONTRASTIVE, METHODS, label, ordered
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training.runs import RunInfo, find_runs, load_model, random_init_model
@@ -58,7 +58,7 @@ def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelCo
 
     embeddings, models = {}, {}
     jobs = [("random", seed, None) for seed in random_seeds] + [(run.method, run.seed, run.folder) for run in runs
-                                                                  if run.method != "mae_cmr"]
+                                                                  if "ecg" in METHODS[run.method].trains]
     for method, seed, folder in tqdm(jobs, desc="embeddings", disable=not progress):
         model = random_init_model(random_config, seed) if folder is None else load_model(folder)[0]
         models[(method, seed)] = model
@@ -210,7 +210,7 @@ class Comparison:
 
     def headline(self) -> tuple[str, int]:
         """The (method, seed) the single-run figures show: PTACL's lowest seed, else the first trained method's."""
-        trained = sorted(k for k in self.embeddings if k[0] not in ("random", "cmr_ptacl"))
+        trained = sorted(k for k in self.embeddings if METHODS.get(k[0]) is not None and METHODS[k[0]].trainable)
         preferred = [k for k in trained if k[0] == "ptacl"] or trained
         return preferred[0]
 

@@ -14,17 +14,10 @@ from torch.utils.data import DataLoader
 from ptacl_core.dataset import CacheDataset
 from ptacl_core.encoders import PTACLModel
 from ptacl_core.evaluation.embeddings import cache_embeddings
-from ptacl_core.evaluation.probing import ProbeConfig, fit_ridge, probe_methods, regression_metrics
+from ptacl_core.evaluation.probing import ProbeConfig, probe_methods
 from ptacl_core.preprocessing.cache import Cache
 
 QUICK_PHENOTYPES = ("LVEF_pct", "LVEDV_mL")
-
-
-def ridge_probe_r2(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
-    """Test R² of the kit's ridge probe (standardised inputs, penalty by LOO CV on train); unknown labels skipped."""
-    known_train, known_test = np.isfinite(train_y), np.isfinite(test_y)
-    probe = fit_ridge(train_x[known_train], train_y[known_train])
-    return regression_metrics(test_y[known_test], probe.predict(test_x[known_test]))["r2"]
 
 
 def quick_probe(models: dict[tuple[str, int], PTACLModel], cache: Cache, phenotypes=QUICK_PHENOTYPES, device: str = "cpu",
@@ -37,13 +30,6 @@ def quick_probe(models: dict[tuple[str, int], PTACLModel], cache: Cache, phenoty
     results = probe_methods(embeddings, cache.phenotypes(), index.split.to_numpy(), index.subject_id.to_numpy(), config)
     table = results.per_seed.pivot_table(index=["method", "seed"], columns="phenotype", values="r2").reset_index()
     return table[["method", "seed", *[p for p in phenotypes if p in table]]]
-
-
-def probe_phenotypes(model: PTACLModel, cache: Cache, phenotypes=QUICK_PHENOTYPES, device: str = "cpu",
-                     store: Path | str | None = None) -> dict[str, float]:
-    """Test R² of a ridge probe on one model's frozen ECG embeddings, per phenotype."""
-    row = quick_probe({("model", 0): model}, cache, phenotypes, device, store).iloc[0]
-    return {name: float(row[name]) for name in phenotypes}
 
 
 @torch.no_grad()

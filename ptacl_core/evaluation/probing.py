@@ -17,12 +17,11 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ptacl_core.evaluation.statistics import bootstrap_indices, interval, paired_difference, seed_sd
+from ptacl_core.evaluation.statistics import LABEL_SUBSET_SALT, bootstrap_indices, interval, paired_difference, seed_sd
 from ptacl_core.phenotypes import PHENOTYPES
 
 METRICS = ("r2", "mae", "pearson")
 RIDGE_ALPHAS = tuple(np.logspace(-3, 6, 19))  # up to "predict the mean" for a handful of labels
-LABEL_SUBSET_SALT = 7919  # seed salt of the label-fraction subsets (one permutation of the training rows per seed)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from scipy.stats import t as student_t
 LEVEL = 0.95
 # Seed salts of the kit's resampling: fixed, so every method sees the same resamples and the same subsets.
 RETRIEVAL_BOOTSTRAP_SALT = 4242
+LABEL_SUBSET_SALT = 7919  # the label-fraction subsets: one permutation of the training rows per seed
 
 
 def bootstrap_indices(n: int, n_bootstrap: int, seed) -> np.ndarray:

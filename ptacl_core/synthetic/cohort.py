@@ -38,7 +38,7 @@ from ptacl_core.synthetic.cine import SyntheticCine, render_cine
 from ptacl_core.synthetic.config import SynthConfig
 from ptacl_core.synthetic.ecg import SyntheticEcg, synthesize_ecg
 from ptacl_core.synthetic.latent import SubjectLatent, sample_latent
-from ptacl_core.threads import single_threaded
+from ptacl_core.threads import resolve_workers, single_threaded
 
 # Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
 GENERATOR_VERSION = 2
@@ -218,7 +218,7 @@ def generate_cohort(out: Path | str, n: int, seed: int = 0, config: SynthConfig 
             todo.append(index)
     n_skipped = len(records)
     failures: list[tuple[str, str, str]] = []
-    workers = workers or os.cpu_count() or 1
+    workers = resolve_workers(workers)
     start = time.perf_counter()
     jobs = [(index, seed, config.to_dict(), str(out)) for index in todo]
     bar = tqdm(total=len(jobs), desc="synthetic subjects", unit="subj", disable=not progress or not jobs)

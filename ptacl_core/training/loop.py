@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ptacl_core import __version__, paths
 from ptacl_core.dataset import Augmentation, CacheDataset
-from ptacl_core.methods import METHODS
 from ptacl_core.preprocessing.cache import Cache, default_cache_dir
 from ptacl_core.presets import preprocessing_preset
 from ptacl_core.training import runs
@@ -119,7 +118,7 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     device, rank, world = _setup(config)
     cache = Cache.open(resolve_cache(config))
     check_compatible(config, cache)
-    name = config.name or runs.run_name(config.method, config.preset, config.seed)
+    name = config.name or runs.default_name(config.method, config.seed)
     run_dir = runs.runs_dir(config.runs_dir) / name
 
     torch.manual_seed(config.seed)
@@ -150,7 +149,7 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     module = objective
     if world > 1:
         module = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
-                                                           find_unused_parameters=len(METHODS[config.method].trains) < 2)
+                                                           find_unused_parameters=not objective.uses_every_parameter)
     use_bf16 = config.optim.amp == "bf16" or (config.optim.amp == "auto" and device.type == "cuda")
 
     writer = None

@@ -68,6 +68,13 @@ class Objective(nn.Module):
                 gather=True,
             )
 
+    @property
+    def uses_every_parameter(self) -> bool:
+        """Whether every parameter gets a gradient each step (DDP must otherwise look for unused ones): only when
+        both contrastive terms are on. Global-only leaves the token norms unused, local-only the pooling norms,
+        MAE and supervised the other encoder."""
+        return hasattr(self, "loss") and self.loss.global_weight > 0 and self.loss.lam > 0
+
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         if self.method == "mae_ecg":
             return self.mae(batch["ecg"]), {}

@@ -41,6 +41,11 @@ def run_name(method: str, preset: str, seed: int, fast: bool = False) -> str:
     return f"{method}_{preset}_seed{seed}" + ("_fast" if fast else "")
 
 
+def default_name(method: str, seed: int) -> str:
+    """The folder of a run trained without a name (``<method>_seed<k>``): never mistaken for a comparison run."""
+    return f"{method}_seed{seed}"
+
+
 def parse_run_name(name: str) -> dict | None:
     """{"method", "preset", "seed", "fast"} of a name ``run_name`` wrote, or None for any other folder."""
     match = RUN_NAME.match(name)
@@ -69,7 +74,13 @@ def runs_dir(config_runs_dir: str | Path | None = None) -> Path:
 def checkpoint_path(run: Path | str) -> Path:
     """The checkpoint of a run folder, or ``run`` itself when it is a checkpoint file."""
     run = Path(run)
-    return run / CHECKPOINT if run.is_dir() or not run.suffix else run
+    return run / CHECKPOINT if run.is_dir() else run
+
+
+def run_folder(run: Path | str) -> Path:
+    """The run folder of a run folder or of its checkpoint file (``<run>/checkpoints/<file>.pt``)."""
+    run = Path(run)
+    return run if run.is_dir() else run.resolve().parent.parent
 
 
 def save_checkpoint(state: dict, run_dir: Path) -> Path:
