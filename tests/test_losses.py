@@ -155,9 +155,9 @@ def _free_port() -> int:
 
 def _ddp_worker(rank, world, port, inputs, weights, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_default_dtype(torch.float64)
     criterion = GlobalContrastiveLoss(0.1, 0.75, gather=True)  # built before the process group exists
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_default_dtype(torch.float64)
     layer = torch.nn.Linear(inputs[0].shape[1], 4, bias=False).double()
     with torch.no_grad():
         layer.weight.copy_(weights)
