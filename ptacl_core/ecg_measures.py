@@ -82,7 +82,7 @@ def detect_rpeaks(signal: np.ndarray, fs: float, max_leads_tried: int = 4) -> np
     first, until one gives a plausible rhythm (at least 2 beats, 25-250 bpm, preferably without a gap that
     betrays a missed beat); failing both (smooth, very wide QRS complexes defeat them), peaks of the
     multi-lead QRS energy. Each detection is then moved to
-    the centroid of the multi-lead QRS energy within 100 ms: one fiducial point, the centre of ventricular
+    the centroid of the multi-lead QRS energy within 100 ms (``energy_centroid``): one fiducial point, the centre of ventricular
     depolarisation, whatever the QRS shape in one lead (a lead's tallest deflection sits early or late in a
     wide or notched QRS, which would shift the cardiac phase by condition).
     """
@@ -113,13 +113,23 @@ def detect_rpeaks(signal: np.ndarray, fs: float, max_leads_tried: int = 4) -> np
             break
     if chosen is None:
         return np.array([], dtype=np.int64)
-    half = int(round(0.10 * fs))
-    refined = []
-    for peak in chosen:
-        lo, hi = max(peak - half, 0), min(peak + half + 1, signal.shape[-1])
+    return np.unique(np.array([energy_centroid(energy, int(peak), fs) for peak in chosen], dtype=np.int64))
+
+
+def energy_centroid(energy: np.ndarray, start: int, fs: float, half_window_s: float = 0.10, max_steps: int = 5) -> int:
+    """The centroid of ``energy`` (L,) in a +-``half_window_s`` window, re-centred on the centroid until it stops
+    moving: the fiducial does not depend on where a detector first landed in a wide QRS (a window centred on an
+    early detection would cut the complex's late half and pull the centroid early)."""
+    half = int(round(half_window_s * fs))
+    position = start
+    for _ in range(max_steps):
+        lo, hi = max(position - half, 0), min(position + half + 1, len(energy))
         weights = energy[lo:hi] - energy[lo:hi].min()
-        refined.append(lo + int(round(np.sum(np.arange(hi - lo) * weights) / max(weights.sum(), 1e-12))))
-    return np.unique(np.array(refined, dtype=np.int64))
+        centre = lo + int(round(np.sum(np.arange(hi - lo) * weights) / max(weights.sum(), 1e-12)))
+        if centre == position:
+            break
+        position = centre
+    return position
 
 
 def median_beat(signal: np.ndarray, fs: float, rpeaks: np.ndarray, before_s: float = 0.3, after_s: float = 0.5) -> np.ndarray:

@@ -75,3 +75,62 @@ def phenotypes_from_masks(labels: np.ndarray, spacing_mm: tuple[float, float, fl
     """The ten phenotypes from a short-axis label stack (X, Y, Z, T) covering the ventricles."""
     volumes = label_volume_curves(labels, spacing_mm, n_labels=max(lv_cavity, lv_myocardium, rv_cavity) + 1)
     return phenotypes_from_volumes(volumes, heart_rate_bpm, lv_cavity, lv_myocardium, rv_cavity)
+
+
+# Temporal phenotypes of the LV volume curve (METHOD.md §5; as UK Biobank derives them from cines, Bai et al.,
+# Nat Med 2020), and the ECG truth a synthetic cohort records beside them.
+TEMPORAL_PHENOTYPES: tuple[str, ...] = (
+    "LV_time_to_ES_ms", "LV_time_to_ES_pct", "LV_PER_mL_s", "LV_PFR_E_mL_s", "LV_PFR_A_mL_s", "LV_atrial_fraction_pct",
+)
+ECG_TRUTH: tuple[str, ...] = ("HR_bpm", "PR_ms", "QRS_ms", "QT_ms")
+UNITS.update({name: "%" if name.endswith("_pct") else name.rsplit("_", 1)[1] if not name.endswith("_mL_s") else "mL/s"
+              for name in TEMPORAL_PHENOTYPES})
+
+
+def temporal_phenotypes(lv_volume_ml: np.ndarray, frame_interval_ms: float, min_peak_fraction: float = 0.05) -> dict[str, float]:
+    """Timing and rates of one cardiac cycle's LV volume curve.
+
+    lv_volume_ml: (T,) mL, frame 0 at the R-wave trigger (end-diastole), frames every ``frame_interval_ms``
+    over one RR interval (the cycle wraps: frame T is the next end-diastole). Rates are periodic central
+    differences (mL/s). Returns:
+
+    - ``LV_time_to_ES_ms`` / ``_pct``: trigger to the smallest volume, ms and % of RR;
+    - ``LV_PER_mL_s``: peak ejection rate (largest volume decrease per second before end-systole);
+    - ``LV_PFR_E_mL_s``, ``LV_PFR_A_mL_s``: peak filling rates of early filling (the first peak of the filling
+      rate after end-systole) and of the atrial kick (the last one);
+    - ``LV_atrial_fraction_pct``: the atrial share of filling, (EDV - V at diastasis) / (EDV - ESV), diastasis
+      being the slowest filling between the two peaks.
+
+    With one filling peak (E and A fused, e.g. at a fast heart rate) the A-wave values are NaN.
+    """
+    from scipy.signal import find_peaks
+
+    volume = np.asarray(lv_volume_ml, dtype=float)
+    if volume.ndim != 1 or len(volume) < 8:
+        raise ValueError(f"an LV volume curve needs at least 8 frames, got shape {volume.shape}")
+    if not np.all(np.isfinite(volume)) or volume.max() <= 0:
+        raise ValueError("the LV volume curve has non-finite values or no cavity")
+    if not np.isfinite(frame_interval_ms) or frame_interval_ms <= 0:
+        raise ValueError(f"frame interval must be a positive number of ms, got {frame_interval_ms}")
+    n = len(volume)
+    seconds = frame_interval_ms / 1000.0
+    rate = (np.roll(volume, -1) - np.roll(volume, 1)) / (2.0 * seconds)  # (T,) mL/s
+    es = int(np.argmin(volume))
+    if es == 0:
+        raise ValueError("the smallest LV volume is the trigger frame: not a cycle starting at end-diastole")
+    result = {"LV_time_to_ES_ms": es * frame_interval_ms, "LV_time_to_ES_pct": 100.0 * es / n,
+              "LV_PER_mL_s": float(np.max(-rate[:es + 1]))}
+    filling = rate[es:]  # end-systole to the last frame before the next end-diastole
+    peaks, _ = find_peaks(np.concatenate([[-np.inf], filling, [-np.inf]]),
+                          prominence=min_peak_fraction * max(float(filling.max()), 1e-9))
+    peaks = peaks - 1
+    result["LV_PFR_E_mL_s"] = float(filling[peaks[0]]) if len(peaks) else float("nan")
+    if len(peaks) >= 2:
+        e, a = peaks[0], peaks[-1]
+        diastasis = es + e + int(np.argmin(filling[e:a + 1]))
+        stroke = volume[0] - volume[es]
+        result["LV_PFR_A_mL_s"] = float(filling[a])
+        result["LV_atrial_fraction_pct"] = float(100.0 * (volume[0] - volume[diastasis]) / stroke) if stroke > 0 else float("nan")
+    else:
+        result["LV_PFR_A_mL_s"] = result["LV_atrial_fraction_pct"] = float("nan")
+    return result

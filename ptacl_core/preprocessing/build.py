@@ -19,7 +19,7 @@ import pandas as pd
 
 from ptacl_core import __version__
 from ptacl_core.cohort_tables import read_cohort
-from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
 from ptacl_core.preprocessing.subject import process_subject, worker
@@ -163,7 +163,7 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
 
 def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: list[dict]) -> None:
     latest = {r["subject_id"]: r for r in rows}
-    phenotype_columns = [c for c in (*PHENOTYPES, "HR_bpm", "QRS_ms", "condition", "sex", "age_years") if c in table]
+    phenotype_columns = [c for c in (*PHENOTYPES, *TEMPORAL_PHENOTYPES, *ECG_TRUTH, "condition", "sex", "age_years") if c in table]
     by_subject = table.set_index("subject_id")
     records = []
     for subject in sorted(latest):

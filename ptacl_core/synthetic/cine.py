@@ -4,8 +4,9 @@ The LV is a truncated prolate ellipsoid cut into ``n_slices`` short-axis slices 
 a crescent wrapped around the septum. Their cavities follow volume curves over one RR interval that start at
 the R-wave trigger (frame 0 = end-diastole):
 
-- isovolumic until QRS onset + electromechanical delay + 40 ms isovolumic contraction;
-- ejection until end-systole, which coincides with the end of the T wave (so heart rate and QT move it);
+- isovolumic until QRS onset + the pre-ejection period (PEP);
+- ejection for the LV ejection time (LVET) until end-systole at QRS onset + QS2 (Weissler's systolic time
+  intervals: heart rate, sex and EF move them; see ``latent``);
 - isovolumic relaxation (70 ms), early filling, diastasis, and the atrial kick in the last ~120 ms.
 
 The myocardium keeps its volume (it thickens as the cavity shrinks). An infarct is a thinned, hypokinetic
@@ -76,9 +77,9 @@ def volume_curve(
 
 
 def cardiac_timing(latent: SubjectLatent) -> tuple[float, float]:
-    """(start of ejection, end-systole), seconds after the R wave, at the mean RR."""
-    ejection_start = latent.qrs_onset_s + latent.electromechanical_delay_s + 0.04
-    return ejection_start, latent.t_end_after_r_s()
+    """(start of ejection, end-systole), seconds after the trigger, at the mean RR: QRS onset + PEP, and
+    QRS onset + QS2 (PEP + LVET)."""
+    return latent.ejection_start_s, latent.end_systole_s
 
 
 def _smooth_field(rng: np.random.Generator, size: int, scale_px: float) -> np.ndarray:
@@ -97,7 +98,7 @@ def render_cine(latent: SubjectLatent, rng: np.random.Generator, image_size: int
     frame_times = np.arange(n_frames) * rr / n_frames
     ejection_start, end_systole = cardiac_timing(latent)
     # The atria contract ~70 ms after the next beat's P wave onset (which is PR before its QRS onset).
-    atrial_start = rr + latent.qrs_onset_s - latent.pr_interval_s + 0.07
+    atrial_start = rr + latent.mechanical_qrs_onset_s - latent.pr_interval_s + 0.07
     lv_volume = volume_curve(frame_times, rr, latent.lv_edv_ml, latent.lv_ef, ejection_start, end_systole,
                              latent.early_filling_fraction, atrial_start)
     rv_volume = volume_curve(frame_times, rr, latent.rv_edv_ml, latent.rv_ef, ejection_start + 0.01, end_systole,
@@ -135,7 +136,7 @@ def render_cine(latent: SubjectLatent, rng: np.random.Generator, image_size: int
     wall = wall_area.astype(f32)[:, :, None, None] * ellipticity ** 2  # (1, Z, Y, X) mm^2
     if latent.condition == "myocardial_infarction":
         centre_angle = np.deg2rad(_TERRITORY_ANGLE_DEG[latent.infarct_territory])
-        half_width = np.deg2rad(rng.uniform(35.0, 50.0))
+        half_width = np.deg2rad(25.0 + 90.0 * latent.infarct_size)  # 8-35 % of the LV: 32-57 degrees
         distance = np.abs(np.angle(np.exp(1j * (theta - centre_angle))))
         sector = np.clip((half_width + 0.25 - distance) / 0.5, 0.0, 1.0).astype(f32)  # smooth edge, ~15 deg
         endo += f32(0.8) * sector * (endo[:1] - endo)  # the scar moves 20 % as much as healthy wall

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +33,22 @@ import numpy as np
 from ptacl_core import __version__
 from ptacl_core.cohort_tables import SPLIT_FRACTIONS
 from ptacl_core.io.ecg import write_wfdb
-from ptacl_core.phenotypes import PHENOTYPES, label_volume_curves, phenotypes_from_volumes
+from ptacl_core.phenotypes import (
+    ECG_TRUTH,
+    PHENOTYPES,
+    TEMPORAL_PHENOTYPES,
+    label_volume_curves,
+    phenotypes_from_volumes,
+    temporal_phenotypes,
+)
 from ptacl_core.synthetic.cine import SyntheticCine, render_cine
 from ptacl_core.synthetic.config import SynthConfig
-from ptacl_core.synthetic.ecg import SyntheticEcg, synthesize_ecg
-from ptacl_core.synthetic.latent import SubjectLatent, sample_latent
+from ptacl_core.synthetic.ecg import SyntheticEcg, fiducial_offset, synthesize_ecg
+from ptacl_core.synthetic.latent import SubjectLatent, sample_latent, with_trigger_offsets
 from ptacl_core.threads import resolve_workers, single_threaded
 
 # Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: physiological timing couplings, null twin, trigger at the detector's fiducial
 
 
 class CohortMismatchError(RuntimeError):
@@ -61,8 +68,13 @@ class SyntheticSubject:
 
 def make_subject(index: int, seed: int, config: SynthConfig) -> SyntheticSubject:
     """Generate one subject in memory (no I/O). Independent streams for latent, ECG and cine."""
-    latent_seed, ecg_seed, cine_seed = np.random.SeedSequence([seed, index]).spawn(3)
-    latent = sample_latent(np.random.default_rng(latent_seed), subject_id(index), config)
+    latent_seed, ecg_seed, cine_seed, twin_seed = np.random.SeedSequence([seed, index]).spawn(4)
+    latent = sample_latent(np.random.default_rng(latent_seed), subject_id(index), config, np.random.default_rng(twin_seed))
+    # The R peak (the cine's trigger) sits where the kit's detector puts it: the QRS-energy centroid.
+    ecg_offset = fiducial_offset(latent, config.ecg_fs)
+    mechanical = ecg_offset if latent.mechanical_qrs_duration_s == latent.qrs_duration_s else fiducial_offset(
+        replace(latent, qrs_duration_s=latent.mechanical_qrs_duration_s), config.ecg_fs)
+    latent = with_trigger_offsets(latent, ecg_offset, mechanical)
     ecg = synthesize_ecg(latent, np.random.default_rng(ecg_seed), config.ecg_fs, config.ecg_duration_s, config.mains_hz)
     cine = render_cine(latent, np.random.default_rng(cine_seed), config.image_size, config.pixel_mm, config.n_slices, config.n_frames)
     return SyntheticSubject(latent, ecg, cine)
@@ -99,12 +111,18 @@ def subject_record(subject: SyntheticSubject) -> dict:
     volumes = label_volume_curves(cine.labels, cine.spacing_mm)
     measured = phenotypes_from_volumes(volumes, latent.heart_rate_bpm)
     lv = volumes[1]
+    measured.update(temporal_phenotypes(lv, cine.frame_interval_ms))
     record = {
         "subject_id": latent.subject_id,
         "phenotypes": {name: round(float(value), 4) for name, value in measured.items()},
+        # the ECG truth the generator used (at the mean RR)
+        "ecg_truth": {"HR_bpm": round(latent.heart_rate_bpm, 3), "PR_ms": round(latent.pr_interval_s * 1000.0, 2),
+                      "QRS_ms": round(latent.qrs_duration_s * 1000.0, 2), "QT_ms": round(latent.qt_s(latent.rr_s) * 1000.0, 2)},
         "latent": latent.to_dict(),
         "timing": {
             "t_end_after_r_ms": round(latent.t_end_after_r_s() * 1000.0, 3),
+            "end_systole_after_r_ms": round(latent.end_systole_s * 1000.0, 3),
+            "ejection_start_after_r_ms": round(latent.ejection_start_s * 1000.0, 3),
             "frame_interval_ms": round(cine.frame_interval_ms, 4),
             "end_systole_frame": int(np.argmin(lv)),
             "rpeaks": subject.ecg.rpeaks.tolist(),
@@ -176,16 +194,17 @@ def _write_tables(out: Path, records: list[dict], seed: int, config: SynthConfig
             writer.writerow([sid, f"ecg/{sid}.hea", f"cmr/{sid}_sa.nii.gz", f"cmr/{sid}_sa_seg.nii.gz", splits[sid]])
     with open(out / "phenotypes.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["subject_id", *PHENOTYPES, "HR_bpm", "QRS_ms", "condition", "sex", "age_years"])
+        writer.writerow(["subject_id", *PHENOTYPES, *TEMPORAL_PHENOTYPES, *ECG_TRUTH, "condition", "sex", "age_years"])
         for r in records:
-            latent = r["latent"]
+            latent, truth = r["latent"], r["ecg_truth"]
             writer.writerow([
-                r["subject_id"], *(f"{r['phenotypes'][p]:.4f}" for p in PHENOTYPES),
-                f"{latent['heart_rate_bpm']:.2f}", f"{latent['qrs_duration_s'] * 1000:.1f}",
+                r["subject_id"], *(f"{r['phenotypes'][p]:.4f}" for p in (*PHENOTYPES, *TEMPORAL_PHENOTYPES)),
+                f"{truth['HR_bpm']:.2f}", f"{truth['PR_ms']:.1f}", f"{truth['QRS_ms']:.1f}", f"{truth['QT_ms']:.1f}",
                 latent["condition"], latent["sex"], latent["age_years"],
             ])
     latent_columns = [k for k in records[0]["latent"] if k != "subject_id"] if records else []
-    timing_columns = ["t_end_after_r_ms", "frame_interval_ms", "end_systole_frame"]
+    timing_columns = ["t_end_after_r_ms", "end_systole_after_r_ms", "ejection_start_after_r_ms", "frame_interval_ms",
+                      "end_systole_frame"]
     with open(out / "latents.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["subject_id", *latent_columns, *timing_columns])
@@ -206,7 +225,7 @@ def generate_cohort(out: Path | str, n: int, seed: int = 0, config: SynthConfig 
     out = Path(out)
     for folder in ("ecg", "cmr", "subjects"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    _check_or_write_cohort_json(out, seed, config)
+    _check_or_write_cohort_json(out, seed, config)  # records the coupling (physiological or the null twin)
 
     records: dict[int, dict] = {}
     todo: list[int] = []

@@ -14,6 +14,8 @@ CONDITIONS: tuple[str, ...] = (
     "conduction_delay",
 )
 INFARCT_TERRITORIES: tuple[str, ...] = ("anterior", "inferior", "lateral")
+# physiological: ECG timing follows the heart the cine shows; none: the null-control twin (METHOD.md §6)
+COUPLINGS: tuple[str, ...] = ("physiological", "none")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class SynthConfig:
         }
     )
     split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS
+    coupling: str = "physiological"
 
     def __post_init__(self) -> None:
         if self.n_slices < 3:
@@ -53,6 +56,8 @@ class SynthConfig:
         unknown = set(self.condition_weights) - set(CONDITIONS)
         if unknown:
             raise ValueError(f"unknown condition(s) {sorted(unknown)}; known: {CONDITIONS}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
         if abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise ValueError(f"split_fractions must sum to 1, got {self.split_fractions}")
 

@@ -78,7 +78,7 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     t_amplitude = 0.30 * np.sqrt(voltage / 1.35) * rng.lognormal(0.0, 0.15)
 
     waves: list[tuple[float, float, np.ndarray]] = []
-    p_duration = rng.uniform(0.085, 0.11)
+    p_duration = latent.p_duration_s
     waves.append((onset - latent.pr_interval_s + 0.5 * p_duration, p_duration / 5.0, 0.13 * _frontal(55.0, -0.2)))
 
     condition = latent.condition
@@ -99,8 +99,10 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
         septal = 0.12 * voltage * _unit([-0.6, 0.2, -0.7])
         if condition == "myocardial_infarction":
             away = _AWAY_FROM_TERRITORY[latent.infarct_territory]
-            septal = septal + 0.45 * voltage * away  # pathological Q in the territory's leads
-            main_early, main_late = _unit(main_early + 0.5 * away), _unit(main_late + 0.5 * away)
+            # pathological Q in the territory's leads, deeper the larger the infarct (a QRS-score relation)
+            septal = septal + (0.15 + 1.2 * latent.infarct_size) * voltage * away
+            tilt = 0.2 + 1.0 * latent.infarct_size
+            main_early, main_late = _unit(main_early + tilt * away), _unit(main_late + tilt * away)
             t_direction = _unit(0.3 * t_direction + away)
             t_amplitude *= 0.8
         waves.append((onset + 0.16 * qrs, 0.07 * qrs, septal))
@@ -120,6 +122,30 @@ def beat_waves(latent: SubjectLatent, rng: np.random.Generator) -> tuple[np.ndar
     vectors = np.stack([w[2] for w in waves])
     is_t_wave = np.arange(len(waves)) >= n_qrs_waves
     return offsets, sigmas, vectors, is_t_wave
+
+
+def fiducial_offset(latent: SubjectLatent, fs: int = 500) -> float:
+    """Where the kit's R-peak fiducial (the multi-lead QRS-energy centroid of ``ecg_measures.detect_rpeaks``)
+    falls on this subject's noiseless beat, in seconds after the QRS midpoint. Placing the R peak (the cine's
+    trigger) there lets the kit's detector find the trigger whatever the QRS shape (a wide LBBB complex has
+    most of its 5-25 Hz energy early)."""
+    from dataclasses import replace
+
+    from ptacl_core.ecg_measures import energy_centroid, qrs_energy
+
+    centred = replace(latent, trigger_offset_s=0.0)  # QRS midpoint at t = 0
+    offsets, sigmas, vectors, is_t_wave = beat_waves(centred, np.random.default_rng(0))  # amplitudes cancel in a centroid
+    qrs = ~is_t_wave
+    qrs[0] = False  # the P wave: only the QRS complex makes the fiducial (and the twins' hearts share it)
+    half = int(fs)  # a 2 s window around the beat
+    dipole = _sum_of_pulses(offsets[qrs] + 1.0, sigmas[qrs], vectors[qrs], fs, 2 * half)
+    eight = DOWER_XYZ_TO_8 @ dipole
+    lead_i, lead_ii = eight[0], eight[1]
+    limb = np.stack([lead_i, lead_ii, lead_ii - lead_i, -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2, lead_ii - lead_i / 2])
+    energy = qrs_energy(np.concatenate([limb, eight[2:]]), fs)
+    around = slice(half - int(0.15 * fs), half + int(0.15 * fs))
+    start = around.start + int(np.argmax(energy[around]))
+    return (energy_centroid(energy, start, fs) - half) / fs
 
 
 def beat_times(latent: SubjectLatent, rng: np.random.Generator, duration_s: float) -> np.ndarray:
