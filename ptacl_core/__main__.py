@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from ptacl_core.synthetic import SynthConfig, generate_cohort
 
-    config = SynthConfig(n_slices=args.slices, n_frames=args.frames, image_size=args.image_size)
+    config = SynthConfig(n_slices=args.slices, n_frames=args.frames, image_size=args.image_size, coupling=args.coupling)
     summary = generate_cohort(args.out, args.n, seed=args.seed, config=config, workers=_workers(args.workers))
     print(f"{summary['n_subjects']} subjects in {args.out}: {summary['n_written']} written, "
           f"{summary['n_skipped']} already complete, {len(summary['failures'])} failed; "
@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--slices", type=int, default=3, help="short-axis slices, base to apex (>= 3)")
     synth.add_argument("--frames", type=int, default=50, help="cine frames over one cardiac cycle")
     synth.add_argument("--image-size", type=int, default=80, help="pixels per side (2 mm each)")
+    synth.add_argument("--coupling", choices=["physiological", "none"], default="physiological",
+                       help="physiological: ECG timing follows the heart; none: the null-control twin (ECG timing "
+                            "decoupled from mechanics beyond heart rate)")
     synth.set_defaults(handler=_synth)
 
     from ptacl_core.preprocessing.config import PRESETS

@@ -171,12 +171,13 @@ def qrs_bounds(beat: np.ndarray, fs: float, r_index: int, threshold: float = 0.1
 @dataclass(frozen=True)
 class EcgMeasures:
     """heart_rate_bpm; qrs_ms; qrs_amplitude_mv: (12,) QRS peak-to-peak of the median beat per lead;
-    n_beats: R peaks found."""
+    n_beats: R peaks found; qt_ms: QRS onset to T end (tangent method), NaN when no T wave end is found."""
 
     heart_rate_bpm: float
     qrs_ms: float
     qrs_amplitude_mv: np.ndarray
     n_beats: int
+    qt_ms: float = float("nan")
 
     @property
     def qrs_voltage_sum_mv(self) -> float:
@@ -185,7 +186,7 @@ class EcgMeasures:
 
 
 def measure_ecg(signal: np.ndarray, fs: float, working_fs: float = 500.0, max_seconds: float = 10.0) -> EcgMeasures:
-    """Heart rate, QRS duration and per-lead QRS amplitude of a (12, L) ECG in mV.
+    """Heart rate, QRS duration, QT and per-lead QRS amplitude of a (12, L) ECG in mV.
 
     The first ``max_seconds`` are used, resampled to ``working_fs``; R peaks by ``detect_rpeaks``.
     """
@@ -196,15 +197,21 @@ def measure_ecg(signal: np.ndarray, fs: float, working_fs: float = 500.0, max_se
     if len(rpeaks) < 2:
         raise ValueError("fewer than two R peaks detected")
     clean = bandpass(signal, fs, 0.5, 40.0)
-    beat = median_beat(clean, fs, rpeaks)
+    rr_s = float(np.mean(np.diff(rpeaks))) / fs
+    beat = median_beat(clean, fs, rpeaks, 0.3, max(min(0.9 * rr_s, 0.8), 0.5))
     r_index = int(round(0.3 * fs))
     onset, offset = qrs_bounds(beat, fs, r_index)
     qrs = beat[:, onset:offset + 1]
+    try:
+        qt_ms = 1000.0 * (t_wave_end(beat, fs, r_index, rr_s) - (onset - r_index) / fs)
+    except ValueError:
+        qt_ms = float("nan")
     return EcgMeasures(
-        heart_rate_bpm=float(60.0 * fs / np.mean(np.diff(rpeaks))),
+        heart_rate_bpm=float(60.0 / rr_s),
         qrs_ms=float((offset - onset) / fs * 1000.0),
         qrs_amplitude_mv=qrs.max(axis=1) - qrs.min(axis=1),
         n_beats=len(rpeaks),
+        qt_ms=float(qt_ms),
     )
 
 

@@ -92,7 +92,7 @@ def temporal_phenotypes(lv_volume_ml: np.ndarray, frame_interval_ms: float, min_
 
     lv_volume_ml: (T,) mL, frame 0 at the R-wave trigger (end-diastole), frames every ``frame_interval_ms``
     over one RR interval (the cycle wraps: frame T is the next end-diastole). Rates are periodic central
-    differences (mL/s). Returns:
+    differences (mL/s); the filling waves are located on a [1, 2, 1] / 4 smoothed rate. Returns:
 
     - ``LV_time_to_ES_ms`` / ``_pct``: trigger to the smallest volume, ms and % of RR;
     - ``LV_PER_mL_s``: peak ejection rate (largest volume decrease per second before end-systole);
@@ -121,15 +121,21 @@ def temporal_phenotypes(lv_volume_ml: np.ndarray, frame_interval_ms: float, min_
     result = {"LV_time_to_ES_ms": es * frame_interval_ms, "LV_time_to_ES_pct": 100.0 * es / n,
               "LV_PER_mL_s": float(np.max(-rate[:es + 1]))}
     filling = rate[es:]  # end-systole to the last frame before the next end-diastole
-    peaks, _ = find_peaks(np.concatenate([[-np.inf], filling, [-np.inf]]),
-                          prominence=min_peak_fraction * max(float(filling.max()), 1e-9))
+    # the filling waves are found on a [1, 2, 1] / 4 smoothed rate (a mask's voxel steps make one-frame spikes)
+    smooth = ((np.roll(rate, 1) + 2.0 * rate + np.roll(rate, -1)) / 4.0)[es:]
+    peaks, _ = find_peaks(np.concatenate([[-np.inf], smooth, [-np.inf]]),
+                          prominence=min_peak_fraction * max(float(smooth.max()), 1e-9))
     peaks = peaks - 1
-    result["LV_PFR_E_mL_s"] = float(filling[peaks[0]]) if len(peaks) else float("nan")
+
+    def peak_rate(index: int) -> float:  # the unsmoothed rate's largest value at the wave (+-1 frame)
+        return float(filling[max(index - 1, 0):index + 2].max())
+
+    result["LV_PFR_E_mL_s"] = peak_rate(peaks[0]) if len(peaks) else float("nan")
     if len(peaks) >= 2:
         e, a = peaks[0], peaks[-1]
-        diastasis = es + e + int(np.argmin(filling[e:a + 1]))
+        diastasis = es + e + int(np.argmin(smooth[e:a + 1]))
         stroke = volume[0] - volume[es]
-        result["LV_PFR_A_mL_s"] = float(filling[a])
+        result["LV_PFR_A_mL_s"] = peak_rate(a)
         result["LV_atrial_fraction_pct"] = float(100.0 * (volume[0] - volume[diastasis]) / stroke) if stroke > 0 else float("nan")
     else:
         result["LV_PFR_A_mL_s"] = result["LV_atrial_fraction_pct"] = float("nan")

@@ -84,3 +84,12 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("PTACL_DEBUG", "1")
     with pytest.raises(ValueError, match="unknown config key"):
         main(["train", f"runs_dir={tmp_path}", "optim.epoch=3"])
+
+
+def test_synth_writes_the_null_twin(tmp_path, capsys):
+    import json
+
+    status, _ = _run(capsys, "synth", "--out", str(tmp_path), "--n", "2", "--seed", "4", "--workers", "1", "--coupling", "none")
+    assert status == 0 and json.loads((tmp_path / "cohort.json").read_text())["config"]["coupling"] == "none"
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path), "--coupling", "weak"])

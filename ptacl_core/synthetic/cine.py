@@ -98,7 +98,7 @@ def render_cine(latent: SubjectLatent, rng: np.random.Generator, image_size: int
     frame_times = np.arange(n_frames) * rr / n_frames
     ejection_start, end_systole = cardiac_timing(latent)
     # The atria contract ~70 ms after the next beat's P wave onset (which is PR before its QRS onset).
-    atrial_start = rr + latent.mechanical_qrs_onset_s - latent.pr_interval_s + 0.07
+    atrial_start = rr + latent.mechanical_qrs_onset_s - latent.mechanical_pr_s + 0.07
     lv_volume = volume_curve(frame_times, rr, latent.lv_edv_ml, latent.lv_ef, ejection_start, end_systole,
                              latent.early_filling_fraction, atrial_start)
     rv_volume = volume_curve(frame_times, rr, latent.rv_edv_ml, latent.rv_ef, ejection_start + 0.01, end_systole,

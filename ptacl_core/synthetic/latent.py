@@ -30,8 +30,8 @@ Within each condition, function reaches the ECG through timing, continuously, as
 
 ``coupling="none"`` (the null-control twin) keeps every subject's heart, cine and phenotypes and the same
 marginal distributions, but draws the ECG's timing (QRS duration, QT, P duration) from an independent second
-draw of the subject's function (same condition, sex, age and heart rate): mechanical timing is then decoupled
-from ECG timing beyond heart rate.
+draw of the subject's function (same condition, sex, age and heart rate), and the PR interval with it:
+mechanical timing (ejection, end-systole, atrial contraction) is then decoupled from ECG timing beyond heart rate.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class SubjectLatent:
     lvet_s: float  # LV ejection time: start of ejection -> end-systole
     early_filling_fraction: float  # share of filling before atrial contraction
     mechanical_qrs_duration_s: float  # the QRS of the heart the cine shows (= qrs_duration_s when coupled)
+    mechanical_pr_s: float  # its atrioventricular delay: atrial contraction timing (= pr_interval_s when coupled)
     coupling: str = "physiological"
     trigger_offset_s: float = 0.0  # the ECG's R-peak fiducial (QRS-energy centroid) after the QRS midpoint
     mechanical_trigger_offset_s: float = 0.0  # the same for the mechanical QRS
@@ -165,6 +166,7 @@ class _Function:
     qrs_s: float
     qtc_s: float
     p_duration_s: float
+    pr_s: float
     early_filling: float
     pep_s: float
     lvet_s: float
@@ -181,6 +183,7 @@ def _draw_function(rng: np.random.Generator, condition: str, male: bool, age: fl
     early_filling = rng.normal(0.72 - 0.006 * (age - 60.0), 0.05)
     infarct_size = 0.0
     qt_extra = 0.0
+    pr = float(np.clip(rng.normal(0.160 + 0.0006 * (age - 60.0), 0.018), 0.12, 0.21))
     if condition == "dilated_cardiomyopathy":
         severity = rng.uniform(0.0, 1.0)
         lv_ef = 0.40 - 0.20 * severity + rng.normal(0.0, 0.02)
@@ -223,7 +226,7 @@ def _draw_function(rng: np.random.Generator, condition: str, male: bool, age: fl
     qtc = qt / (60.0 / heart_rate) ** (1.0 / 3.0)
     # Atrial load: the larger the atrial share of filling, the longer the P wave.
     p_duration = float(np.clip(0.098 + 0.12 * ((1.0 - early_filling) - 0.28) + rng.normal(0.0, 0.005), 0.07, 0.14))
-    return _Function(lv_ef, float(edv_factor), float(mass_factor), float(qrs), float(qtc), p_duration, early_filling,
+    return _Function(lv_ef, float(edv_factor), float(mass_factor), float(qrs), float(qtc), p_duration, pr, early_filling,
                      float(pep), float(lvet), float(infarct_size), float(sphericity_shift), rv_ef)
 
 
@@ -267,7 +270,6 @@ def sample_latent(rng: np.random.Generator, subject_id: str, config: SynthConfig
     if condition == "dilated_cardiomyopathy":
         rv_ratio *= 0.75 * rng.uniform(0.85, 1.0)
     sphericity = rng.normal(0.34, 0.02) + heart.sphericity_shift
-    pr = float(np.clip(rng.normal(0.160 + 0.0006 * (age - 60.0), 0.018), 0.12, 0.21))
     axis = rng.normal(42.0 - 2.0 * (bmi - 26.0) - 0.3 * (age - 60.0), 18.0)
     if condition == "dilated_cardiomyopathy":
         axis -= rng.uniform(0.0, 25.0)
@@ -294,7 +296,7 @@ def sample_latent(rng: np.random.Generator, subject_id: str, config: SynthConfig
         rv_ef=float(np.clip(rv_ef, 0.25, 0.72)),
         sphericity=float(np.clip(sphericity, 0.28, 0.55)),
         qrs_duration_s=ecg_timing.qrs_s,
-        pr_interval_s=pr,
+        pr_interval_s=ecg_timing.pr_s,
         qtc_s=ecg_timing.qtc_s,
         p_duration_s=ecg_timing.p_duration_s,
         electrical_axis_deg=float(np.clip(axis, -60.0, 110.0)),
@@ -302,6 +304,7 @@ def sample_latent(rng: np.random.Generator, subject_id: str, config: SynthConfig
         lvet_s=heart.lvet_s,
         early_filling_fraction=heart.early_filling,
         mechanical_qrs_duration_s=heart.qrs_s,
+        mechanical_pr_s=heart.pr_s,
         coupling=config.coupling,
     )
 
