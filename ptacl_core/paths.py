@@ -50,6 +50,11 @@ def default_cohort_dir() -> Path:
     return data_root() / "synthetic"
 
 
+def null_cohort_dir() -> Path:
+    """The null-control twin of the default cohort (``--coupling none``): the same hearts, ECG timing decoupled."""
+    return data_root() / "synthetic_null"
+
+
 def realdata_dir() -> Path | None:
     """``../shared/realdata`` beside the repository (real files for tests), or None when absent."""
     candidate = _from_env("PTACL_REALDATA", project_root().parent / "shared" / "realdata")

@@ -107,3 +107,30 @@ def realism_report(cohort_dir: Path | str, realdata_dir: Path | None, max_subjec
         "real_records": real.set_index("record") if len(real) else real,
         "synthetic_measures": synthetic,
     }
+
+
+def systolic_time_interval_table(latents: pd.DataFrame) -> pd.DataFrame:
+    """PEP, LVET and QS2 of the normal synthetic hearts regressed on heart rate, by sex, beside Weissler et al.'s
+    published regressions (Circulation 1968): intercept (ms), slope (ms/bpm), the value at 70 bpm, and the
+    residual SD. latents: ``latents.csv`` of a synthetic cohort."""
+    from ptacl_core.synthetic.latent import WEISSLER_MS
+
+    normal = latents[latents.condition == "normal"]
+    rows = []
+    for sex in ("male", "female"):
+        group = normal[normal.sex == sex]
+        values = {"PEP": group.pep_s * 1000.0, "LVET": group.lvet_s * 1000.0, "QS2": (group.pep_s + group.lvet_s) * 1000.0}
+        for interval, ms in values.items():
+            published_intercept, published_slope = WEISSLER_MS[sex][interval]
+            if len(group) >= 3:
+                slope, intercept = np.polyfit(group.heart_rate_bpm, ms, 1)
+                residual_sd = float(np.std(ms - (intercept + slope * group.heart_rate_bpm), ddof=2))
+            else:
+                slope = intercept = residual_sd = float("nan")
+            rows.append({"sex": sex, "interval": interval, "n": len(group),
+                         "synthetic intercept (ms)": intercept, "Weissler intercept (ms)": published_intercept,
+                         "synthetic slope (ms/bpm)": slope, "Weissler slope (ms/bpm)": published_slope,
+                         "synthetic at 70 bpm (ms)": intercept + 70.0 * slope,
+                         "Weissler at 70 bpm (ms)": published_intercept + 70.0 * published_slope,
+                         "synthetic residual SD (ms)": residual_sd})
+    return pd.DataFrame(rows).set_index(["sex", "interval"])

@@ -31,3 +31,25 @@ def test_full_report_with_real_recordings(cohort, realdata):
     assert report["ecg"].loc["heart rate (bpm)", "n real"] == 6
     assert 40 < report["ecg"].loc["heart rate (bpm)", "real mean"] < 120
     assert np.all(np.abs(report["ecg_vs_ground_truth"][("heart rate error (bpm)", "mean")]) < 2)
+
+
+def test_systolic_time_intervals_table_against_weissler(cohort):
+    from ptacl_core.realism import systolic_time_interval_table
+
+    table = systolic_time_interval_table(pd.read_csv(cohort / "latents.csv"))
+    assert set(table.index.get_level_values("interval")) == {"PEP", "LVET", "QS2"}
+    difference = (table["synthetic at 70 bpm (ms)"] - table["Weissler at 70 bpm (ms)"]).abs()
+    assert (difference < 20.0).all(), difference
+    assert table.loc[("male", "QS2"), "Weissler slope (ms/bpm)"] == -2.1
+
+
+def test_systolic_time_interval_regressions_are_those_of_the_inputs():
+    from ptacl_core.realism import systolic_time_interval_table
+
+    hr = np.array([50.0, 60.0, 70.0, 80.0])
+    latents = pd.DataFrame({"condition": "normal", "sex": "male", "heart_rate_bpm": hr,
+                            "pep_s": (100.0 - 0.5 * hr) / 1000.0, "lvet_s": (400.0 - 1.5 * hr) / 1000.0})
+    table = systolic_time_interval_table(latents)
+    assert table.loc[("male", "PEP"), "synthetic slope (ms/bpm)"] == pytest.approx(-0.5)
+    assert table.loc[("male", "QS2"), "synthetic intercept (ms)"] == pytest.approx(500.0)
+    assert np.isnan(table.loc[("female", "PEP"), "synthetic slope (ms/bpm)"])
