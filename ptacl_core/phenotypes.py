@@ -83,6 +83,7 @@ TEMPORAL_PHENOTYPES: tuple[str, ...] = (
     "LV_time_to_ES_ms", "LV_time_to_ES_pct", "LV_PER_mL_s", "LV_PFR_E_mL_s", "LV_PFR_A_mL_s", "LV_atrial_fraction_pct",
 )
 ECG_TRUTH: tuple[str, ...] = ("HR_bpm", "PR_ms", "QRS_ms", "QT_ms")
+EVALUATED: tuple[str, ...] = (*PHENOTYPES, *TEMPORAL_PHENOTYPES)  # what evaluation probes (when a cohort has them)
 UNITS.update({name: "%" if name.endswith("_pct") else name.rsplit("_", 1)[1] if not name.endswith("_mL_s") else "mL/s"
               for name in TEMPORAL_PHENOTYPES})
 

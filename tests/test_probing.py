@@ -176,3 +176,54 @@ def test_a_phenotype_missing_from_the_cohort_is_skipped_everywhere():
     differences = probe_differences(results, "ptacl")
     assert set(differences.phenotype) == {"LVEF_pct", "LVEDV_mL"} and set(differences.baseline) == {"global"}
     assert probe_differences(results, "local").empty  # no such method: an empty table, not a KeyError
+
+
+def test_r2_within_condition_matches_a_loop():
+    from ptacl_core.evaluation.probing import condition_baseline
+
+    rng = np.random.default_rng(3)
+    conditions = np.array(["a", "b", "c"] * 20)
+    values = rng.normal(size=60) + (conditions == "b") * 5.0
+    train = np.arange(40)
+    baseline = condition_baseline(values, conditions, train)
+    for i in range(60):
+        assert baseline[i] == pytest.approx(np.mean([values[j] for j in train if conditions[j] == conditions[i]]))
+    test = np.arange(40, 60)
+    predicted = values[test] + rng.normal(0, 0.5, 20)
+    indices = rng.integers(0, 20, size=(7, 20))
+    resampled = bootstrap_metrics(values[test], predicted, indices, baseline[test])["r2_within"]
+    for b in range(7):
+        rows = indices[b]
+        sse = sum((values[test][i] - predicted[i]) ** 2 for i in rows)
+        sst = sum((values[test][i] - baseline[test][i]) ** 2 for i in rows)
+        assert resampled[b] == pytest.approx(1 - sse / sst)
+    assert np.isnan(bootstrap_metrics(values[test], predicted, indices)["r2_within"]).all()
+
+
+def test_probe_reports_within_condition_r2_and_shares_resamples_across_phenotypes():
+    rng = np.random.default_rng(4)
+    n = 240
+    conditions = np.array(["x", "y"] * (n // 2))
+    latent = rng.normal(size=(n, 2))
+    phenotypes = np.full((n, len(PHENOTYPES)), np.nan)
+    phenotypes[:, PHENOTYPES.index("LVEF_pct")] = 50 + 10 * (conditions == "y") + 3 * latent[:, 0] + rng.normal(0, 1, n)
+    phenotypes[:, PHENOTYPES.index("LVEDV_mL")] = 150 + 20 * latent[:, 1]
+    splits = np.array(["train"] * 160 + ["test"] * 80)
+    label_only = {("label", 0): np.c_[(conditions == "y").astype(float), rng.normal(size=(n, 1)) * 1e-3]}
+    informative = {("informative", 0): np.c_[(conditions == "y").astype(float), latent]}
+    results = probe_methods({**label_only, **informative}, phenotypes, splits, np.arange(n).astype(str),
+                            ProbeConfig(fractions=(1.0,), n_bootstrap=50, phenotypes=("LVEF_pct", "LVEDV_mL")),
+                            conditions=conditions)
+    rows = results.per_seed.set_index(["method", "phenotype"])
+    assert rows.loc[("label", "LVEF_pct"), "r2"] > 0.5 and abs(rows.loc[("label", "LVEF_pct"), "r2_within"]) < 0.1
+    assert rows.loc[("informative", "LVEF_pct"), "r2_within"] > 0.7
+    # phenotypes known on the same test subjects share their resamples: identical R² resamples for a probe
+    # whose two targets are the same
+    twin = phenotypes.copy()
+    twin[:, PHENOTYPES.index("LVEDV_mL")] = twin[:, PHENOTYPES.index("LVEF_pct")]
+    shared = probe_methods(informative, twin, splits, np.arange(n).astype(str),
+                           ProbeConfig(fractions=(1.0,), n_bootstrap=50, phenotypes=("LVEF_pct", "LVEDV_mL")))
+    a, b = shared.bootstrap[("informative", 0, 1.0, "LVEF_pct")]["r2"], shared.bootstrap[("informative", 0, 1.0, "LVEDV_mL")]["r2"]
+    assert np.allclose(a, b)
+    with pytest.raises(ValueError, match="columns but"):
+        probe_methods(informative, phenotypes[:, :5], splits, np.arange(n).astype(str))

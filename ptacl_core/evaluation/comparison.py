@@ -25,14 +25,15 @@ from ptacl_core.evaluation.statistics import (
     seed_sd,
 )
 from ptacl_core.methods import CONTRASTIVE, METHODS, label, ordered
-from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training.runs import RunInfo, find_runs, load_model, random_init_model
 
 
 @dataclass
 class CohortView:
-    """What evaluation needs of a cache, in its index order: ids (N,), splits (N,), phenotypes (N, 10),
+    """What evaluation needs of a cache, in its index order: ids (N,), splits (N,), phenotypes (N, P) in
+    ``phenotype_names`` order (the ten volumes, then the temporal ones; NaN where a cohort lacks them),
     conditions (N,) (or "unknown")."""
 
     cache: Cache
@@ -40,13 +41,22 @@ class CohortView:
     splits: np.ndarray
     phenotypes: np.ndarray
     conditions: np.ndarray
+    phenotype_names: tuple[str, ...] = EVALUATED
+
+    @property
+    def volumes(self) -> np.ndarray:
+        """(N, 10) the volume phenotypes (``PHENOTYPES``): retrieval's relevance space."""
+        return self.phenotypes[:, [self.phenotype_names.index(name) for name in PHENOTYPES]]
+
+    def column(self, name: str) -> np.ndarray:
+        return self.phenotypes[:, self.phenotype_names.index(name)]
 
     @classmethod
     def of(cls, cache: Cache) -> CohortView:
         index = cache.index
         conditions = index["condition"].astype(str).to_numpy() if "condition" in index else np.full(len(index), "unknown")
-        return cls(cache, index.subject_id.astype(str).to_numpy(), index.split.astype(str).to_numpy(), cache.phenotypes(),
-                   conditions)
+        return cls(cache, index.subject_id.astype(str).to_numpy(), index.split.astype(str).to_numpy(),
+                   cache.phenotypes(EVALUATED), conditions, EVALUATED)
 
 
 def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelConfig, random_seeds: list[int],
@@ -98,8 +108,8 @@ def retrieval_per_query(view: CohortView, embeddings: dict, projections: dict, s
     """
     rows = np.flatnonzero(view.splits == split)
     train = np.flatnonzero(view.splits == "train")
-    z = zscore_phenotypes(view.phenotypes[rows], view.phenotypes[train])
-    lvef = view.phenotypes[rows, PHENOTYPES.index("LVEF_pct")]
+    z = zscore_phenotypes(view.volumes[rows], view.volumes[train])
+    lvef = view.column("LVEF_pct")[rows]
     usable = np.isfinite(lvef)
     rows, z, lvef = rows[usable], z[usable], lvef[usable]
     own = np.arange(len(rows))
@@ -233,8 +243,7 @@ class Comparison:
             return cine[int(index.ed_frame.iloc[position])]
 
         def describe(position: int) -> str:
-            values = view.phenotypes[position]
-            return (f"LVEF {values[PHENOTYPES.index('LVEF_pct')]:.0f}%, LVEDV {values[PHENOTYPES.index('LVEDV_mL')]:.0f} mL\n"
+            return (f"LVEF {view.column('LVEF_pct')[position]:.0f}%, LVEDV {view.column('LVEDV_mL')[position]:.0f} mL\n"
                     f"{view.conditions[position].replace('_', ' ')}")
 
         chosen, seen = [], set()  # one query per condition, in a fixed order, so the panel shows different hearts

@@ -15,6 +15,7 @@ from ptacl_core.dataset import CacheDataset
 from ptacl_core.encoders import PTACLModel
 from ptacl_core.evaluation.embeddings import cache_embeddings
 from ptacl_core.evaluation.probing import ProbeConfig, probe_methods
+from ptacl_core.phenotypes import EVALUATED
 from ptacl_core.preprocessing.cache import Cache
 
 QUICK_PHENOTYPES = ("LVEF_pct", "LVEDV_mL")
@@ -27,7 +28,8 @@ def quick_probe(models: dict[tuple[str, int], PTACLModel], cache: Cache, phenoty
     embeddings = {key: cache_embeddings(model, cache, "ecg", store, device=device) for key, model in models.items()}
     index = cache.index
     config = ProbeConfig(fractions=(1.0,), n_bootstrap=10, phenotypes=tuple(phenotypes))
-    results = probe_methods(embeddings, cache.phenotypes(), index.split.to_numpy(), index.subject_id.to_numpy(), config)
+    results = probe_methods(embeddings, cache.phenotypes(EVALUATED), index.split.to_numpy(), index.subject_id.to_numpy(), config,
+                            names=EVALUATED)
     table = results.per_seed.pivot_table(index=["method", "seed"], columns="phenotype", values="r2").reset_index()
     return table[["method", "seed", *[p for p in phenotypes if p in table]]]
 

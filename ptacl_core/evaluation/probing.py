@@ -1,6 +1,7 @@
 """Linear probing of frozen embeddings (METHOD.md §5): per phenotype, a ridge regression whose penalty is
 chosen by cross-validation on train (efficient leave-one-out), scored on test by R², MAE (the phenotype's
-units) and Pearson r, each with a bootstrap 95% interval, at several fractions of the training labels.
+units), Pearson r and R² within condition (against the training split's condition means: what the probe adds
+beyond recognising the condition), each with a bootstrap 95% interval, at several fractions of the training labels.
 
 Intervals: every method, seed and fraction of one phenotype is scored on the *same* bootstrap resamples of
 the test subjects, so seed means have intervals and differences between methods are paired; the rules are
@@ -18,9 +19,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ptacl_core.evaluation.statistics import LABEL_SUBSET_SALT, bootstrap_indices, interval, paired_difference, seed_sd
-from ptacl_core.phenotypes import PHENOTYPES
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 
-METRICS = ("r2", "mae", "pearson")
+METRICS = ("r2", "mae", "pearson", "r2_within")
 RIDGE_ALPHAS = tuple(np.logspace(-3, 6, 19))  # up to "predict the mean" for a handful of labels
 
 
@@ -34,16 +35,16 @@ class ProbeConfig:
     alphas: tuple[float, ...] = RIDGE_ALPHAS
     min_labels: int = 5
     bootstrap_seed: int = 0
-    phenotypes: tuple[str, ...] = field(default_factory=lambda: tuple(PHENOTYPES))
+    phenotypes: tuple[str, ...] = field(default_factory=lambda: tuple(EVALUATED))
 
     def __post_init__(self) -> None:
         if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
             raise ValueError(f"label fractions must lie in (0, 1], got {self.fractions}")
         if self.n_bootstrap < 10:
             raise ValueError(f"n_bootstrap must be at least 10, got {self.n_bootstrap}")
-        unknown = set(self.phenotypes) - set(PHENOTYPES)
+        unknown = set(self.phenotypes) - set(EVALUATED)
         if unknown:
-            raise ValueError(f"unknown phenotype(s) {sorted(unknown)}; known: {PHENOTYPES}")
+            raise ValueError(f"unknown phenotype(s) {sorted(unknown)}; known: {EVALUATED}")
 
 
 def fit_ridge(train_x: np.ndarray, train_y: np.ndarray, alphas=RIDGE_ALPHAS) -> Pipeline:
@@ -65,14 +66,19 @@ def label_subset(n_train: int, fraction: float, seed: int, min_labels: int = 5) 
     return np.sort(order[:count])
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """R², mean absolute error and Pearson r of one set of predictions (1-D arrays)."""
-    values = bootstrap_metrics(y_true, y_pred, np.arange(len(y_true))[None])
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, baseline: np.ndarray | None = None) -> dict[str, float]:
+    """R², mean absolute error, Pearson r and (given ``baseline``, the training condition mean of each row) R²
+    within condition of one set of predictions (1-D arrays)."""
+    values = bootstrap_metrics(y_true, y_pred, np.arange(len(y_true))[None], baseline)
     return {name: float(values[name][0]) for name in METRICS}
 
 
-def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """R², MAE and Pearson r on every resample at once. indices: (B, n) -> each metric (B,)."""
+def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarray,
+                      baseline: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """R², MAE, Pearson r and R² within condition on every resample at once. indices: (B, n) -> each metric (B,).
+
+    baseline: (n,) the training split's mean of each row's condition; r2_within = 1 - SSE / sum((y - baseline)^2)
+    (NaN without it)."""
     y = np.asarray(y_true, dtype=float)[indices]
     p = np.asarray(y_pred, dtype=float)[indices]
     residual = y - p
@@ -81,7 +87,13 @@ def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = 1.0 - (residual ** 2).sum(axis=1) / (y_centred ** 2).sum(axis=1)
         pearson = (y_centred * p_centred).sum(axis=1) / np.sqrt((y_centred ** 2).sum(axis=1) * (p_centred ** 2).sum(axis=1))
-    return {"r2": r2, "mae": np.abs(residual).mean(axis=1), "pearson": pearson}
+    if baseline is None:
+        r2_within = np.full(len(indices), np.nan)
+    else:
+        b = np.asarray(baseline, dtype=float)[indices]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2_within = 1.0 - (residual ** 2).sum(axis=1) / ((y - b) ** 2).sum(axis=1)
+    return {"r2": r2, "mae": np.abs(residual).mean(axis=1), "pearson": pearson, "r2_within": r2_within}
 
 
 @dataclass
@@ -138,42 +150,63 @@ def probe_differences(results: ProbeResults, method: str = "ptacl", metrics=("r2
     return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
 
 
+def condition_baseline(values: np.ndarray, conditions: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """(N,) the training split's mean of ``values`` within each row's condition (the overall training mean for a
+    condition absent from train): what "within condition" is measured against."""
+    known = train[np.isfinite(values[train])]
+    overall = float(values[known].mean()) if len(known) else float("nan")
+    means = pd.Series(values[known]).groupby(conditions[known]).mean()
+    return pd.Series(conditions).map(means).fillna(overall).to_numpy(dtype=float)
+
+
 def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.ndarray, splits: np.ndarray,
-                  subject_ids: np.ndarray, config: ProbeConfig = ProbeConfig(), progress: bool = False) -> ProbeResults:
+                  subject_ids: np.ndarray, config: ProbeConfig = ProbeConfig(), progress: bool = False,
+                  names: tuple[str, ...] = PHENOTYPES, conditions: np.ndarray | None = None) -> ProbeResults:
     """Probe every (method, seed) embedding. embeddings: (method, seed) -> (N, D) in cache order;
-    phenotypes: (N, 10) in ``PHENOTYPES`` order; splits: (N,) "train"/"val"/"test"."""
+    phenotypes: (N, P) in ``names`` order (NaN where unknown); splits: (N,) "train"/"val"/"test";
+    conditions: (N,) labels for R² within condition (NaN without). Phenotypes of ``config`` that are not in
+    ``names`` or have too few labels are skipped.
+
+    Test resamples depend only on the number of known test rows, so phenotypes known on the same subjects share
+    them (a family of phenotypes then has a coherent bootstrap)."""
     from tqdm.auto import tqdm
 
+    if phenotypes.shape[1] != len(names):
+        raise ValueError(f"phenotypes has {phenotypes.shape[1]} columns but {len(names)} names were given")
     train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
     if len(train) < 3 or len(test) < 3:
         raise ValueError(f"probing needs train and test subjects; got {len(train)} train, {len(test)} test")
     largest = max(config.fractions)
-    indices = {}
-    for name in config.phenotypes:
-        column = PHENOTYPES.index(name)
+    wanted = [name for name in config.phenotypes if name in names]
+    indices, baselines = {}, {}
+    for name in wanted:
+        column = names.index(name)
         known = test[np.isfinite(phenotypes[test, column])]
-        indices[name] = (known, bootstrap_indices(len(known), config.n_bootstrap, [config.bootstrap_seed, column]))
+        indices[name] = (known, bootstrap_indices(len(known), config.n_bootstrap, [config.bootstrap_seed, len(known)]))
+        if conditions is not None:
+            baselines[name] = condition_baseline(phenotypes[:, column], np.asarray(conditions).astype(str), train)
     rows, predictions, bootstrap = [], [], {}
     for (method, seed), x in tqdm(list(embeddings.items()), desc="probing", disable=not progress):
         for fraction in config.fractions:
             subset = train[label_subset(len(train), fraction, seed, config.min_labels)]
             # phenotypes known on the same training rows are fitted together (one decomposition of x)
             groups: dict[tuple[int, ...], list[str]] = {}
-            for name in config.phenotypes:
-                fit_rows = subset[np.isfinite(phenotypes[subset, PHENOTYPES.index(name)])]
+            for name in wanted:
+                fit_rows = subset[np.isfinite(phenotypes[subset, names.index(name)])]
                 if len(fit_rows) >= 3 and len(indices[name][0]) >= 3:
                     groups.setdefault(tuple(fit_rows), []).append(name)
-            for fit_rows, names in groups.items():
+            for fit_rows, group in groups.items():
                 fit_rows = np.array(fit_rows)
-                columns = [PHENOTYPES.index(name) for name in names]
+                columns = [names.index(name) for name in group]
                 probe = fit_ridge(x[fit_rows], phenotypes[np.ix_(fit_rows, columns)], config.alphas)
                 alphas = np.atleast_1d(probe[-1].alpha_)
-                for j, (name, column) in enumerate(zip(names, columns, strict=True)):
+                for j, (name, column) in enumerate(zip(group, columns, strict=True)):
                     known, resamples = indices[name]
                     predicted = probe.predict(x[known]).reshape(len(known), -1)[:, j]
                     truth = phenotypes[known, column]
-                    point = regression_metrics(truth, predicted)
-                    resampled = bootstrap_metrics(truth, predicted, resamples)
+                    baseline = baselines[name][known] if name in baselines else None
+                    point = regression_metrics(truth, predicted, baseline)
+                    resampled = bootstrap_metrics(truth, predicted, resamples, baseline)
                     bootstrap[(method, seed, fraction, name)] = resampled
                     row = {"method": method, "seed": seed, "fraction": fraction, "phenotype": name,
                            "n_train": len(fit_rows), "n_test": len(known), "alpha": float(alphas[j])}

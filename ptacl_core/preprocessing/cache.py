@@ -106,7 +106,8 @@ class Cache:
         text = self.index.rpeaks.iloc[position]
         return np.array([int(v) for v in str(text).split()], dtype=np.int64) if isinstance(text, str) else np.array([], dtype=np.int64)
 
-    def phenotypes(self) -> np.ndarray:
-        """(N, 10) float phenotypes in ``PHENOTYPES`` order (NaN where unknown), in index order."""
+    def phenotypes(self, names: tuple[str, ...] = PHENOTYPES) -> np.ndarray:
+        """(N, len(names)) float phenotypes in ``names`` order (default the ten ``PHENOTYPES``; NaN where
+        unknown or absent), in index order."""
         index = self.index
-        return np.stack([index[c].to_numpy(dtype=float) if c in index else np.full(len(index), np.nan) for c in PHENOTYPES], 1)
+        return np.stack([index[c].to_numpy(dtype=float) if c in index else np.full(len(index), np.nan) for c in names], 1)
