@@ -40,10 +40,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",)),
     # the PTACL run's *CMR* embedding: what the image itself tells a linear probe (evaluation only)
     Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", (), trainable=False),
+    # feature rows that bound what is learnable (METHOD.md §5; ``evaluation.references``), probed like embeddings
+    Method("condition_label", "condition label only", "#B8B8B8", "reference", (), trainable=False),
+    Method("ecg_measures", "hand-crafted ECG measurements", "#937860", "reference", (), trainable=False),
+    Method("generator_latents", "generator latents (ceiling)", "#DA8BC3", "reference", (), trainable=False),
 )}
 TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
 CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)
 SELF_SUPERVISED = tuple(name for name, method in METHODS.items() if method.self_supervised)
+REFERENCE_FEATURES = ("condition_label", "ecg_measures", "generator_latents")  # not encoders: probed, not searched
 OTHER_COLOUR = "#777777"
 
 

@@ -150,7 +150,8 @@ def test_a_run_from_another_cache_is_flagged(trained_runs, tmp_path):
         Comparison.load(cache_dir=state["config"]["cache"], runs_dir=tmp_path, embeddings_dir=tmp_path / "store", progress=False)
     comparison = Comparison.load(cache_dir=state["config"]["cache"], runs_dir=trained_runs, embeddings_dir=tmp_path / "store",
                                  progress=False)
-    assert sorted(comparison.embeddings) == [("cmr_ptacl", 0), ("global", 0), ("ptacl", 0), ("random", 0)]
+    assert sorted(comparison.embeddings) == [("cmr_ptacl", 0), ("condition_label", 0), ("ecg_measures", 0),
+                                             ("generator_latents", 0), ("global", 0), ("ptacl", 0), ("random", 0)]
     assert comparison.headline() == ("ptacl", 0) and not comparison.notes
 
 
@@ -181,3 +182,21 @@ def test_training_plan():
     assert plan == [("global", 0), ("global", 1), ("ptacl", 0), ("ptacl", 1), ("mae_ecg", 0)]
     with pytest.raises(ValueError, match="method must be one of"):
         training_plan(["clip"], 1)
+
+
+def test_reference_rows(trained_runs, tiny_cache, cohort, tmp_path):
+    """Condition one-hot, hand-crafted measurements of the cached ECGs and the generator's latents, in cache order."""
+    from ptacl_core.evaluation.references import condition_features, ecg_measure_features, generator_latent_features
+
+    cache = Cache.open(tiny_cache)
+    condition = condition_features(cache)
+    assert condition.shape[0] == len(cache.index) and (condition.sum(1) == 1).all()
+    measures = ecg_measure_features(cache, tmp_path)
+    assert measures.shape == (len(cache.index), 15) and np.isfinite(measures).all()
+    latents = pd.read_csv(cohort / "latents.csv", dtype={"subject_id": str}).set_index("subject_id")
+    heart_rate = latents.loc[cache.index.subject_id, "heart_rate_bpm"].to_numpy()
+    assert np.median(np.abs(measures[:, 0] - heart_rate)) < 3.0  # measured HR follows the truth
+    assert list(tmp_path.glob("ecg_measures_*.npz"))  # cached
+    assert np.array_equal(ecg_measure_features(cache, tmp_path), measures)
+    ceiling = generator_latent_features(cache)
+    assert ceiling.shape[0] == len(cache.index) and np.isfinite(ceiling).all()

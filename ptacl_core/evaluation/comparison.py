@@ -24,7 +24,7 @@ from ptacl_core.evaluation.statistics import (
     paired_difference,
     seed_sd,
 )
-from ptacl_core.methods import CONTRASTIVE, METHODS, label, ordered
+from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, label, ordered
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training.runs import RunInfo, find_runs, load_model, random_init_model
@@ -119,7 +119,7 @@ def retrieval_per_query(view: CohortView, embeddings: dict, projections: dict, s
     kmax = max(ks)
     results = {}
     for (method, run_seed), x in embeddings.items():
-        if method == "cmr_ptacl":
+        if method == "cmr_ptacl" or method in REFERENCE_FEATURES:  # not ECG encoders: probed, not searched
             continue
         retrieved, _ = topk(x[rows], x[rows], kmax, exclude=own)
         results[(method, run_seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
@@ -191,9 +191,10 @@ class Comparison:
 
     @classmethod
     def load(cls, cohort_dir=None, cache_dir=None, preset: str = "tiny", runs_dir=None, embeddings_dir=None, fast: bool = False,
-             random_seeds: int | None = None, device: str = "cpu", progress: bool = True) -> Comparison:
+             random_seeds: int | None = None, device: str = "cpu", progress: bool = True, references: bool = True) -> Comparison:
         """Defaults: the synthetic cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``.
-        random_seeds: how many random-init models (default: one per seed of the PTACL runs)."""
+        random_seeds: how many random-init models (default: one per seed of the PTACL runs); references: add the
+        reference rows (condition label, hand-crafted ECG measurements, generator latents where known)."""
         from ptacl_core import paths
         from ptacl_core.preprocessing.cache import default_cache_dir
         from ptacl_core.presets import preprocessing_preset
@@ -216,6 +217,10 @@ class Comparison:
         reference = [r for r in runs if r.method == "ptacl"] or runs
         seeds = sorted({r.seed for r in reference})[:random_seeds]
         embeddings, models = collect_embeddings(cache, runs, reference[0].model_config, seeds, store, device, progress)
+        if references:
+            from ptacl_core.evaluation.references import reference_features
+
+            embeddings.update(reference_features(cache, store, progress))
         return cls(CohortView.of(cache), runs, notes, embeddings, models, preset, store)
 
     def headline(self) -> tuple[str, int]:

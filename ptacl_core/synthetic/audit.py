@@ -60,7 +60,7 @@ def ecg_measurement_table(cohort_dir: Path | str, subject_ids: list[str] | None 
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _latent_features(latents: pd.DataFrame, timing: bool) -> pd.DataFrame:
+def latent_features(latents: pd.DataFrame, timing: bool) -> pd.DataFrame:
     features = pd.DataFrame(index=latents.index)
     features["male"] = (latents.sex == "male").astype(float)
     for territory in ("anterior", "inferior", "lateral"):
@@ -122,8 +122,8 @@ def information_audit(cohort_dir: Path | str, phenotypes=AUDIT_PHENOTYPES, measu
     latents = pd.read_csv(cohort_dir / "latents.csv", dtype={"subject_id": str}).set_index("subject_id").loc[table.index]
     conditions = table.condition.astype(str).to_numpy()
     feature_sets = {"condition": np.zeros((len(table), 0)),
-                    "latents without timing": _latent_features(latents, timing=False).to_numpy(),
-                    "latents with timing": _latent_features(latents, timing=True).to_numpy()}
+                    "latents without timing": latent_features(latents, timing=False).to_numpy(),
+                    "latents with timing": latent_features(latents, timing=True).to_numpy()}
     if measurements is not None:
         feature_sets["ECG measurements"] = measurements.reindex(table.index).to_numpy(dtype=float)
     rows = []
