@@ -7,7 +7,11 @@ training seeds, and how it decides that one method is better than another.
 - Training randomness: the standard error of a difference of seed means over seeds (``seed_standard_error``),
   with conservative degrees of freedom, gives the seed margin t(0.975, df) x SE.
 - The verdict (``judge``): "better" / "worse" only when the paired 95% interval excludes 0 *and*, where both
-  sides have several seeds, the difference exceeds the seed margin; otherwise "indistinguishable".
+  sides have several seeds, the difference exceeds the seed margin; otherwise "indistinguishable". For the
+  pre-registered endpoints (``verdict``) also the Holm-adjusted p-value across the endpoint list, and the
+  criterion that decided is said in words.
+- Endpoints: ``hierarchical_difference`` resamples subjects and seeds together; ``holm``;
+  ``minimal_detectable_difference`` at 80% power.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ LEVEL = 0.95
 # Seed salts of the kit's resampling: fixed, so every method sees the same resamples and the same subsets.
 RETRIEVAL_BOOTSTRAP_SALT = 4242
 LABEL_SUBSET_SALT = 7919  # the label-fraction subsets: one permutation of the training rows per seed
+SEED_RESAMPLING_SALT = 5557  # the training seeds drawn in each replicate of ``hierarchical_difference``
 
 
 def bootstrap_indices(n: int, n_bootstrap: int, seed) -> np.ndarray:
@@ -96,3 +101,74 @@ def judge_row(row, higher_is_better: bool = True) -> str:
     get = row.get if hasattr(row, "get") else (lambda key, default: getattr(row, key, default))
     return judge(float(get("difference", np.nan)), float(get("low", np.nan)), float(get("high", np.nan)), higher_is_better,
                  float(get("seed_se", np.nan)), float(get("seed_df", np.nan)))
+
+
+# --- pre-registered endpoints: two-level bootstrap, Holm, minimal detectable difference -----------------------
+
+def hierarchical_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
+    """Seed-mean of method a minus method b, resampling test subjects *and* training seeds.
+
+    a, b: (n_seeds, B) per-seed values on B shared resamples of the test subjects (row s = seed s). Replicate r
+    draws each method's seeds with replacement and averages their values on subject resample r. Returns the
+    point difference (mean over seeds of the resample means), its 95% interval, a two-sided bootstrap p-value,
+    the difference's SE (both sources), the test-sampling SD (seeds fixed: subjects only) and the seed counts.
+    """
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    n_resamples = a.shape[1]
+    if b.shape[1] != n_resamples:
+        raise ValueError(f"a and b need the same subject resamples, got {a.shape[1]} and {b.shape[1]}")
+    rng = np.random.default_rng([seed, SEED_RESAMPLING_SALT])
+    columns = np.arange(n_resamples)
+    draw_a = rng.integers(0, a.shape[0], size=(n_resamples, a.shape[0]))
+    draw_b = rng.integers(0, b.shape[0], size=(n_resamples, b.shape[0]))
+    replicates = a[draw_a, columns[:, None]].mean(1) - b[draw_b, columns[:, None]].mean(1)  # (B,)
+    subjects_only = a.mean(0) - b.mean(0)
+    finite = replicates[np.isfinite(replicates)]
+    low, high = interval(replicates)
+    at_or_below, at_or_above = np.mean(finite <= 0), np.mean(finite >= 0)
+    p = min(1.0, (2.0 * min(at_or_below, at_or_above) * len(finite) + 1.0) / (len(finite) + 1.0)) if len(finite) else float("nan")
+    return {"difference": float(np.nanmean(a) - np.nanmean(b)), "low": low, "high": high, "p": float(p),
+            "se": float(np.nanstd(replicates, ddof=1)), "test_sd": float(np.nanstd(subjects_only, ddof=1)),
+            "n_seeds": int(min(a.shape[0], b.shape[0]))}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (same order as given; NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p), np.nan)
+    known = np.flatnonzero(np.isfinite(p))
+    order = known[np.argsort(p[known], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def minimal_detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided test at ``alpha`` detects with ``power``, given the SE of the
+    estimate: (z(1 - alpha/2) + z(power)) x SE."""
+    from scipy.stats import norm
+
+    return float((norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power)) * se) if np.isfinite(se) else float("nan")
+
+
+def verdict(difference: float, low: float, high: float, higher_is_better: bool = True, seed_se: float = float("nan"),
+            seed_df: float = float("nan"), p_adjusted: float | None = None, alpha: float = 0.05) -> tuple[str, str]:
+    """``judge``'s verdict and the criterion that decided it, in words. With ``p_adjusted`` (an endpoint of the
+    pre-registered list), a direction also needs the Holm-adjusted p below ``alpha``."""
+    margin = seed_margin(seed_se, seed_df)
+    if not np.isfinite(low) or not np.isfinite(high):
+        return "indistinguishable", "no interval (too few resamples or subjects)"
+    if low <= 0 <= high:
+        return "indistinguishable", f"the 95% interval [{low:+.3f}, {high:+.3f}] includes 0"
+    if np.isfinite(margin) and abs(difference) <= margin:
+        return "indistinguishable", f"|difference| {abs(difference):.3f} is within the seed margin ±{margin:.3f}"
+    if p_adjusted is not None and not p_adjusted < alpha:
+        return "indistinguishable", f"Holm-adjusted p = {p_adjusted:.3g} ≥ {alpha}"
+    direction = judge(difference, low, high, higher_is_better, seed_se, seed_df)
+    reasons = [f"the 95% interval [{low:+.3f}, {high:+.3f}] excludes 0"]
+    reasons.append(f"beyond the seed margin ±{margin:.3f}" if np.isfinite(margin) else "seed spread unknown (one seed)")
+    if p_adjusted is not None:
+        reasons.append(f"Holm-adjusted p = {p_adjusted:.3g} < {alpha}")
+    return direction, "; ".join(reasons)
