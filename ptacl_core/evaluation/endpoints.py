@@ -1,0 +1,145 @@
+"""Pre-registered endpoints (METHOD.md §5): a short list, fixed in ``configs/endpoints.json`` before the run, on
+which the headline comparison (PTACL vs global-only by default) is decided.
+
+Each endpoint is a seed-mean difference of a family mean (e.g. R² averaged over the ten volume phenotypes) or of
+one retrieval metric, with a two-level bootstrap over test subjects and training seeds
+(``statistics.hierarchical_difference``), a two-sided p-value, the minimal detectable difference at the
+configured power, and the test-sampling SD (subjects only). The report Holm-adjusts the p-values across the list
+per cohort (``finalize``) and the verdict names the criterion that decided it (``statistics.verdict``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ptacl_core import paths
+from ptacl_core.evaluation.statistics import (
+    RETRIEVAL_BOOTSTRAP_SALT,
+    bootstrap_indices,
+    hierarchical_difference,
+    holm,
+    minimal_detectable_difference,
+    seed_degrees_of_freedom,
+    seed_standard_error,
+    verdict,
+)
+
+ENDPOINT_COLUMNS = ["cohort", "endpoint", "role", "comparison", "method", "baseline", "metric", "difference", "ci_low",
+                    "ci_high", "p", "p_adjusted", "se", "test_sd", "mdd", "seed_se", "seed_df", "n_seeds", "verdict",
+                    "criterion"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    role: str  # primary | secondary
+    kind: str  # probe | retrieval
+    metric: str
+    phenotypes: tuple[str, ...] = ()
+    direction: str = ""
+    higher_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("probe", "retrieval"):
+            raise ValueError(f"endpoint {self.name!r}: kind must be probe or retrieval, got {self.kind!r}")
+        if self.role not in ("primary", "secondary"):
+            raise ValueError(f"endpoint {self.name!r}: role must be primary or secondary, got {self.role!r}")
+        if self.kind == "probe" and not self.phenotypes:
+            raise ValueError(f"endpoint {self.name!r}: a probe endpoint needs its phenotypes")
+        if self.kind == "retrieval" and not self.direction:
+            raise ValueError(f"endpoint {self.name!r}: a retrieval endpoint needs its direction")
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    method: str = "ptacl"
+    baseline: str = "global"
+    fraction: float = 1.0
+    alpha: float = 0.05
+    power: float = 0.8
+    endpoints: tuple[Endpoint, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> EndpointPlan:
+        """``configs/endpoints.json`` (or ``path``); a clear error naming the file when it is malformed."""
+        path = Path(path) if path else paths.project_root() / "configs" / "endpoints.json"
+        try:
+            values = json.loads(path.read_text())
+            endpoints = tuple(Endpoint(**{**e, "phenotypes": tuple(e.get("phenotypes", ()))}) for e in values["endpoints"])
+            plan = cls(**{k: v for k, v in values.items() if k in ("method", "baseline", "fraction", "alpha", "power")},
+                       endpoints=endpoints)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a valid endpoint list ({type(error).__name__}: {error})") from error
+        if [e.role for e in plan.endpoints].count("primary") != 1:
+            raise ValueError(f"{path}: exactly one endpoint must be primary")
+        return plan
+
+
+def probe_endpoint_samples(results, endpoint: Endpoint, method: str, fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(per-seed points (S,), per-seed subject resamples (S, B)) of the family mean of ``endpoint.metric`` over
+    its phenotypes, for ``method``; None when the method lacks any of them."""
+    per_seed = results.per_seed
+    rows = per_seed[(per_seed.method == method) & np.isclose(per_seed.fraction, fraction)
+                    & per_seed.phenotype.isin(endpoint.phenotypes)]
+    seeds = sorted(rows.seed.unique())
+    if not seeds or any(set(rows[rows.seed == s].phenotype) != set(endpoint.phenotypes) for s in seeds):
+        return None
+    points = np.array([rows[rows.seed == s][endpoint.metric].mean() for s in seeds])
+    samples = np.array([np.mean([results.bootstrap[(method, s, rows.fraction.iloc[0], p)][endpoint.metric]
+                                 for p in endpoint.phenotypes], axis=0) for s in seeds])
+    return points, samples
+
+
+def retrieval_endpoint_samples(per_query: dict, endpoint: Endpoint, method: str, n_bootstrap: int,
+                               seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The same for a retrieval metric: per-seed means over queries and over the shared query resamples
+    (those of ``comparison.summarise_retrieval``)."""
+    scores = {run_seed: s for (m, run_seed, direction), s in per_query.items() if m == method and direction == endpoint.direction}
+    if not scores or any(endpoint.metric not in s.per_query for s in scores.values()):
+        return None
+    n_queries = len(next(iter(scores.values())).per_query[endpoint.metric])
+    indices = bootstrap_indices(n_queries, n_bootstrap, [seed, RETRIEVAL_BOOTSTRAP_SALT])
+    ordered_seeds = sorted(scores)
+    points = np.array([scores[s].per_query[endpoint.metric].mean() for s in ordered_seeds])
+    samples = np.array([scores[s].per_query[endpoint.metric][indices].mean(1) for s in ordered_seeds])
+    return points, samples
+
+
+def endpoint_rows(plan: EndpointPlan, kind: str, samples_of, cohort: str = "") -> pd.DataFrame:
+    """One row per endpoint of ``kind`` both methods were scored on: difference, interval, raw p, SE, test SD,
+    minimal detectable difference, seed SE. samples_of(endpoint, method) -> (points, samples) or None."""
+    rows = []
+    for endpoint in plan.endpoints:
+        if endpoint.kind != kind:
+            continue
+        a, b = samples_of(endpoint, plan.method), samples_of(endpoint, plan.baseline)
+        if a is None or b is None:
+            continue
+        result = hierarchical_difference(a[1], b[1])
+        rows.append({"cohort": cohort, "endpoint": endpoint.name, "role": endpoint.role,
+                     "comparison": f"{plan.method} − {plan.baseline}", "method": plan.method, "baseline": plan.baseline,
+                     "metric": endpoint.metric, "difference": float(np.mean(a[0]) - np.mean(b[0])),
+                     "ci_low": result["low"], "ci_high": result["high"], "p": result["p"], "se": result["se"],
+                     "test_sd": result["test_sd"], "mdd": minimal_detectable_difference(result["se"], plan.alpha, plan.power),
+                     "seed_se": seed_standard_error(a[0], b[0]), "seed_df": seed_degrees_of_freedom(a[0], b[0]),
+                     "n_seeds": result["n_seeds"]})
+    return pd.DataFrame(rows, columns=[c for c in ENDPOINT_COLUMNS if c not in ("p_adjusted", "verdict", "criterion")])
+
+
+def finalize(rows: pd.DataFrame, plan: EndpointPlan) -> pd.DataFrame:
+    """Holm-adjusted p-values across each cohort's endpoints, then each verdict with the criterion that decided it."""
+    rows = rows.copy()
+    rows["p_adjusted"] = np.nan
+    for _, group in rows.groupby("cohort", sort=False):
+        rows.loc[group.index, "p_adjusted"] = holm(group.p.to_numpy())
+    directions = {e.name: e.higher_is_better for e in plan.endpoints}
+    decided = [verdict(r.difference, r.ci_low, r.ci_high, directions.get(r.endpoint, True), r.seed_se, r.seed_df,
+                       p_adjusted=r.p_adjusted, alpha=plan.alpha) for r in rows.itertuples()]
+    rows["verdict"] = [d[0] for d in decided]
+    rows["criterion"] = [d[1] for d in decided]
+    return rows[ENDPOINT_COLUMNS]
