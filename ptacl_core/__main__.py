@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
     try:
         run_notebooks(notebooks, Path(args.output_dir) if args.output_dir else None, parameters, fast=args.fast,
-                      progress_bar=not args.no_progress)
+                      progress_bar=not args.no_progress, twin=not args.no_twin)
     except NotebookFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="where executed notebooks go (default outputs/notebooks)")
     run.add_argument("--notebooks", help="folder of notebooks (default: the kit's notebooks/)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    run.add_argument("--no-twin", action="store_true", help="run notebooks 01-05 on the cohort only, not on its null twin")
     run.set_defaults(handler=_run)
 
     synth = commands.add_parser("synth", help="generate the synthetic paired ECG-CMR cohort")

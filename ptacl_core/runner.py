@@ -34,6 +34,54 @@ class NotebookRun:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Step:
+    """One notebook execution: its parameters, where the executed copy goes, and the cohort pass it belongs to."""
+
+    notebook: Path
+    parameters: dict
+    output_dir: Path
+    label: str = ""
+
+
+COHORT_NOTEBOOKS = ("01", "02", "03", "04", "05")  # run once per cohort; 00 writes both cohorts
+TWIN_LABEL = "null twin"
+TWIN_FOLDER = "null_twin"
+# The twin pass trains the compared methods only, with fewer seeds (CPU budget of `make reproduce`).
+TWIN_TRAINING = {"baselines": "", "seeds": 2}
+
+
+def twin_parameters(parameters: dict) -> dict:
+    """The null twin's pass: the same parameters with the twin's cohort (``<cohort>_null``, or
+    ``data/synthetic_null``), cache, runs and figures folders (``<…>/null_twin``), and its label."""
+    twin = dict(parameters)
+    cohort = parameters.get("cohort_dir")
+    twin["cohort_dir"] = f"{cohort}_null" if cohort else str(paths.null_cohort_dir())
+    if parameters.get("cache_dir"):
+        twin["cache_dir"] = f"{parameters['cache_dir']}_null"
+    twin["runs_dir"] = str(Path(parameters.get("runs_dir") or paths.runs_root()) / TWIN_FOLDER)
+    twin["figures_dir"] = str(Path(parameters.get("figures_dir") or paths.figures_root()) / TWIN_FOLDER)
+    twin["cohort_label"] = TWIN_LABEL
+    for key, value in TWIN_TRAINING.items():
+        twin[key] = value if key != "seeds" else min(int(parameters.get("seeds", value)), value)
+    return twin
+
+
+def plan_steps(notebooks: list[Path], output_dir: Path, parameters: dict, twin: bool = True) -> list[Step]:
+    """The order ``make reproduce`` runs: 00 (both cohorts), then 01-05 on the null twin, then 01-05 on the
+    physiological cohort, whose report shows the twin beside it. twin=False: one pass."""
+    single = [n for n in notebooks if n.name[:2] not in COHORT_NOTEBOOKS]
+    per_cohort = [n for n in notebooks if n.name[:2] in COHORT_NOTEBOOKS]
+    steps = [Step(n, parameters, output_dir) for n in single]
+    main = dict(parameters)
+    if twin and per_cohort:
+        twin_values = twin_parameters(parameters)
+        steps += [Step(n, twin_values, output_dir / TWIN_FOLDER, TWIN_LABEL) for n in per_cohort]
+        main.setdefault("twin_figures_dir", twin_values["figures_dir"])
+    steps += [Step(n, main, output_dir) for n in per_cohort]
+    return steps
+
+
 def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:
     """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed."""
     notebooks_dir = notebooks_dir or paths.notebooks_dir()
@@ -94,8 +142,10 @@ def _failing_cell(notebook: Path, executed: Path) -> int | None:
 
 
 def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, parameters: dict | None = None,
-                  fast: bool = False, log=print, progress_bar: bool = True) -> list[NotebookRun]:
-    """Execute notebooks in order; stop at the first failure (raises ``NotebookFailed``)."""
+                  fast: bool = False, log=print, progress_bar: bool = True, twin: bool = False) -> list[NotebookRun]:
+    """Execute notebooks in order; stop at the first failure (raises ``NotebookFailed``). twin: run notebooks
+    01-05 on the null twin first, then on the cohort (``plan_steps``); a twin cohort that does not exist by then
+    (e.g. your own data) is skipped with a note."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -108,18 +158,28 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     unknown = set(parameters) - set().union(*declared.values()) - {"fast"}
     if unknown:
         raise ValueError(f"parameter(s) {sorted(unknown)} are not declared by any of {[n.name for n in notebooks]}")
+    steps = plan_steps(notebooks, output_dir, parameters, twin)
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_spec_dir()), os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("MPLBACKEND", "Agg")
     runs = []
     total_start = time.perf_counter()
-    for position, notebook in enumerate(notebooks, 1):
-        executed = output_dir / notebook.name
-        log(f"[{position}/{len(notebooks)}] {notebook.name} ...", flush=True)
+    skipped_twin = False
+    for position, step in enumerate(steps, 1):
+        notebook = step.notebook
+        if step.label == TWIN_LABEL and not (Path(step.parameters["cohort_dir"]) / "manifest.csv").exists():
+            if not skipped_twin:
+                log(f"no null twin at {step.parameters['cohort_dir']}: its pass is skipped", flush=True)
+            skipped_twin = True
+            continue
+        step.output_dir.mkdir(parents=True, exist_ok=True)
+        executed = step.output_dir / notebook.name
+        name = f"{notebook.name} ({step.label})" if step.label else notebook.name
+        log(f"[{position}/{len(steps)}] {name} ...", flush=True)
         start = time.perf_counter()
         try:
             papermill.execute_notebook(
                 str(notebook), str(executed), kernel_name=KERNEL_NAME,
-                parameters={k: v for k, v in parameters.items() if k in declared[notebook]},
+                parameters={k: v for k, v in step.parameters.items() if k in declared[notebook]},
                 cwd=str(notebook.parent), progress_bar=progress_bar, log_output=False,
             )
         except PapermillExecutionError as error:
@@ -128,7 +188,7 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
         except Exception as error:  # kernel died, bad notebook JSON, missing kernel...
             raise NotebookFailed(notebook, None, f"{type(error).__name__}: {error}", executed) from error
         seconds = time.perf_counter() - start
-        log(f"[{position}/{len(notebooks)}] {notebook.name} done in {seconds:.1f} s", flush=True)
+        log(f"[{position}/{len(steps)}] {name} done in {seconds:.1f} s", flush=True)
         runs.append(NotebookRun(notebook, executed, seconds))
     log(f"all {len(runs)} notebook(s) done in {time.perf_counter() - total_start:.1f} s; executed copies in {output_dir}")
     return runs

@@ -84,9 +84,32 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
         assert (tmp_path / f"figures/05_{figure}.png").exists() and (tmp_path / f"figures/05_{figure}.pdf").exists(), figure
     report = (tmp_path / "figures/results.md").read_text()
     assert "## Reading" in report and "PTACL" in report and (tmp_path / "figures/results.json").exists()
+    # the null twin went through the same notebooks, and the report holds both cohorts' endpoints
+    assert (tmp_path / "cohort_null/cohort.json").exists() and "null twin) done in" in result.stdout
+    assert (tmp_path / "runs/null_twin/ptacl_tiny_seed0_fast/checkpoints/last.pt").exists()
+    assert (tmp_path / "figures/null_twin/results.md").exists()
+    endpoints = json.loads((tmp_path / "figures/results.json").read_text())["endpoints"]
+    assert {e["cohort"] for e in endpoints} == {"physiological", "null twin"}
+    for endpoint in endpoints:
+        assert {"cohort", "endpoint", "comparison", "difference", "ci_low", "ci_high", "p_adjusted", "verdict", "criterion", "mdd"} <= set(endpoint)
+    assert "## Pre-registered endpoints" in report and "R² within condition" in report and "null twin" in report
+    assert (tmp_path / "figures/tables/00_information_audit_physiological.csv").exists()
     assert list((tmp_path / "embeddings").glob("*.npz"))  # the embedding cache went where it was told
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):
     with pytest.raises(ValueError, match="n_subjectz"):
         run_notebooks(NOTEBOOKS, tmp_path, parameters={"n_subjectz": 3}, log=lambda *a, **k: None)
+
+
+def test_the_twin_pass_gets_its_own_folders(tmp_path):
+    from ptacl_core.runner import TWIN_LABEL, plan_steps, twin_parameters
+
+    twin = twin_parameters({"cohort_dir": "/x/cohort", "runs_dir": "/x/runs", "figures_dir": "/x/fig", "seeds": 5})
+    assert twin["cohort_dir"] == "/x/cohort_null" and twin["runs_dir"] == "/x/runs/null_twin"
+    assert twin["figures_dir"] == "/x/fig/null_twin" and twin["cohort_label"] == TWIN_LABEL and twin["seeds"] == 2
+    steps = plan_steps(NOTEBOOKS, tmp_path, {"cohort_dir": "/x/cohort"})
+    names = [(s.notebook.name[:2], s.label) for s in steps]
+    assert names[0] == ("00", "") and names[1] == ("01", TWIN_LABEL) and names[-1] == ("05", "")
+    assert steps[-1].parameters["twin_figures_dir"].endswith("null_twin")
+    assert [s.label for s in plan_steps(NOTEBOOKS, tmp_path, {}, twin=False)] == [""] * len(NOTEBOOKS)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core.evaluation.statistics import judge, judge_row, seed_margin
-from ptacl_core.methods import SELF_SUPERVISED, label, ordered
-from ptacl_core.phenotypes import PHENOTYPES, UNITS
+from ptacl_core.methods import REFERENCE_FEATURES, SELF_SUPERVISED, label, ordered
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES, UNITS
 
 HEADLINE = ("LVEF_pct", "LVEDV_mL", "LVM_g")
 HIGHER_IS_BETTER = {"r2": True, "precision@10": True, "recall@10": True}  # the direction of each metric the reading judges
@@ -32,6 +32,7 @@ class ResultTables:
     probe_differences: pd.DataFrame
     retrieval: pd.DataFrame
     retrieval_differences: pd.DataFrame
+    endpoints: pd.DataFrame | None = None  # endpoint_rows of notebooks 03 and 04 (before Holm)
 
     @classmethod
     def read(cls, tables_dir: Path | str) -> ResultTables:
@@ -41,7 +42,11 @@ class ResultTables:
         missing = [name for name in names.values() if not (tables_dir / name).exists()]
         if missing:
             raise FileNotFoundError(f"{tables_dir}: missing {missing}; run notebooks 03 (probing) and 04 (retrieval) first")
-        return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()})
+        endpoint_files = [tables_dir / f"endpoints_{kind}.csv" for kind in ("probe", "retrieval")]
+        endpoints = [pd.read_csv(path) for path in endpoint_files if path.exists()]
+        endpoints = [frame for frame in endpoints if not frame.empty]
+        return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()},
+                   endpoints=pd.concat(endpoints, ignore_index=True) if endpoints else None)
 
 
 def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
@@ -122,7 +127,7 @@ def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global
             lines.append(f"With {smallest:.0%} of the training labels (n = {n_train}): "
                          + _phrase(method, baseline, row, "LVEF R²", HIGHER_IS_BETTER["r2"]))
     lines += _retrieval_reading(tables, method, baseline)
-    return lines
+    return lines + reference_sentences(probe)
 
 
 def _retrieval_reading(tables: ResultTables, method: str, baseline: str) -> list[str]:
@@ -182,7 +187,7 @@ def probe_table(probe: pd.DataFrame, metric: str, fraction: float, digits: int) 
     methods = ordered(subset.method)
     keyed = subset.set_index(["phenotype", "method"])
     rows = []
-    for phenotype in [p for p in PHENOTYPES if p in set(subset.phenotype)]:
+    for phenotype in [p for p in EVALUATED if p in set(subset.phenotype)]:
         unit = f" ({UNITS[phenotype]})" if metric == "mae" else ""
         rows.append([phenotype + unit] + [_cell(keyed.loc[(phenotype, m)], metric, digits) if (phenotype, m) in keyed.index else "–"
                                           for m in methods])
@@ -228,14 +233,46 @@ def differences_table(differences: pd.DataFrame, fraction: float) -> str:
     return markdown_table(["phenotype", "comparison", "ΔR²", "95% CI (paired bootstrap)", "seed margin", "verdict"], rows)
 
 
-def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None) -> Path:
-    """Write ``results.md`` and ``results.json`` into ``out_dir``; returns the markdown path."""
+def endpoint_sentence(row) -> str:
+    """One endpoint's result in words, with the criterion that decided it (a row of ``endpoints.finalize``)."""
+    compared = f"{label(row.method)} − {label(row.baseline)}"
+    said = {"better": f"{label(row.method)} is better", "worse": f"{label(row.method)} is worse"}.get(
+        row.verdict, f"{label(row.method)} and {label(row.baseline)} are indistinguishable")
+    return (f"{row.cohort} cohort, {row.endpoint} ({row.role}): {compared} = {row.difference:+.3f} "
+            f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}], p = {row.p:.3g}, Holm-adjusted {row.p_adjusted:.3g} over "
+            f"{int(row.n_seeds)} seed(s) per method — {said} ({row.criterion}); the run could detect a difference of "
+            f"±{row.mdd:.3f} with 80% power (test-sampling SD alone {row.test_sd:.3f}).")
+
+
+def endpoints_table(endpoints: pd.DataFrame) -> str:
+    rows = [[r.cohort, r.endpoint, r.role, f"{label(r.method)} − {label(r.baseline)}", f"{r.difference:+.3f}",
+             f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.p:.3g}", f"{r.p_adjusted:.3g}", f"{r.mdd:.3f}", f"{r.test_sd:.3f}",
+             str(int(r.n_seeds)), r.verdict, r.criterion] for r in endpoints.itertuples()]
+    return markdown_table(["cohort", "endpoint", "role", "comparison", "difference", "95% CI (subjects × seeds)", "p",
+                           "Holm p", "MDD (80% power)", "test-sampling SD", "seeds", "verdict", "decided by"], rows)
+
+
+def reference_sentences(probe: pd.DataFrame) -> list[str]:
+    """What the reference rows bound: LVEF R² overall and within condition for each reference present."""
+    full = probe[np.isclose(probe.fraction, probe.fraction.max()) & (probe.phenotype == "LVEF_pct")].set_index("method")
+    if "r2_within" not in full or not any(m in full.index for m in REFERENCE_FEATURES):
+        return []
+    parts = [f"{label(m)} {full.loc[m, 'r2']:.3f} (within condition {full.loc[m, 'r2_within']:.3f})"
+             for m in (*REFERENCE_FEATURES, "ptacl", "global") if m in full.index]
+    return [f"LVEF R² on the test split, reference rows beside the compared methods: {'; '.join(parts)}."]
+
+
+def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None,
+                 endpoints: pd.DataFrame | None = None, twin: ResultTables | None = None, twin_label: str = "null twin") -> Path:
+    """Write ``results.md`` and ``results.json`` into ``out_dir``; returns the markdown path. endpoints: the
+    finalized endpoint rows of every cohort (``endpoints.finalize``); twin: the null twin's tables, shown beside."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     context = context or {}
     probe = tables.probe
     full = float(probe.fraction.max())
-    sentences = reading(tables)
+    sentences = ([endpoint_sentence(row) for row in endpoints.itertuples()] if endpoints is not None else []) \
+        + reading(tables)
     parts = ["# Results: ECG-only phenotype prediction and retrieval", ""]
     if context:
         parts += ["Run: " + "; ".join(f"{k} {v}" for k, v in context.items()), ""]
@@ -245,7 +282,17 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
               "over seeds (unknown with one seed). Generated by `ptacl_core.evaluation.report` from the CSV tables beside this file; "
               "nothing is written by hand.", "",
               "## Reading", ""] + [f"- {s}" for s in sentences] + [""]
+    if endpoints is not None and not endpoints.empty:
+        parts += ["## Pre-registered endpoints (`configs/endpoints.json`)", "",
+                  "Each endpoint: the seed-mean difference with a 95% interval from a two-level bootstrap over test subjects "
+                  "and training seeds, a two-sided p-value Holm-adjusted across the list per cohort, and the minimal "
+                  "detectable difference (MDD) at 80% power. A direction needs the interval to exclude 0, the difference "
+                  "to exceed the seed margin and the Holm-adjusted p < 0.05; the last column names the criterion that decided.",
+                  "", endpoints_table(endpoints), ""]
     parts += ["## Linear probing, all training labels: test R²", "", probe_table(probe, "r2", full, 3), "",
+              "## Linear probing, all training labels: R² within condition", "",
+              "Against the training split's condition means: what the ECG tells beyond recognising the condition.", "",
+              probe_table(probe, "r2_within", full, 3), "",
               "## Linear probing, all training labels: test MAE", "", probe_table(probe, "mae", full, 1), "",
               "## Linear probing, all training labels: Pearson r", "", probe_table(probe, "pearson", full, 3), "",
               "## Label efficiency: test R²", "", label_efficiency_table(probe), "",
@@ -253,6 +300,11 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     for direction in ("ECG→ECG", "ECG→CMR"):
         if direction in set(tables.retrieval.direction):
             parts += [f"## Retrieval {direction}", "", retrieval_table(tables.retrieval, direction), ""]
+    if twin is not None:
+        twin_full = float(twin.probe.fraction.max())
+        parts += [f"## The {twin_label}: linear probing R² (same hearts, ECG timing decoupled)", "",
+                  probe_table(twin.probe, "r2", twin_full, 3), "",
+                  f"## The {twin_label}: R² within condition", "", probe_table(twin.probe, "r2_within", twin_full, 3), ""]
     parts += ["Metrics (METHOD.md §5): relevant = the query's 10 nearest test subjects in z-scored phenotype space; "
               "zdist@10 = mean z-distance of the top 10 (zdist_random: of a random patient); lvef_error@10 = |mean LVEF of the "
               "top 10 − the query's| in points (…_random: for 10 random patients); recall@k = the query's own CMR in the top k "
@@ -260,7 +312,11 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     markdown = out_dir / "results.md"
     markdown.write_text("\n".join(parts))
     payload = {"context": context, "reading": sentences,
+               "endpoints": json.loads(endpoints.to_json(orient="records")) if endpoints is not None else [],
                **{name: json.loads(getattr(tables, name).to_json(orient="records")) for name in
                   ("probe", "probe_differences", "retrieval", "retrieval_differences")}}
+    if twin is not None:
+        payload[twin_label] = {name: json.loads(getattr(twin, name).to_json(orient="records")) for name in
+                               ("probe", "probe_differences", "retrieval", "retrieval_differences")}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False))
     return markdown
