@@ -56,7 +56,10 @@ def twin_parameters(parameters: dict) -> dict:
     ``data/synthetic_null``), cache, runs and figures folders (``<…>/null_twin``), and its label."""
     twin = dict(parameters)
     cohort = parameters.get("cohort_dir")
-    twin["cohort_dir"] = f"{cohort}_null" if cohort else str(paths.null_cohort_dir())
+    if parameters.get("null_dir"):  # where notebook 00 was told to write the twin
+        twin["cohort_dir"] = str(parameters["null_dir"])
+    else:
+        twin["cohort_dir"] = str(Path(str(cohort)).with_name(Path(str(cohort)).name + "_null")) if cohort else str(paths.null_cohort_dir())
     if parameters.get("cache_dir"):
         twin["cache_dir"] = f"{parameters['cache_dir']}_null"
     twin["runs_dir"] = str(Path(parameters.get("runs_dir") or paths.runs_root()) / TWIN_FOLDER)

@@ -74,7 +74,7 @@ def test_holm_is_applied_per_cohort_and_the_criterion_is_named():
                          "role": ["primary", "secondary", "primary"], "comparison": "ptacl − global", "method": "ptacl",
                          "baseline": "global", "metric": "r2", "difference": [0.05, 0.04, 0.05], "ci_low": [0.01, 0.01, 0.01],
                          "ci_high": [0.09, 0.08, 0.09], "p": [0.03, 0.02, 0.03], "se": 0.02, "test_sd": 0.01, "mdd": 0.056,
-                         "seed_se": np.nan, "seed_df": np.nan, "n_seeds": 1})
+                         "seed_se": np.nan, "seed_df": np.nan, "n_seeds": 1, "alpha": 0.05, "power": 0.8})
     final = finalize(rows, PLAN)
     assert final.p_adjusted.tolist() == pytest.approx([0.04, 0.04, 0.03])
     assert final.verdict.tolist() == ["better", "better", "better"] and "Holm-adjusted p" in final.criterion.iloc[0]
@@ -94,3 +94,50 @@ def test_the_shipped_plan_and_bad_plans(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="e.json"):
         EndpointPlan.load(bad)
+
+
+def test_a_missing_endpoint_stays_in_the_list():
+    plan = EndpointPlan(endpoints=(Endpoint("family R²", "primary", "probe", "r2", FAMILY),
+                                   Endpoint("RV R²", "secondary", "probe", "r2", ("RVEF_pct",))))
+    results = _results(0.6)
+    rows = finalize(endpoint_rows(plan, "probe", lambda e, m: probe_endpoint_samples(results, e, m, 1.0), "c"), plan)
+    assert rows.endpoint.tolist() == ["family R²", "RV R²"] and rows.verdict.tolist()[1] == "not computed"
+    assert rows.p_adjusted.iloc[0] == pytest.approx(rows.p.iloc[0])  # the family of computed endpoints
+
+
+@pytest.mark.parametrize("endpoint, message", [
+    (dict(name="x", role="tertiary", kind="probe", metric="r2", phenotypes=("LVEF_pct",)), "role must be"),
+    (dict(name="x", role="primary", kind="probe", metric="r2"), "needs its phenotypes"),
+    (dict(name="x", role="primary", kind="probe", metric="r2", phenotypes=("LVEF",)), "unknown phenotype"),
+    (dict(name="x", role="primary", kind="probe", metric="rsquared", phenotypes=("LVEF_pct",)), "probe metric must be"),
+    (dict(name="x", role="primary", kind="retrieval", metric="precision@10"), "direction must be"),
+    (dict(name="x", role="primary", kind="retrieval", metric="precision", direction="ECG→ECG"), "unknown retrieval metric"),
+])
+def test_bad_endpoints_are_refused(endpoint, message):
+    with pytest.raises(ValueError, match=message):
+        Endpoint(**endpoint)
+
+
+def test_plan_numbers_are_checked(tmp_path):
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps({"alpha": 1.5, "endpoints": [{"name": "x", "role": "primary", "kind": "probe", "metric": "r2",
+                                                             "phenotypes": ["LVEF_pct"]}]}))
+    with pytest.raises(ValueError, match="alpha and power"):
+        EndpointPlan.load(path)
+
+
+def test_the_twin_contrast_tests_the_difference_of_differences(tmp_path):
+    from ptacl_core.evaluation.endpoints import contrast_rows, load_samples, save_samples
+
+    for name, gain in (("cohort", 0.6), ("same", 0.6), ("null", 0.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        results = _results(gain)
+        save_samples(folder / "endpoint_samples_probe.npz", PLAN, "probe", lambda e, m, r=results: probe_endpoint_samples(r, e, m, 1.0))
+    cohort, same, null = (load_samples(tmp_path / n) for n in ("cohort", "same", "null"))
+    assert set(cohort) == {("family R²", "ptacl"), ("family R²", "global")}
+    against_null = finalize(contrast_rows(PLAN, cohort, null, "physiological", "null twin"), PLAN)
+    assert against_null.verdict.iloc[0] == "better" and against_null.cohort.iloc[0] == "physiological − null twin"
+    against_same = finalize(contrast_rows(PLAN, cohort, same, "physiological", "twin"), PLAN)
+    assert against_same.difference.iloc[0] == pytest.approx(0.0) and against_same.verdict.iloc[0] == "indistinguishable"
+    assert against_same.verdict.iloc[1] == "not computed"  # no retrieval samples saved

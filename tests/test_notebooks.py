@@ -113,3 +113,15 @@ def test_the_twin_pass_gets_its_own_folders(tmp_path):
     assert names[0] == ("00", "") and names[1] == ("01", TWIN_LABEL) and names[-1] == ("05", "")
     assert steps[-1].parameters["twin_figures_dir"].endswith("null_twin")
     assert [s.label for s in plan_steps(NOTEBOOKS, tmp_path, {}, twin=False)] == [""] * len(NOTEBOOKS)
+
+
+@pytest.mark.slow
+def test_a_missing_twin_is_skipped_with_a_note(tmp_path):
+    notebook = _notebook(tmp_path, "03_one.ipynb", ["x = 1"])
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[0].source = "fast = False\ncohort_dir = None\nrun_dir = None"
+    nbformat.write(nb, notebook)
+    lines = []
+    runs = run_notebooks([notebook], tmp_path / "out", {"cohort_dir": str(tmp_path / "cohort")}, twin=True, progress_bar=False,
+                         log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert len(runs) == 1 and any("no null twin" in line for line in lines)

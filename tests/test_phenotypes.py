@@ -134,3 +134,12 @@ def test_temporal_phenotypes_on_real_end_diastolic_and_end_systolic_volumes(real
     result = temporal_phenotypes(volume, frame_ms)
     assert abs(result["LV_time_to_ES_ms"] - 1000.0 * end_systole) <= frame_ms
     assert volume[0] - volume.min() == pytest.approx(edv - esv, rel=0.02)
+
+
+def test_temporal_phenotypes_refuse_a_2d_curve_and_no_cavity():
+    from ptacl_core.phenotypes import temporal_phenotypes
+
+    with pytest.raises(ValueError, match="at least 8 frames"):
+        temporal_phenotypes(np.ones((10, 2)), 20.0)
+    with pytest.raises(ValueError, match="no cavity"):
+        temporal_phenotypes(np.zeros(10), 20.0)

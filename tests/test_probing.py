@@ -227,3 +227,21 @@ def test_probe_reports_within_condition_r2_and_shares_resamples_across_phenotype
     assert np.allclose(a, b)
     with pytest.raises(ValueError, match="columns but"):
         probe_methods(informative, phenotypes[:, :5], splits, np.arange(n).astype(str))
+
+
+def test_a_phenotype_with_missing_labels_is_scored_on_the_shared_resamples_restricted_to_its_known_rows():
+    from ptacl_core.evaluation.probing import weighted_metrics
+
+    rng = np.random.default_rng(5)
+    y, p = rng.normal(size=30), rng.normal(size=30)
+    known = rng.random(30) > 0.3
+    drawn = rng.integers(0, 30, size=(6, 30))
+    counts = np.zeros((6, 30))
+    np.add.at(counts, (np.repeat(np.arange(6), 30), drawn.ravel()), 1.0)
+    restricted = weighted_metrics(y[known], p[known], counts[:, known])
+    for b in range(6):
+        rows = [i for i in drawn[b] if known[i]]
+        yb, pb = y[rows], p[rows]
+        assert restricted["r2"][b] == pytest.approx(1 - np.sum((yb - pb) ** 2) / np.sum((yb - yb.mean()) ** 2))
+        assert restricted["mae"][b] == pytest.approx(np.mean(np.abs(yb - pb)))
+        assert restricted["pearson"][b] == pytest.approx(np.corrcoef(yb, pb)[0, 1])

@@ -307,3 +307,12 @@ def test_cohort_json_records_the_coupling(tmp_path):
     assert json.loads((tmp_path / "cohort.json").read_text())["config"]["coupling"] == "none"
     with pytest.raises(CohortMismatchError):
         generate_cohort(tmp_path, 2, seed=1, workers=1, progress=False)
+
+
+def test_the_null_coupling_needs_its_own_draw():
+    from dataclasses import replace as replaced
+
+    from ptacl_core.synthetic.latent import sample_latent
+
+    with pytest.raises(ValueError, match="twin_rng"):
+        sample_latent(np.random.default_rng(0), "SYN000000", replaced(SynthConfig(), coupling="none"))

@@ -11,6 +11,7 @@ per cohort (``finalize``) and the verdict names the criterion that decided it (`
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ptacl_core import paths
 from ptacl_core.evaluation.statistics import (
     RETRIEVAL_BOOTSTRAP_SALT,
     bootstrap_indices,
+    hierarchical_contrast,
     hierarchical_difference,
     holm,
     minimal_detectable_difference,
@@ -29,9 +31,11 @@ from ptacl_core.evaluation.statistics import (
     verdict,
 )
 
+RETRIEVAL_DIRECTIONS = ("ECG→ECG", "ECG→CMR")
+RETRIEVAL_METRIC = re.compile(r"^(precision|zdist|lvef_error|recall)@\d+$")
 ENDPOINT_COLUMNS = ["cohort", "endpoint", "role", "comparison", "method", "baseline", "metric", "difference", "ci_low",
-                    "ci_high", "p", "p_adjusted", "se", "test_sd", "mdd", "seed_se", "seed_df", "n_seeds", "verdict",
-                    "criterion"]
+                    "ci_high", "p", "p_adjusted", "se", "test_sd", "mdd", "seed_se", "seed_df", "n_seeds", "alpha", "power",
+                    "verdict", "criterion"]
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,26 @@ class Endpoint:
     higher_is_better: bool = True
 
     def __post_init__(self) -> None:
+        from ptacl_core.evaluation.probing import METRICS
+        from ptacl_core.phenotypes import EVALUATED
+
         if self.kind not in ("probe", "retrieval"):
             raise ValueError(f"endpoint {self.name!r}: kind must be probe or retrieval, got {self.kind!r}")
         if self.role not in ("primary", "secondary"):
             raise ValueError(f"endpoint {self.name!r}: role must be primary or secondary, got {self.role!r}")
-        if self.kind == "probe" and not self.phenotypes:
-            raise ValueError(f"endpoint {self.name!r}: a probe endpoint needs its phenotypes")
-        if self.kind == "retrieval" and not self.direction:
-            raise ValueError(f"endpoint {self.name!r}: a retrieval endpoint needs its direction")
+        if self.kind == "probe":
+            if not self.phenotypes:
+                raise ValueError(f"endpoint {self.name!r}: a probe endpoint needs its phenotypes")
+            unknown = set(self.phenotypes) - set(EVALUATED)
+            if unknown:
+                raise ValueError(f"endpoint {self.name!r}: unknown phenotype(s) {sorted(unknown)}; known: {EVALUATED}")
+            if self.metric not in METRICS:
+                raise ValueError(f"endpoint {self.name!r}: probe metric must be one of {METRICS}, got {self.metric!r}")
+        if self.kind == "retrieval":
+            if self.direction not in RETRIEVAL_DIRECTIONS:
+                raise ValueError(f"endpoint {self.name!r}: direction must be one of {RETRIEVAL_DIRECTIONS}, got {self.direction!r}")
+            if not RETRIEVAL_METRIC.match(self.metric):
+                raise ValueError(f"endpoint {self.name!r}: unknown retrieval metric {self.metric!r}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,8 @@ class EndpointPlan:
             raise ValueError(f"{path}: not a valid endpoint list ({type(error).__name__}: {error})") from error
         if [e.role for e in plan.endpoints].count("primary") != 1:
             raise ValueError(f"{path}: exactly one endpoint must be primary")
+        if not (0 < plan.alpha < 1 and 0 < plan.power < 1 and 0 < plan.fraction <= 1):
+            raise ValueError(f"{path}: alpha and power must lie in (0, 1) and fraction in (0, 1]")
         return plan
 
 
@@ -118,15 +136,67 @@ def endpoint_rows(plan: EndpointPlan, kind: str, samples_of, cohort: str = "") -
         if endpoint.kind != kind:
             continue
         a, b = samples_of(endpoint, plan.method), samples_of(endpoint, plan.baseline)
-        if a is None or b is None:
+        base = {"cohort": cohort, "endpoint": endpoint.name, "role": endpoint.role, "comparison": f"{plan.method} − {plan.baseline}",
+                "method": plan.method, "baseline": plan.baseline, "metric": endpoint.metric, "alpha": plan.alpha,
+                "power": plan.power}
+        if a is None or b is None:  # kept, so the list (and Holm's family) never shrinks silently
+            rows.append({**base, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_seeds": 0})
             continue
         result = hierarchical_difference(a[1], b[1])
-        rows.append({"cohort": cohort, "endpoint": endpoint.name, "role": endpoint.role,
-                     "comparison": f"{plan.method} − {plan.baseline}", "method": plan.method, "baseline": plan.baseline,
-                     "metric": endpoint.metric, "difference": float(np.mean(a[0]) - np.mean(b[0])),
+        rows.append({**base, "difference": float(np.mean(a[0]) - np.mean(b[0])),
                      "ci_low": result["low"], "ci_high": result["high"], "p": result["p"], "se": result["se"],
                      "test_sd": result["test_sd"], "mdd": minimal_detectable_difference(result["se"], plan.alpha, plan.power),
                      "seed_se": seed_standard_error(a[0], b[0]), "seed_df": seed_degrees_of_freedom(a[0], b[0]),
+                     "n_seeds": result["n_seeds"]})
+    return pd.DataFrame(rows, columns=[c for c in ENDPOINT_COLUMNS if c not in ("p_adjusted", "verdict", "criterion")])
+
+
+def save_samples(path: Path | str, plan: EndpointPlan, kind: str, samples_of) -> None:
+    """The per-seed points and subject resamples of both compared methods, per endpoint of ``kind``, as one
+    ``.npz``: what ``contrast_rows`` needs to compare two cohorts scored on the same test subjects."""
+    arrays = {}
+    for endpoint in plan.endpoints:
+        if endpoint.kind != kind:
+            continue
+        for method in (plan.method, plan.baseline):
+            found = samples_of(endpoint, method)
+            if found is not None:
+                arrays[f"{endpoint.name}|{method}|points"], arrays[f"{endpoint.name}|{method}|samples"] = found
+    np.savez(path, **arrays)
+
+
+def load_samples(tables_dir: Path | str) -> dict:
+    """{(endpoint, method): (points, samples)} from ``endpoint_samples_*.npz`` in a tables folder."""
+    found = {}
+    for path in sorted(Path(tables_dir).glob("endpoint_samples_*.npz")):
+        with np.load(path, allow_pickle=False) as stored:
+            for key in stored.files:
+                endpoint, method, part = key.rsplit("|", 2)
+                found.setdefault((endpoint, method), {})[part] = stored[key]
+    return {key: (value["points"], value["samples"]) for key, value in found.items() if {"points", "samples"} <= set(value)}
+
+
+def contrast_rows(plan: EndpointPlan, cohort: dict, twin: dict, cohort_label: str, twin_label: str) -> pd.DataFrame:
+    """Per endpoint, (method - baseline) on ``cohort`` minus (method - baseline) on ``twin``: the same test subjects
+    (the twins share hearts and splits), so the subject resamples pair and the contrast has its own interval and
+    p-value. This, not two separate verdicts, is the test that the gain is the coupling's."""
+    rows = []
+    for endpoint in plan.endpoints:
+        keys = [(endpoint.name, plan.method), (endpoint.name, plan.baseline)]
+        base = {"cohort": f"{cohort_label} − {twin_label}", "endpoint": endpoint.name, "role": endpoint.role,
+                "comparison": f"({plan.method} − {plan.baseline}) {cohort_label} − ({plan.method} − {plan.baseline}) {twin_label}",
+                "method": plan.method, "baseline": plan.baseline, "metric": endpoint.metric, "alpha": plan.alpha, "power": plan.power}
+        if not all(k in cohort and k in twin for k in keys) or cohort[keys[0]][1].shape[1] != twin[keys[0]][1].shape[1]:
+            rows.append({**base, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_seeds": 0})
+            continue
+        (a1, s_a1), (b1, s_b1) = cohort[keys[0]], cohort[keys[1]]
+        (a2, s_a2), (b2, s_b2) = twin[keys[0]], twin[keys[1]]
+        result = hierarchical_contrast([(s_a1, 1), (s_b1, -1), (s_a2, -1), (s_b2, 1)])
+        own, other = np.asarray(a1) - np.mean(b1), np.asarray(a2) - np.mean(b2)
+        rows.append({**base, "difference": float(np.mean(a1) - np.mean(b1) - np.mean(a2) + np.mean(b2)),
+                     "ci_low": result["low"], "ci_high": result["high"], "p": result["p"], "se": result["se"],
+                     "test_sd": result["test_sd"], "mdd": minimal_detectable_difference(result["se"], plan.alpha, plan.power),
+                     "seed_se": seed_standard_error(own, other), "seed_df": seed_degrees_of_freedom(own, other),
                      "n_seeds": result["n_seeds"]})
     return pd.DataFrame(rows, columns=[c for c in ENDPOINT_COLUMNS if c not in ("p_adjusted", "verdict", "criterion")])
 
@@ -138,7 +208,9 @@ def finalize(rows: pd.DataFrame, plan: EndpointPlan) -> pd.DataFrame:
     for _, group in rows.groupby("cohort", sort=False):
         rows.loc[group.index, "p_adjusted"] = holm(group.p.to_numpy())
     directions = {e.name: e.higher_is_better for e in plan.endpoints}
-    decided = [verdict(r.difference, r.ci_low, r.ci_high, directions.get(r.endpoint, True), r.seed_se, r.seed_df,
+    decided = [("not computed", "a method was not scored on this endpoint (missing runs or phenotypes)")
+               if not np.isfinite(r.p) else
+               verdict(r.difference, r.ci_low, r.ci_high, directions.get(r.endpoint, True), r.seed_se, r.seed_df,
                        p_adjusted=r.p_adjusted, alpha=plan.alpha) for r in rows.itertuples()]
     rows["verdict"] = [d[0] for d in decided]
     rows["criterion"] = [d[1] for d in decided]

@@ -79,21 +79,34 @@ def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarra
 
     baseline: (n,) the training split's mean of each row's condition; r2_within = 1 - SSE / sum((y - baseline)^2)
     (NaN without it)."""
-    y = np.asarray(y_true, dtype=float)[indices]
-    p = np.asarray(y_pred, dtype=float)[indices]
-    residual = y - p
-    y_centred = y - y.mean(axis=1, keepdims=True)
-    p_centred = p - p.mean(axis=1, keepdims=True)
+    indices = np.asarray(indices)
+    counts = np.zeros((len(indices), len(y_true)))
+    np.add.at(counts, (np.repeat(np.arange(len(indices)), indices.shape[1]), indices.ravel()), 1.0)
+    return weighted_metrics(y_true, y_pred, counts, baseline)
+
+
+def weighted_metrics(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray,
+                     baseline: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The metrics of ``bootstrap_metrics`` with row weights (B, n): a resample as the number of times it draws
+    each row. A phenotype unknown for some subjects is scored on each resample restricted to its known rows,
+    so phenotypes share one set of subject resamples whatever their missing values."""
+    y = np.asarray(y_true, dtype=float)[None, :]
+    p = np.asarray(y_pred, dtype=float)[None, :]
+    w = np.asarray(weights, dtype=float)
+    total = w.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = 1.0 - (residual ** 2).sum(axis=1) / (y_centred ** 2).sum(axis=1)
-        pearson = (y_centred * p_centred).sum(axis=1) / np.sqrt((y_centred ** 2).sum(axis=1) * (p_centred ** 2).sum(axis=1))
-    if baseline is None:
-        r2_within = np.full(len(indices), np.nan)
-    else:
-        b = np.asarray(baseline, dtype=float)[indices]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2_within = 1.0 - (residual ** 2).sum(axis=1) / ((y - b) ** 2).sum(axis=1)
-    return {"r2": r2, "mae": np.abs(residual).mean(axis=1), "pearson": pearson, "r2_within": r2_within}
+        y_centred = y - (w * y).sum(axis=1, keepdims=True) / total
+        p_centred = p - (w * p).sum(axis=1, keepdims=True) / total
+        residual = y - p
+        sse = (w * residual ** 2).sum(axis=1)
+        r2 = 1.0 - sse / (w * y_centred ** 2).sum(axis=1)
+        pearson = (w * y_centred * p_centred).sum(axis=1) / np.sqrt((w * y_centred ** 2).sum(axis=1) * (w * p_centred ** 2).sum(axis=1))
+        mae = (w * np.abs(residual)).sum(axis=1) / total[:, 0]
+        if baseline is None:
+            r2_within = np.full(len(w), np.nan)
+        else:
+            r2_within = 1.0 - sse / (w * (y - np.asarray(baseline, dtype=float)[None, :]) ** 2).sum(axis=1)
+    return {"r2": r2, "mae": mae, "pearson": pearson, "r2_within": r2_within}
 
 
 @dataclass
@@ -167,8 +180,8 @@ def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.
     conditions: (N,) labels for R² within condition (NaN without). Phenotypes of ``config`` that are not in
     ``names`` or have too few labels are skipped.
 
-    Test resamples depend only on the number of known test rows, so phenotypes known on the same subjects share
-    them (a family of phenotypes then has a coherent bootstrap)."""
+    Test resamples are drawn once over all test subjects and shared by every phenotype (each scored on a
+    resample restricted to its known rows): a family of phenotypes then has a coherent bootstrap."""
     from tqdm.auto import tqdm
 
     if phenotypes.shape[1] != len(names):
@@ -178,11 +191,14 @@ def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.
         raise ValueError(f"probing needs train and test subjects; got {len(train)} train, {len(test)} test")
     largest = max(config.fractions)
     wanted = [name for name in config.phenotypes if name in names]
+    resample_counts = np.zeros((config.n_bootstrap, len(test)))
+    drawn = bootstrap_indices(len(test), config.n_bootstrap, [config.bootstrap_seed, len(test)])
+    np.add.at(resample_counts, (np.repeat(np.arange(config.n_bootstrap), len(test)), drawn.ravel()), 1.0)
     indices, baselines = {}, {}
     for name in wanted:
         column = names.index(name)
-        known = test[np.isfinite(phenotypes[test, column])]
-        indices[name] = (known, bootstrap_indices(len(known), config.n_bootstrap, [config.bootstrap_seed, len(known)]))
+        known_mask = np.isfinite(phenotypes[test, column])
+        indices[name] = (test[known_mask], resample_counts[:, known_mask])
         if conditions is not None:
             baselines[name] = condition_baseline(phenotypes[:, column], np.asarray(conditions).astype(str), train)
     rows, predictions, bootstrap = [], [], {}
@@ -206,7 +222,7 @@ def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.
                     truth = phenotypes[known, column]
                     baseline = baselines[name][known] if name in baselines else None
                     point = regression_metrics(truth, predicted, baseline)
-                    resampled = bootstrap_metrics(truth, predicted, resamples, baseline)
+                    resampled = weighted_metrics(truth, predicted, resamples, baseline)
                     bootstrap[(method, seed, fraction, name)] = resampled
                     row = {"method": method, "seed": seed, "fraction": fraction, "phenotype": name,
                            "n_train": len(fit_rows), "n_test": len(known), "alpha": float(alphas[j])}

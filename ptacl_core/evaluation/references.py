@@ -4,8 +4,9 @@ probed exactly like the encoders' embeddings.
 - ``condition_label``: the condition one-hot alone (how much of a phenotype is condition recognition);
 - ``ecg_measures``: the kit's hand-crafted measurements of each cached ECG (heart rate, QRS duration, QT, the
   12 QRS amplitudes);
-- ``generator_latents``: on a synthetic cohort, the generator's ECG-side latents with timing, plus the
-  condition (the ceiling: everything the ECG was drawn from).
+- ``generator_latents``: on a synthetic cohort, the latents the generator draws the ECG from (with timing), plus
+  the condition: the ceiling. LV mass and infarct size reach the ECG only through noisy amplitudes, so this row
+  can exceed what any reader of the ECG could reach.
 
 Each is (N, F) in the cache's index order; ``ecg_measures`` is cached beside the embeddings (keyed by the cache).
 """
@@ -55,7 +56,8 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
         except ValueError:
             rows.append([np.nan] * 15)
     features = np.asarray(rows, dtype=np.float64)
-    medians = np.nanmedian(features, axis=0) if np.isfinite(features).any() else np.zeros(features.shape[1])
+    train = features[cache.index.split.to_numpy() == "train"]  # filled from training rows only
+    medians = np.nanmedian(train, axis=0) if np.isfinite(train).any() else np.zeros(features.shape[1])
     features = np.where(np.isfinite(features), features, np.nan_to_num(medians)[None, :]).astype(np.float32)
     store.mkdir(parents=True, exist_ok=True)
     np.savez(path, features=features, subject_id=ids)

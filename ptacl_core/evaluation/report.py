@@ -235,13 +235,15 @@ def differences_table(differences: pd.DataFrame, fraction: float) -> str:
 
 def endpoint_sentence(row) -> str:
     """One endpoint's result in words, with the criterion that decided it (a row of ``endpoints.finalize``)."""
+    if row.verdict == "not computed":
+        return f"{row.cohort} cohort, {row.endpoint} ({row.role}): not computed — {row.criterion}."
     compared = f"{label(row.method)} − {label(row.baseline)}"
     said = {"better": f"{label(row.method)} is better", "worse": f"{label(row.method)} is worse"}.get(
         row.verdict, f"{label(row.method)} and {label(row.baseline)} are indistinguishable")
     return (f"{row.cohort} cohort, {row.endpoint} ({row.role}): {compared} = {row.difference:+.3f} "
             f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}], p = {row.p:.3g}, Holm-adjusted {row.p_adjusted:.3g} over "
             f"{int(row.n_seeds)} seed(s) per method — {said} ({row.criterion}); the run could detect a difference of "
-            f"±{row.mdd:.3f} with 80% power (test-sampling SD alone {row.test_sd:.3f}).")
+            f"±{row.mdd:.3f} with {row.power:.0%} power at α = {row.alpha} (test-sampling SD alone {row.test_sd:.3f}).")
 
 
 def endpoints_table(endpoints: pd.DataFrame) -> str:
@@ -249,7 +251,7 @@ def endpoints_table(endpoints: pd.DataFrame) -> str:
              f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.p:.3g}", f"{r.p_adjusted:.3g}", f"{r.mdd:.3f}", f"{r.test_sd:.3f}",
              str(int(r.n_seeds)), r.verdict, r.criterion] for r in endpoints.itertuples()]
     return markdown_table(["cohort", "endpoint", "role", "comparison", "difference", "95% CI (subjects × seeds)", "p",
-                           "Holm p", "MDD (80% power)", "test-sampling SD", "seeds", "verdict", "decided by"], rows)
+                           "Holm p", "MDD", "test-sampling SD", "seeds", "verdict", "decided by"], rows)
 
 
 def reference_sentences(probe: pd.DataFrame) -> list[str]:
@@ -286,8 +288,9 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
         parts += ["## Pre-registered endpoints (`configs/endpoints.json`)", "",
                   "Each endpoint: the seed-mean difference with a 95% interval from a two-level bootstrap over test subjects "
                   "and training seeds, a two-sided p-value Holm-adjusted across the list per cohort, and the minimal "
-                  "detectable difference (MDD) at 80% power. A direction needs the interval to exclude 0, the difference "
-                  "to exceed the seed margin and the Holm-adjusted p < 0.05; the last column names the criterion that decided.",
+                  f"detectable difference (MDD) at {endpoints.power.iloc[0]:.0%} power. A direction needs the interval to "
+                  "exclude 0, the difference to exceed the seed margin and the Holm-adjusted p below "
+                  f"α = {endpoints.alpha.iloc[0]}; the last column names the criterion that decided.",
                   "", endpoints_table(endpoints), ""]
     parts += ["## Linear probing, all training labels: test R²", "", probe_table(probe, "r2", full, 3), "",
               "## Linear probing, all training labels: R² within condition", "",

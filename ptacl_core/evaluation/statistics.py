@@ -113,23 +113,30 @@ def hierarchical_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict
     point difference (mean over seeds of the resample means), its 95% interval, a two-sided bootstrap p-value,
     the difference's SE (both sources), the test-sampling SD (seeds fixed: subjects only) and the seed counts.
     """
-    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
-    n_resamples = a.shape[1]
-    if b.shape[1] != n_resamples:
-        raise ValueError(f"a and b need the same subject resamples, got {a.shape[1]} and {b.shape[1]}")
+    return hierarchical_contrast([(a, 1.0), (b, -1.0)], seed)
+
+
+def hierarchical_contrast(groups: list[tuple[np.ndarray, float]], seed: int = 0) -> dict:
+    """``hierarchical_difference`` for any signed sum of seed means, e.g. a difference of differences between
+    two cohorts scored on the same test subjects: (a1 - b1) - (a2 - b2) = groups [(a1, 1), (b1, -1), (a2, -1),
+    (b2, 1)]. Each group: (n_seeds, B) on the shared subject resamples; its seeds are redrawn in every replicate."""
+    arrays = [np.atleast_2d(np.asarray(samples, dtype=float)) for samples, _ in groups]
+    signs = [float(sign) for _, sign in groups]
+    n_resamples = arrays[0].shape[1]
+    if any(a.shape[1] != n_resamples for a in arrays):
+        raise ValueError(f"every group needs the same subject resamples, got {[a.shape[1] for a in arrays]}")
     rng = np.random.default_rng([seed, SEED_RESAMPLING_SALT])
     columns = np.arange(n_resamples)
-    draw_a = rng.integers(0, a.shape[0], size=(n_resamples, a.shape[0]))
-    draw_b = rng.integers(0, b.shape[0], size=(n_resamples, b.shape[0]))
-    replicates = a[draw_a, columns[:, None]].mean(1) - b[draw_b, columns[:, None]].mean(1)  # (B,)
-    subjects_only = a.mean(0) - b.mean(0)
+    draws = [rng.integers(0, a.shape[0], size=(n_resamples, a.shape[0])) for a in arrays]
+    replicates = sum(sign * a[draw, columns[:, None]].mean(1) for a, draw, sign in zip(arrays, draws, signs, strict=True))
+    subjects_only = sum(sign * a.mean(0) for a, sign in zip(arrays, signs, strict=True))
     finite = replicates[np.isfinite(replicates)]
     low, high = interval(replicates)
     at_or_below, at_or_above = np.mean(finite <= 0), np.mean(finite >= 0)
     p = min(1.0, (2.0 * min(at_or_below, at_or_above) * len(finite) + 1.0) / (len(finite) + 1.0)) if len(finite) else float("nan")
-    return {"difference": float(np.nanmean(a) - np.nanmean(b)), "low": low, "high": high, "p": float(p),
-            "se": float(np.nanstd(replicates, ddof=1)), "test_sd": float(np.nanstd(subjects_only, ddof=1)),
-            "n_seeds": int(min(a.shape[0], b.shape[0]))}
+    return {"difference": float(sum(sign * np.nanmean(a) for a, sign in zip(arrays, signs, strict=True))), "low": low,
+            "high": high, "p": float(p), "se": float(np.nanstd(replicates, ddof=1)),
+            "test_sd": float(np.nanstd(subjects_only, ddof=1)), "n_seeds": int(min(a.shape[0] for a in arrays))}
 
 
 def holm(p_values) -> np.ndarray:

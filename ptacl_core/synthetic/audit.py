@@ -6,8 +6,10 @@ Cross-validated R² of each phenotype from four feature sets:
 - ``condition``: the condition label alone (one-hot);
 - ``ECG measurements``: what the kit measures on the ECG files (heart rate, QRS duration, QT, the 12 QRS
   amplitudes), with the condition label;
-- ``latents without timing``: the generator's own ECG-side latents except timing (sex, age, body size, heart
-  rate, electrical axis, LV mass, infarct size and territory), with the condition label;
+- ``latents without timing``: the latents the generator draws the ECG from, except timing (sex, age, body size,
+  heart rate, electrical axis, LV mass, infarct size and territory), with the condition label. LV mass and infarct
+  size reach the ECG only through noisy amplitudes (lognormal voltage, per-lead gains), so these rows are upper
+  bounds of what an ECG carries, not what a perfect reader of this ECG would reach;
 - ``latents with timing``: the same plus the ECG's timing latents (QRS duration, QTc, PR, P-wave duration).
 
 The model is a ridge regression on standardised features, the condition one-hot and their interactions (a slope
@@ -106,21 +108,26 @@ def cross_validated_r2(features: np.ndarray, target: np.ndarray, conditions: np.
     residual = (y - predicted) ** 2
     result = {"overall": float(1.0 - residual.sum() / ((y - y.mean()) ** 2).sum()),
               "within condition": float(1.0 - residual.sum() / ((y - baseline) ** 2).sum())}
-    for level in levels:
+    for level in levels:  # within one condition, against the same out-of-fold condition means
         rows = groups == level
-        result[level] = float(1.0 - residual[rows].sum() / ((y[rows] - y[rows].mean()) ** 2).sum()) if rows.sum() > 2 else float("nan")
+        result[level] = float(1.0 - residual[rows].sum() / ((y[rows] - baseline[rows]) ** 2).sum()) if rows.sum() > 2 else float("nan")
     return result
 
 
 def information_audit(cohort_dir: Path | str, phenotypes=AUDIT_PHENOTYPES, measurements: pd.DataFrame | None = None,
                       n_splits: int = 5, seed: int = 0) -> pd.DataFrame:
     """Long table: phenotype, features (one of ``FEATURE_SETS``), scope ("overall", "within condition" or a
-    condition), r2. ``measurements``: ``ecg_measurement_table`` of the cohort (the ECG-measurement rows are
-    left out when None)."""
+    condition), r2, n (subjects scored). ``measurements``: ``ecg_measurement_table`` of the cohort (the
+    ECG-measurement rows are left out when None); when given, every feature set is scored on the measured
+    subjects only, so the rows are comparable."""
     cohort_dir = Path(cohort_dir)
     table = read_cohort(cohort_dir).set_index("subject_id")
     latents = pd.read_csv(cohort_dir / "latents.csv", dtype={"subject_id": str}).set_index("subject_id").loc[table.index]
     conditions = table.condition.astype(str).to_numpy()
+    if measurements is not None:  # every set on the measured subjects: comparable rows
+        table = table.loc[[s for s in table.index if s in measurements.index]]
+        latents = latents.loc[table.index]
+        conditions = table.condition.astype(str).to_numpy()
     feature_sets = {"condition": np.zeros((len(table), 0)),
                     "latents without timing": latent_features(latents, timing=False).to_numpy(),
                     "latents with timing": latent_features(latents, timing=True).to_numpy()}
@@ -135,7 +142,7 @@ def information_audit(cohort_dir: Path | str, phenotypes=AUDIT_PHENOTYPES, measu
             if name not in feature_sets:
                 continue
             for scope, r2 in cross_validated_r2(feature_sets[name], target, conditions, n_splits, seed).items():
-                rows.append({"phenotype": phenotype, "features": name, "scope": scope, "r2": r2})
+                rows.append({"phenotype": phenotype, "features": name, "scope": scope, "r2": r2, "n": len(table)})
     return pd.DataFrame(rows)
 
 

@@ -2,9 +2,10 @@
 
 Layout written under ``out``::
 
-    cohort.json              generator config, seed, kit version (a cohort is never mixed with another config)
+    cohort.json              generator config (coupling included), seed, kit version (never mixed with another config)
     manifest.csv             subject_id, ecg, cmr, cmr_seg, split
-    phenotypes.csv           subject_id, the ten phenotypes (from the masks), HR_bpm, QRS_ms, condition, sex, age_years
+    phenotypes.csv           subject_id, the ten phenotypes and six temporal ones (from the masks), the ECG truth
+                             (HR_bpm, PR_ms, QRS_ms, QT_ms), condition, sex, age_years
     latents.csv              the generator's ground truth (timings, axis, territory, ...), for tests and plots
     ecg/<id>.hea/.dat/.atr   WFDB record, 12 leads, mV; .atr holds the true R peaks
     cmr/<id>_sa.nii.gz       short-axis cine (X, Y, Z, T) int16; pixdim = (mm, mm, mm, ms per frame)
