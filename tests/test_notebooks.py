@@ -75,7 +75,7 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert (tmp_path / "cache/index.csv").exists() and (tmp_path / "figures/01_cine_crops.png").exists()
     assert (tmp_path / "figures/02_phase_similarity.png").exists() and (tmp_path / "figures/tables/02_probe_r2.csv").exists()
     assert (tmp_path / "runs/ptacl_tiny_seed0_fast/checkpoints/last.pt").exists()
-    for method in ("mae_ecg", "local", "supervised"):
+    for method in ("mae_ecg", "supervised"):
         assert (tmp_path / f"runs/{method}_tiny_seed0_fast/checkpoints/last.pt").exists()
     tables = tmp_path / "figures/tables"
     for name in ("probe_summary", "probe_differences", "probe_predictions", "retrieval_summary", "retrieval_differences"):
