@@ -89,7 +89,7 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert (tmp_path / "runs/null_twin/ptacl_tiny_seed0_fast/checkpoints/last.pt").exists()
     assert (tmp_path / "figures/null_twin/results.md").exists()
     endpoints = json.loads((tmp_path / "figures/results.json").read_text())["endpoints"]
-    assert {e["cohort"] for e in endpoints} == {"physiological", "null twin"}
+    assert {e["cohort"] for e in endpoints} == {"physiological", "null twin", "physiological − null twin"}
     for endpoint in endpoints:
         assert {"cohort", "endpoint", "comparison", "difference", "ci_low", "ci_high", "p_adjusted", "verdict", "criterion", "mdd"} <= set(endpoint)
     assert "## Pre-registered endpoints" in report and "R² within condition" in report and "null twin" in report
