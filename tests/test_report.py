@@ -135,3 +135,20 @@ def test_report_files_carry_the_reading_and_tables(cohort, tmp_path):
     assert "| LVEF_pct |" in text and "PTACL (1 seed)" in text and "LVEDV_mL (mL)" in text
     with pytest.raises(FileNotFoundError, match="run notebooks 03"):
         ResultTables.read(tmp_path / "empty")
+
+
+def test_endpoint_sentences_follow_the_rows():
+    import pandas as pd
+
+    from ptacl_core.evaluation.report import endpoint_sentence
+
+    row = pd.Series({"cohort": "physiological", "endpoint": "volume family R²", "role": "primary", "method": "ptacl",
+                     "baseline": "global", "difference": 0.031, "ci_low": 0.01, "ci_high": 0.05, "p": 0.002,
+                     "p_adjusted": 0.008, "n_seeds": 5, "verdict": "better", "criterion": "the 95% interval excludes 0",
+                     "mdd": 0.02, "test_sd": 0.005, "power": 0.8, "alpha": 0.05})
+    sentence = endpoint_sentence(row)
+    assert "+0.031 [+0.010, +0.050]" in sentence and "PTACL is better" in sentence and "Holm-adjusted 0.008" in sentence
+    contrast = endpoint_sentence(row.copy().replace({"physiological": "physiological − null twin"}))
+    assert contrast.startswith("Contrast") and "gain is larger on the physiological cohort" in contrast
+    missing = endpoint_sentence(row.copy().replace({"better": "not computed"}))
+    assert "not computed" in missing and "+0.031" not in missing

@@ -237,7 +237,17 @@ def endpoint_sentence(row) -> str:
     """One endpoint's result in words, with the criterion that decided it (a row of ``endpoints.finalize``)."""
     if row.verdict == "not computed":
         return f"{row.cohort} cohort, {row.endpoint} ({row.role}): not computed — {row.criterion}."
-    compared = f"{label(row.method)} − {label(row.baseline)}"
+    gain = f"{label(row.method)} − {label(row.baseline)}"
+    if " − " in row.cohort:  # the twin contrast: a difference of differences
+        first, second = row.cohort.split(" − ", 1)
+        compared = f"({gain}) on the {first} cohort minus on the {second}"
+        said = {"better": f"{label(row.method)}'s gain is larger on the {first} cohort",
+                "worse": f"{label(row.method)}'s gain is smaller on the {first} cohort"}.get(
+            row.verdict, f"{label(row.method)}'s gain does not differ between the cohorts")
+        return (f"Contrast, {row.endpoint} ({row.role}): {compared} = {row.difference:+.3f} [{row.ci_low:+.3f}, "
+                f"{row.ci_high:+.3f}], p = {row.p:.3g}, Holm-adjusted {row.p_adjusted:.3g} — {said} ({row.criterion}); "
+                f"minimal detectable difference ±{row.mdd:.3f} at {row.power:.0%} power.")
+    compared = gain
     said = {"better": f"{label(row.method)} is better", "worse": f"{label(row.method)} is worse"}.get(
         row.verdict, f"{label(row.method)} and {label(row.baseline)} are indistinguishable")
     return (f"{row.cohort} cohort, {row.endpoint} ({row.role}): {compared} = {row.difference:+.3f} "
