@@ -15,6 +15,7 @@ from scipy import signal as sps
 from ptacl_core.leads import LEAD_NAMES
 
 # The 8 independent leads (the other 4 limb leads are linear combinations of I and II).
+MEASURE_FEATURES = ("HR", "QRS", "QT", *(f"amp_{lead}" for lead in LEAD_NAMES))  # EcgMeasures.features() order
 _INDEPENDENT = [LEAD_NAMES.index(name) for name in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 
 
@@ -178,6 +179,10 @@ class EcgMeasures:
     qrs_amplitude_mv: np.ndarray
     n_beats: int
     qt_ms: float = float("nan")
+
+    def features(self) -> np.ndarray:
+        """(15,) heart rate, QRS duration, QT, then the 12 QRS amplitudes (``FEATURE_NAMES`` order)."""
+        return np.array([self.heart_rate_bpm, self.qrs_ms, self.qt_ms, *self.qrs_amplitude_mv], dtype=float)
 
     @property
     def qrs_voltage_sum_mv(self) -> float:

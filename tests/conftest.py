@@ -46,3 +46,15 @@ def trained_runs(tiny_cache, tmp_path_factory) -> Path:
         config = TrainConfig(method=method, cache=str(tiny_cache), runs_dir=str(runs), name=run_name(method, "tiny", 0))
         train(config.with_overrides(["optim.epochs=2", "optim.batch_size=8"]), progress=False)
     return runs
+
+
+@pytest.fixture
+def double_precision():
+    """float64 as torch's default dtype for one test (loop references), restored after it (other tests build
+    float32 models)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -15,14 +15,7 @@ from ptacl_core.losses import (
     local_temporal_loss,
 )
 
-
-@pytest.fixture(autouse=True)
-def double_precision():
-    """Loop references are compared in float64; restored after each test (other tests build float32 models)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("double_precision")  # loop references are compared in float64
 
 
 def _unit(*shape, seed=0):

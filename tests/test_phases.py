@@ -6,13 +6,7 @@ import torch
 from ptacl_core.encoders import MODEL_PRESETS, PTACLModel
 from ptacl_core.phases import cmr_frame_assignment, ecg_token_phases, phase_bin_assignment, phase_bin_means
 
-
-@pytest.fixture(autouse=True)
-def double_precision():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("double_precision")  # loop references are compared in float64
 
 
 def test_phase_bin_assignment_matches_loop():

@@ -49,7 +49,7 @@ def test_find_runs_keeps_finished_runs_of_the_preset(trained_runs, tmp_path):
     assert find_runs(trained_runs, "paper")[0] == [] and find_runs(trained_runs, "tiny", fast=True)[0] == []
     unfinished = tmp_path / "ptacl_tiny_seed1"
     shutil.copytree(trained_runs / "ptacl_tiny_seed0", unfinished)
-    state = torch.load(unfinished / "checkpoints/last.pt", weights_only=False)
+    state = torch.load(unfinished / "checkpoints/last.pt", weights_only=True)
     state["epoch"] = 0  # killed after the first of two epochs (metrics.csv may already hold the second row)
     torch.save(state, unfinished / "checkpoints/last.pt")
     runs, notes = find_runs(tmp_path, "tiny")
@@ -101,7 +101,7 @@ def test_predict_refuses_a_run_without_checkpoint_or_cache(trained_runs, tmp_pat
         Predictor.from_run(tmp_path)
     moved = tmp_path / "ptacl_tiny_seed0"
     shutil.copytree(trained_runs / "ptacl_tiny_seed0", moved)
-    state = torch.load(moved / "checkpoints/last.pt", weights_only=False)
+    state = torch.load(moved / "checkpoints/last.pt", weights_only=True)
     state["config"]["cache"] = str(tmp_path / "gone")
     torch.save(state, moved / "checkpoints/last.pt")
     with pytest.raises(PredictionError, match="pass --cache"):
@@ -137,7 +137,7 @@ def test_predict_command_refuses_top_zero(trained_runs, tmp_path):
 def test_a_run_from_another_cache_is_flagged(trained_runs, tmp_path):
     moved = tmp_path / "ptacl_tiny_seed0"
     shutil.copytree(trained_runs / "ptacl_tiny_seed0", moved)
-    state = torch.load(moved / "checkpoints/last.pt", weights_only=False)
+    state = torch.load(moved / "checkpoints/last.pt", weights_only=True)
     state["data_fingerprint"] = "0" * 64
     torch.save(state, moved / "checkpoints/last.pt")
     predictor = Predictor.from_run(moved, store=tmp_path / "store")
@@ -200,3 +200,30 @@ def test_reference_rows(trained_runs, tiny_cache, cohort, tmp_path):
     assert np.array_equal(ecg_measure_features(cache, tmp_path), measures)
     ceiling = generator_latent_features(cache)
     assert ceiling.shape[0] == len(cache.index) and np.isfinite(ceiling).all()
+
+
+class _Payload:
+    """A pickle that would create a file when loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    from ptacl_core.prediction import PredictionError
+    from ptacl_core.training.runs import read_checkpoint
+
+    run = tmp_path / "ptacl_tiny_seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"config": {"optim": {"epochs": 1}}, "epoch": 0, "payload": _Payload(marker)}, run / "checkpoints/last.pt")
+    with pytest.raises(Exception, match="(?i)weights"):
+        read_checkpoint(run)
+    runs, notes = find_runs(tmp_path, "tiny")
+    assert not runs and "unreadable checkpoint" in notes[0]
+    with pytest.raises(PredictionError, match="not a loadable checkpoint"):
+        Predictor.from_run(run)
+    assert not marker.exists()

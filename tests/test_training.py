@@ -66,11 +66,11 @@ def test_mae_learns_on_a_fixed_batch():
 def test_killed_run_resumes_to_the_same_weights(tiny_cache, tmp_path):
     whole = train(_config(tiny_cache, tmp_path, name="whole"), progress=False)
     train(_config(tiny_cache, tmp_path, name="killed"), progress=False, stop_after_epochs=1)
-    state = torch.load(tmp_path / "killed/checkpoints/last.pt", weights_only=False)
+    state = torch.load(tmp_path / "killed/checkpoints/last.pt", weights_only=True)
     assert state["epoch"] == 0
     resumed = train(_config(tiny_cache, tmp_path, name="killed"), progress=False)
-    a = torch.load(whole / "checkpoints/last.pt", weights_only=False)["objective"]
-    b = torch.load(resumed / "checkpoints/last.pt", weights_only=False)["objective"]
+    a = torch.load(whole / "checkpoints/last.pt", weights_only=True)["objective"]
+    b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)["objective"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     metrics = (resumed / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 3 and metrics[0].startswith("epoch,loss,val_loss,global,local")
@@ -133,4 +133,4 @@ def test_the_train_command_runs_ddp_under_torchrun(tiny_cache, tmp_path, method)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = (tmp_path / "ddp/metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and np.isfinite(float(rows[1].split(",")[1]))
-    assert torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=False)["epoch"] == 0
+    assert torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=True)["epoch"] == 0

@@ -18,10 +18,9 @@ from ptacl_core.encoders import ModelConfig
 from ptacl_core.evaluation.embeddings import cache_embeddings, default_store
 from ptacl_core.evaluation.retrieval import KS, score_retrieval, topk, zscore_phenotypes
 from ptacl_core.evaluation.statistics import (
-    RETRIEVAL_BOOTSTRAP_SALT,
-    bootstrap_indices,
     interval,
     paired_difference,
+    query_resamples,
     seed_sd,
 )
 from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, label, ordered
@@ -138,7 +137,7 @@ def summarise_retrieval(per_query: dict, n_bootstrap: int = 1000, seed: int = 0)
     interval is that of the seed mean, on resamples shared by every method), and the resampled seed means
     per (method, direction, metric) for paired differences."""
     n_queries = len(next(iter(per_query.values())).per_query["zdist_random"]) if per_query else 0
-    indices = bootstrap_indices(n_queries, n_bootstrap, [seed, RETRIEVAL_BOOTSTRAP_SALT])
+    indices = query_resamples(n_queries, n_bootstrap, seed)
     per_seed_rows, resampled = [], {}
     for (method, run_seed, direction), scores in per_query.items():
         for metric, values in scores.per_query.items():

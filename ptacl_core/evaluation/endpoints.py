@@ -20,12 +20,11 @@ import pandas as pd
 
 from ptacl_core import paths
 from ptacl_core.evaluation.statistics import (
-    RETRIEVAL_BOOTSTRAP_SALT,
-    bootstrap_indices,
     hierarchical_contrast,
     hierarchical_difference,
     holm,
     minimal_detectable_difference,
+    query_resamples,
     seed_degrees_of_freedom,
     seed_standard_error,
     verdict,
@@ -121,7 +120,7 @@ def retrieval_endpoint_samples(per_query: dict, endpoint: Endpoint, method: str,
     if not scores or any(endpoint.metric not in s.per_query for s in scores.values()):
         return None
     n_queries = len(next(iter(scores.values())).per_query[endpoint.metric])
-    indices = bootstrap_indices(n_queries, n_bootstrap, [seed, RETRIEVAL_BOOTSTRAP_SALT])
+    indices = query_resamples(n_queries, n_bootstrap, seed)
     ordered_seeds = sorted(scores)
     points = np.array([scores[s].per_query[endpoint.metric].mean() for s in ordered_seeds])
     samples = np.array([scores[s].per_query[endpoint.metric][indices].mean(1) for s in ordered_seeds])

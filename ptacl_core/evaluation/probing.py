@@ -18,7 +18,14 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ptacl_core.evaluation.statistics import LABEL_SUBSET_SALT, bootstrap_indices, interval, paired_difference, seed_sd
+from ptacl_core.evaluation.statistics import (
+    LABEL_SUBSET_SALT,
+    bootstrap_indices,
+    interval,
+    paired_difference,
+    resample_counts,
+    seed_sd,
+)
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 
 METRICS = ("r2", "mae", "pearson", "r2_within")
@@ -79,10 +86,7 @@ def bootstrap_metrics(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarra
 
     baseline: (n,) the training split's mean of each row's condition; r2_within = 1 - SSE / sum((y - baseline)^2)
     (NaN without it)."""
-    indices = np.asarray(indices)
-    counts = np.zeros((len(indices), len(y_true)))
-    np.add.at(counts, (np.repeat(np.arange(len(indices)), indices.shape[1]), indices.ravel()), 1.0)
-    return weighted_metrics(y_true, y_pred, counts, baseline)
+    return weighted_metrics(y_true, y_pred, resample_counts(indices, len(y_true)), baseline)
 
 
 def weighted_metrics(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray,
@@ -191,14 +195,12 @@ def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.
         raise ValueError(f"probing needs train and test subjects; got {len(train)} train, {len(test)} test")
     largest = max(config.fractions)
     wanted = [name for name in config.phenotypes if name in names]
-    resample_counts = np.zeros((config.n_bootstrap, len(test)))
-    drawn = bootstrap_indices(len(test), config.n_bootstrap, [config.bootstrap_seed, len(test)])
-    np.add.at(resample_counts, (np.repeat(np.arange(config.n_bootstrap), len(test)), drawn.ravel()), 1.0)
+    counts = resample_counts(bootstrap_indices(len(test), config.n_bootstrap, [config.bootstrap_seed, len(test)]), len(test))
     indices, baselines = {}, {}
     for name in wanted:
         column = names.index(name)
         known_mask = np.isfinite(phenotypes[test, column])
-        indices[name] = (test[known_mask], resample_counts[:, known_mask])
+        indices[name] = (test[known_mask], counts[:, known_mask])
         if conditions is not None:
             baselines[name] = condition_baseline(phenotypes[:, column], np.asarray(conditions).astype(str), train)
     rows, predictions, bootstrap = [], [], {}

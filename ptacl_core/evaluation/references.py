@@ -38,7 +38,7 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
     measurement is filled with the column median), cached in ``store``."""
     from tqdm.auto import tqdm
 
-    from ptacl_core.ecg_measures import measure_ecg
+    from ptacl_core.ecg_measures import MEASURE_FEATURES, measure_ecg
 
     store = Path(store)
     path = store / f"ecg_measures_{cache.fingerprint[:24]}_v{MEASURES_VERSION}.npz"
@@ -52,9 +52,9 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
     for row in tqdm(cache.index.row.to_numpy(dtype=int), desc="measuring cached ECGs", disable=not progress):
         try:
             measures = measure_ecg(np.asarray(cache.ecg[row], dtype=np.float64), fs)
-            rows.append([measures.heart_rate_bpm, measures.qrs_ms, measures.qt_ms, *measures.qrs_amplitude_mv])
+            rows.append(measures.features())
         except ValueError:
-            rows.append([np.nan] * 15)
+            rows.append(np.full(len(MEASURE_FEATURES), np.nan))
     features = np.asarray(rows, dtype=np.float64)
     train = features[cache.index.split.to_numpy() == "train"]  # filled from training rows only
     medians = np.nanmedian(train, axis=0) if np.isfinite(train).any() else np.zeros(features.shape[1])

@@ -33,6 +33,19 @@ def bootstrap_indices(n: int, n_bootstrap: int, seed) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))
 
 
+def resample_counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """(B, n) how often each of n rows is drawn in each resample of ``indices`` (B, m)."""
+    indices = np.asarray(indices)
+    counts = np.zeros((len(indices), n))
+    np.add.at(counts, (np.repeat(np.arange(len(indices)), indices.shape[1]), indices.ravel()), 1.0)
+    return counts
+
+
+def query_resamples(n_queries: int, n_bootstrap: int, seed: int = 0) -> np.ndarray:
+    """(B, n_queries) the retrieval's query resamples, shared by every method, seed and endpoint."""
+    return bootstrap_indices(n_queries, n_bootstrap, [seed, RETRIEVAL_BOOTSTRAP_SALT])
+
+
 def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Percentile interval of bootstrap samples (NaN resamples, e.g. constant targets, ignored)."""
     finite = samples[np.isfinite(samples)]

@@ -42,9 +42,8 @@ def ecg_measurement_table(cohort_dir: Path | str, subject_ids: list[str] | None 
     measurement fails): heart rate, QRS duration, QT and the 12 QRS amplitudes."""
     from tqdm.auto import tqdm
 
-    from ptacl_core.ecg_measures import measure_ecg
+    from ptacl_core.ecg_measures import MEASURE_FEATURES, measure_ecg
     from ptacl_core.io.ecg import EcgReadError, read_ecg
-    from ptacl_core.leads import LEAD_NAMES
 
     cohort_dir = Path(cohort_dir)
     table = read_cohort(cohort_dir).set_index("subject_id")
@@ -57,8 +56,7 @@ def ecg_measurement_table(cohort_dir: Path | str, subject_ids: list[str] | None 
         except (EcgReadError, ValueError):
             rows[subject] = {}
             continue
-        rows[subject] = {"HR": measures.heart_rate_bpm, "QRS": measures.qrs_ms, "QT": measures.qt_ms,
-                         **{f"amp_{lead}": value for lead, value in zip(LEAD_NAMES, measures.qrs_amplitude_mv, strict=True)}}
+        rows[subject] = dict(zip(MEASURE_FEATURES, measures.features(), strict=True))
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

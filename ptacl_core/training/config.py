@@ -71,10 +71,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
-        preset = values.get("preset", "tiny")
-        if preset not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset {preset!r}; presets: {sorted(MODEL_PRESETS)}")
-        model = MODEL_PRESETS[preset]
+        model = _preset_model(values.get("preset", "tiny"))
         if "model" in values:
             base = model.to_dict()
             for key, value in values["model"].items():
@@ -91,10 +88,13 @@ class TrainConfig:
         config = self
         if "preset" in values:  # a new preset brings its own model; later model.* overrides still apply
             name = values.pop("preset")
-            if name not in MODEL_PRESETS:
-                raise ValueError(f"unknown model preset {name!r}; presets: {sorted(MODEL_PRESETS)}")
-            config = replace(config, preset=name, model=MODEL_PRESETS[name])
+            config = replace(config, preset=name, model=_preset_model(name))
         return override(config, values)
+
+
+def _preset_model(name: str) -> ModelConfig:
+    """The model of a preset of the preset table (a clear error for an unknown one)."""
+    return MODEL_PRESETS[lookup_preset(name).name]
 
 
 def load_config(path: Path | str | None, overrides: Mapping[str, object] | list[str] | None = None) -> TrainConfig:

@@ -95,7 +95,9 @@ def save_checkpoint(state: dict, run_dir: Path) -> Path:
 
 def read_checkpoint(run: Path | str, map_location="cpu", mmap: bool = False) -> dict:
     """The checkpoint dict of a run folder or ``.pt`` file."""
-    return torch.load(checkpoint_path(run), map_location=map_location, weights_only=False, mmap=mmap)
+    # weights_only: a checkpoint holds tensors and plain types (configs, optimiser and scheduler state); a crafted
+    # pickle is refused instead of run
+    return torch.load(checkpoint_path(run), map_location=map_location, weights_only=True, mmap=mmap)
 
 
 def model_from_state(state: dict) -> tuple[PTACLModel, TrainConfig]:
