@@ -4,7 +4,9 @@ ViT over (time x space) tubelets, with projection heads and optional masked-auto
 Reads top to bottom like MAE's model file: config, blocks, positional embeddings, the two encoders, heads,
 the MAE wrapper. Attention is PyTorch's fused ``scaled_dot_product_attention``. Shapes:
 
-- ECG in (B, 12, L) -> tokens (B, 12, n_times, D), pooled (B, D); each time step knows its centre in seconds.
+- ECG in (B, 12, L) -> tokens (B, G, n_times, D), pooled (B, D), with G = 12 / token_leads lead groups (a token
+  spans ``token_leads`` leads x ``patch_samples`` samples: 1 x P is MMCL's per-lead patch, 12 x P one token per
+  time step over all leads); each time step knows its centre in seconds.
 - CMR (cine) in (B, T, S, S) or (B, Z, T, S, S) -> tokens (B, T', S', D) with T' = T / tubelet temporal positions
   (token t' covers frames [t' * tubelet, (t' + 1) * tubelet)) and S' = (S / patch)^2 spatial ones; pooled (B, D).
 """
@@ -25,8 +27,9 @@ from ptacl_core.phases import phase_bin_means
 @dataclass(frozen=True)
 class EcgEncoderConfig:
     n_leads: int = 12
-    patch_samples: int = 50  # 200 ms at 250 Hz
-    n_times: int = 50  # time patches the positional embedding is built for (interpolated for others)
+    patch_samples: int = 25  # 100 ms at 250 Hz: a phase bin (RR / K) must be at least a token wide (ptacl_core.geometry)
+    n_times: int = 100  # time patches the positional embedding is built for (interpolated for others)
+    token_leads: int = 12  # leads one token spans (1: MMCL's 1 x P patches, 12 x more tokens)
     dim: int = 64
     depth: int = 2
     heads: int = 4
@@ -37,7 +40,7 @@ class EcgEncoderConfig:
 class CmrEncoderConfig:
     in_slices: int = 1
     tubelet_frames: int = 1
-    patch_px: int = 12
+    patch_px: int = 24
     n_frames: int = 25
     image_px: int = 48
     dim: int = 64
@@ -61,12 +64,19 @@ class ModelConfig:
                    embed_dim=values.get("embed_dim", 64))
 
 
+# The tiny model before issue 11 (600 ECG tokens of 1 lead x 200 ms, 400 cine tubelets of 12 px): the baseline row of
+# ``benchmarks/train_step.py``, kept so both are measured in the same run; not a preset of the trainer.
+TINY_V1 = ModelConfig(ecg=EcgEncoderConfig(patch_samples=50, n_times=50, token_leads=1), cmr=CmrEncoderConfig(patch_px=12))
+
 MODEL_PRESETS: dict[str, ModelConfig] = {
-    # CPU, minutes: matches the `tiny` preprocessing preset (250 Hz x 10 s, 25 frames of 48 px).
+    # CPU, minutes: matches the `tiny` preprocessing preset (250 Hz x 10 s, 25 frames of 48 px). 100 ECG tokens of
+    # 12 leads x 100 ms and 100 cine tubelets of 1 x 24 x 24 px (``benchmarks/train_step.py``: >= 10x the pairs/s of
+    # the former 600 tokens of 1 lead x 200 ms and 400 tubelets of 12 px, ``TINY_V1``).
     "tiny": ModelConfig(),
-    # GPU, ViT-B class: matches the `default` preprocessing preset (500 Hz x 10 s, 50 frames of 64 px).
+    # Matches the `default` preprocessing preset (500 Hz x 10 s, 50 frames of 64 px).
+    # GPU, ViT-B class: 250 ECG tokens of 12 leads x 40 ms (K = 16 bins: >= 40 ms for RR >= 0.64 s).
     "paper": ModelConfig(
-        ecg=EcgEncoderConfig(patch_samples=50, n_times=100, dim=768, depth=12, heads=12, mlp_ratio=4.0),
+        ecg=EcgEncoderConfig(patch_samples=20, n_times=250, token_leads=12, dim=768, depth=12, heads=12, mlp_ratio=4.0),
         cmr=CmrEncoderConfig(tubelet_frames=2, patch_px=8, n_frames=50, image_px=64, dim=768, depth=12, heads=12,
                               mlp_ratio=4.0),
         embed_dim=256,
@@ -147,13 +157,17 @@ def resize_embedding_2d(embedding: torch.Tensor, side: int) -> torch.Tensor:
 
 
 class EcgEncoder(nn.Module):
-    """ViT over (lead x time) patches of 1 x ``patch_samples`` samples."""
+    """ViT over (lead x time) patches of ``token_leads`` x ``patch_samples`` samples."""
 
     def __init__(self, config: EcgEncoderConfig):
         super().__init__()
+        if config.token_leads < 1 or config.n_leads % config.token_leads:
+            raise ValueError(f"token_leads must divide n_leads ({config.n_leads}), got {config.token_leads}")
         self.config = config
-        self.patch_embed = nn.Linear(config.patch_samples, config.dim)
-        self.lead_embed = nn.Parameter(torch.zeros(config.n_leads, config.dim))
+        self.lead_groups = config.n_leads // config.token_leads
+        self.patch_dim = config.token_leads * config.patch_samples
+        self.patch_embed = nn.Linear(self.patch_dim, config.dim)
+        self.lead_embed = nn.Parameter(torch.zeros(self.lead_groups, config.dim))
         self.time_embed = nn.Parameter(sincos_embedding(config.n_times, config.dim))
         nn.init.normal_(self.lead_embed, std=0.02)
         self.blocks = TransformerStack(config.dim, config.depth, config.heads, config.mlp_ratio)
@@ -161,10 +175,15 @@ class EcgEncoder(nn.Module):
         self.pool_norm = nn.LayerNorm(config.dim)  # MAE's fc_norm: normalise the mean, not the tokens before it
 
     def patchify(self, ecg: torch.Tensor) -> torch.Tensor:
-        """(B, leads, L) -> (B, leads, n_times, patch_samples); a tail shorter than a patch is dropped."""
+        """(B, leads, L) -> (B, G, n_times, token_leads * patch_samples), G = leads / token_leads lead groups
+        (lead-major within a patch); a tail shorter than a patch is dropped."""
         batch, leads, length = ecg.shape
-        n_times = length // self.config.patch_samples
-        return ecg[:, :, : n_times * self.config.patch_samples].reshape(batch, leads, n_times, self.config.patch_samples)
+        if leads != self.config.n_leads:
+            raise ValueError(f"the ECG encoder expects {self.config.n_leads} leads, got {leads}")
+        size, group = self.config.patch_samples, self.config.token_leads
+        n_times = length // size
+        patches = ecg[:, :, : n_times * size].reshape(batch, self.lead_groups, group, n_times, size)
+        return patches.permute(0, 1, 3, 2, 4).reshape(batch, self.lead_groups, n_times, group * size)
 
     def token_times_s(self, length: int, fs: float, device=None) -> torch.Tensor:
         """Centre (seconds) of each time patch, (n_times,)."""
@@ -172,11 +191,11 @@ class EcgEncoder(nn.Module):
         return (torch.arange(n_times, device=device, dtype=torch.float32) + 0.5) * self.config.patch_samples / fs
 
     def positions(self, n_times: int) -> torch.Tensor:
-        """Lead + time embedding of every token, (leads * n_times, D)."""
+        """Lead-group + time embedding of every token, (G * n_times, D)."""
         return (self.lead_embed[:, None, :] + resize_embedding_1d(self.time_embed, n_times)[None]).flatten(0, 1)
 
     def embed(self, ecg: torch.Tensor) -> torch.Tensor:
-        """(B, leads, L) -> (B, leads * n_times, D) with lead and time embeddings added."""
+        """(B, leads, L) -> (B, G * n_times, D) with lead-group and time embeddings added."""
         patches = self.patchify(ecg)
         return self.patch_embed(patches).flatten(1, 2) + self.positions(patches.shape[2])[None]
 
@@ -185,11 +204,10 @@ class EcgEncoder(nn.Module):
         return self.blocks(tokens)
 
     def forward(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ecg (B, leads, L) -> tokens (B, leads, n_times, D), pooled (B, D)."""
-        batch, leads, length = ecg.shape
+        """ecg (B, leads, L) -> tokens (B, G, n_times, D), pooled (B, D)."""
         hidden = self.encode(self.embed(ecg))
         pooled = self.pool_norm(hidden.mean(dim=1))
-        return self.norm(hidden).reshape(batch, leads, -1, self.config.dim), pooled
+        return self.norm(hidden).reshape(ecg.shape[0], self.lead_groups, -1, self.config.dim), pooled
 
 
 class CmrEncoder(nn.Module):
@@ -319,7 +337,7 @@ class MaskedAutoencoder(nn.Module):
             config = encoder.config
             patch_dim = config.in_slices * config.tubelet_frames * config.patch_px ** 2
         else:
-            patch_dim = encoder.config.patch_samples
+            patch_dim = encoder.patch_dim
         self.decoder_embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(decoder_dim))
         self.decoder = Block(decoder_dim, MAE_DECODER_HEADS, MAE_DECODER_MLP_RATIO)
@@ -337,7 +355,7 @@ class MaskedAutoencoder(nn.Module):
         return ~keep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        target = self.encoder.patchify(x)  # ECG (B, leads, n_times, P); cine (B, T', S', P)
+        target = self.encoder.patchify(x)  # ECG (B, G, n_times, P); cine (B, T', S', P)
         grid = (target.shape[1], target.shape[2])
         target = target.flatten(1, 2)
         if self.is_cmr:

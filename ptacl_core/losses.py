@@ -22,7 +22,7 @@ from torch import nn
 
 
 def gather_features(features: torch.Tensor) -> torch.Tensor:
-    """Concatenate (B, d) features from every process of the default group, keeping gradients; identity
+    """Concatenate (B, ...) features from every process of the default group, keeping gradients; identity
     without a process group or with one process."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return features
@@ -36,7 +36,20 @@ def gather_features(features: torch.Tensor) -> torch.Tensor:
     # public API (open_clip's too), so keep it and keep the logs quiet.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(features), dim=0)
+        return _ContiguousGradient.apply(torch.cat(all_gather(features), dim=0))
+
+
+class _ContiguousGradient(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous: gloo's all-to-all (the gather's backward on CPU)
+    reads the raw buffer, so a strided gradient (e.g. from an einsum over (B, K, d) features) would be scrambled."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        return gradient.contiguous()
 
 
 def _world_size() -> int:
@@ -65,33 +78,97 @@ def _circular_soft_targets(num_bins: int, sigma: float, device, dtype) -> torch.
     return torch.exp(-0.5 * (distance / sigma) ** 2)
 
 
+LOCAL_VARIANTS = ("per_patient", "cross_patient", "sham")
+
+
+def _normalised_targets(num_bins: int, soft_sigma: float | None, pair_mask: torch.Tensor) -> torch.Tensor:
+    """(B, K, K) targets of the own-patient block: one-hot or circular Gaussian, restricted to valid pairs,
+    rows summing to 1 (all-zero rows for invalid anchors)."""
+    if soft_sigma is None:
+        base = torch.eye(num_bins, device=pair_mask.device, dtype=torch.float32)
+    else:
+        base = _circular_soft_targets(num_bins, soft_sigma, pair_mask.device, torch.float32)
+    targets = base.expand(pair_mask.shape) * pair_mask
+    return targets / targets.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _soft_cross_entropy(logits: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-sum(targets * log_softmax(logits over valid entries)) over the last axis; invalid entries never count."""
+    very_negative = torch.finfo(logits.dtype).min / 4
+    log_p = F.log_softmax(logits.masked_fill(~valid, very_negative), dim=-1)
+    return -(targets.to(log_p.dtype) * log_p.masked_fill(~valid, 0.0)).sum(-1)
+
+
 def local_temporal_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor, temperature: float = 0.1,
-                        soft_sigma: float | None = None) -> torch.Tensor:
-    """Per patient, a K x K InfoNCE between ECG segments and CMR frames of the same phase, both directions.
+                        soft_sigma: float | None = None, variant: str = "per_patient") -> torch.Tensor:
+    """The local temporal loss: ECG phase segments against CMR phase frames, both directions (METHOD.md §4).
 
     u_ecg, u_cmr: (B, K, d) L2-normalised phase-bin embeddings; mask: (B, K) bool, bins valid in both
-    modalities (invalid bins are neither anchors nor candidates). soft_sigma: if given, targets are a
-    circular Gaussian over neighbouring phases (sigma as a fraction of the cycle) instead of one-hot.
-    Returns the mean over patients and valid bins of 0.5 * (CE(row k) + CE(column k)).
+    modalities (invalid bins are neither anchors nor candidates). soft_sigma: if given, targets over the
+    patient's own phases are a circular Gaussian (sigma as a fraction of the cycle) instead of one-hot.
+
+    variant ``per_patient`` (and ``sham``, which differs only in the phases it is given): for each patient a
+    K x K InfoNCE, ECG segment k against the patient's own CMR frames. ``cross_patient``: ECG segment (i, k)
+    against the K CMR frames of patient i *and* the CMR frame of phase k of every other patient in the batch
+    (and CMR frame (i, k) against the ECG segments likewise): the other patients' same phase is a negative, so a
+    phase clock shared by all patients cannot solve it.
+    Returns the mean over patients and valid bins of 0.5 * (CE(ECG anchor) + CE(CMR anchor)).
     """
-    similarity = u_ecg @ u_cmr.transpose(1, 2) / temperature  # (B, K, K): [i, k, j] = <u_e(i,k), u_c(i,j)>
-    num_bins = similarity.shape[-1]
+    if variant not in LOCAL_VARIANTS:
+        raise ValueError(f"local variant must be one of {LOCAL_VARIANTS}, got {variant!r}")
+    own = u_ecg @ u_cmr.transpose(1, 2) / temperature  # (B, K, K): [i, k, j] = <u_e(i,k), u_c(i,j)>
+    num_bins = own.shape[-1]
     pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)  # (B, K, K) both bins valid
-    if soft_sigma is None:
-        targets = torch.eye(num_bins, device=similarity.device, dtype=similarity.dtype).expand_as(similarity)
+    targets = _normalised_targets(num_bins, soft_sigma, pair_mask)
+    targets_t = _normalised_targets(num_bins, soft_sigma, pair_mask.transpose(1, 2))
+    if variant == "cross_patient":
+        batch = own.shape[0]
+        cross = torch.einsum("ikd,jkd->ikj", u_ecg, u_cmr) / temperature  # (B, K, B): [i, k, j] = <u_e(i,k), u_c(j,k)>
+        others = ~torch.eye(batch, dtype=torch.bool, device=mask.device)  # (B, B): j != i
+        cross_mask = mask.unsqueeze(2) & mask.T.unsqueeze(0) & others.unsqueeze(1)  # (B, K, B)
+        no_target = cross.new_zeros(cross.shape)
+        row_loss = _soft_cross_entropy(torch.cat([own, cross], -1), torch.cat([pair_mask, cross_mask], -1),
+                                       torch.cat([targets, no_target], -1))
+        cross_t = torch.einsum("ikd,jkd->ikj", u_cmr, u_ecg) / temperature  # [i, k, j] = <u_c(i,k), u_e(j,k)>
+        column_loss = _soft_cross_entropy(torch.cat([own.transpose(1, 2), cross_t], -1),
+                                          torch.cat([pair_mask.transpose(1, 2), cross_mask], -1),
+                                          torch.cat([targets_t, no_target], -1))
     else:
-        targets = _circular_soft_targets(num_bins, soft_sigma, similarity.device, similarity.dtype).expand_as(similarity)
-    targets = targets * pair_mask
-    targets = targets / targets.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    targets_t = (targets.transpose(1, 2) * pair_mask)
-    targets_t = targets_t / targets_t.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    very_negative = torch.finfo(similarity.dtype).min / 4
-    masked = similarity.masked_fill(~pair_mask, very_negative)
-    row_loss = -(targets * F.log_softmax(masked, dim=-1)).sum(-1)  # (B, K): ECG bin k vs all CMR bins
-    column_loss = -(targets_t * F.log_softmax(masked.transpose(1, 2), dim=-1)).sum(-1)  # CMR bin k vs ECG bins
+        row_loss = _soft_cross_entropy(own, pair_mask, targets)  # (B, K): ECG bin k vs the patient's CMR bins
+        column_loss = _soft_cross_entropy(own.transpose(1, 2), pair_mask.transpose(1, 2), targets_t)  # CMR bin k
     per_bin = 0.5 * (row_loss + column_loss)
     valid = mask.to(per_bin.dtype)
     return (per_bin * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def sham_rpeaks(rpeaks: torch.Tensor) -> torch.Tensor:
+    """The ``sham`` arm's R peaks: patient i gets patient (i - 1)'s (a cyclic shift of the batch, so no patient
+    keeps its own when B >= 2). rpeaks: (B, R) samples, -1 padded."""
+    return rpeaks.roll(1, dims=0)
+
+
+def phase_clock_margin(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor, temperature: float = 0.1
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase-clock margin (METHOD.md §4): the per-patient local loss of each ECG scored against *another*
+    patient's CMR (patient i against i - 1, cyclically) minus against its own, for every variant alike.
+
+    Returns (own, other) per-patient losses, (B,) each (NaN where a patient has no valid bin pair); the margin is
+    ``other - own``: about 0 when the local features carry no patient information (a phase clock).
+    """
+    other_cmr, other_mask = u_cmr.roll(1, dims=0), mask & mask.roll(1, dims=0)
+    return _per_patient_loss(u_ecg, u_cmr, mask, temperature), _per_patient_loss(u_ecg, other_cmr, other_mask, temperature)
+
+
+def _per_patient_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B,) per-patient one-hot K x K local loss (mean over the patient's valid bins; NaN when it has none)."""
+    own = u_ecg @ u_cmr.transpose(1, 2) / temperature
+    pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)
+    targets = _normalised_targets(own.shape[-1], None, pair_mask)
+    per_bin = 0.5 * (_soft_cross_entropy(own, pair_mask, targets)
+                     + _soft_cross_entropy(own.transpose(1, 2), pair_mask.transpose(1, 2), targets.transpose(1, 2)))
+    valid = mask.to(per_bin.dtype)
+    count = valid.sum(-1)
+    return torch.where(count > 0, (per_bin * valid).sum(-1) / count.clamp_min(1.0), torch.full_like(count, float("nan")))
 
 
 class GlobalContrastiveLoss(nn.Module):
@@ -125,15 +202,23 @@ class GlobalContrastiveLoss(nn.Module):
 
 
 class LocalTemporalLoss(nn.Module):
-    """``local_temporal_loss``: per patient, ECG phase segments against CMR phase frames (K x K)."""
+    """``local_temporal_loss`` of one variant. The ``cross_patient`` variant uses the other patients of the
+    batch as negatives, so with ``gather=True`` under DDP, in training mode, it gathers every process's features
+    first (as the global loss does); the per-patient variants need no gathering."""
 
-    def __init__(self, temperature: float = 0.1, soft_sigma: float | None = None):
+    def __init__(self, temperature: float = 0.1, soft_sigma: float | None = None, variant: str = "per_patient",
+                 gather: bool = True):
         super().__init__()
-        self.temperature, self.soft_sigma = temperature, soft_sigma
+        if variant not in LOCAL_VARIANTS:
+            raise ValueError(f"local variant must be one of {LOCAL_VARIANTS}, got {variant!r}")
+        self.temperature, self.soft_sigma, self.variant, self.gather = temperature, soft_sigma, variant, gather
 
     def forward(self, u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """u_ecg, u_cmr: (B, K, d) L2-normalised phase-bin projections; mask: (B, K) bool -> scalar loss."""
-        return local_temporal_loss(u_ecg, u_cmr, mask, self.temperature, self.soft_sigma)
+        if self.variant == "cross_patient" and self.gather and self.training and _world_size() > 1:
+            u_ecg, u_cmr = gather_features(u_ecg), gather_features(u_cmr)
+            mask = gather_features(mask.to(u_ecg.dtype)) > 0.5
+        return local_temporal_loss(u_ecg, u_cmr, mask, self.temperature, self.soft_sigma, self.variant)
 
 
 class PTACLLoss(nn.Module):
@@ -146,11 +231,11 @@ class PTACLLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1, alpha: float = 0.5, lam: float = 1.0, local_temperature: float = 0.1,
                  soft_sigma: float | None = None, global_weight: float = 1.0, learnable_temperature: bool = False,
-                 gather: bool = True):
+                 gather: bool = True, local_variant: str = "per_patient"):
         super().__init__()
         self.lam, self.global_weight = lam, global_weight
         self.global_loss = GlobalContrastiveLoss(temperature, alpha, learnable_temperature, gather)
-        self.local_loss = LocalTemporalLoss(local_temperature, soft_sigma)
+        self.local_loss = LocalTemporalLoss(local_temperature, soft_sigma, local_variant, gather)
 
     @property
     def uses_local(self) -> bool:
