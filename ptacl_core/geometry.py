@@ -81,7 +81,7 @@ def check_geometry(geometry: PhaseGeometry, where: str = "") -> PhaseGeometry:
     ``NARROW_BIN_WARN_FRACTION`` of patients have them. Returns the geometry."""
     prefix = f"{where}: " if where else ""
     if geometry.median_bin_s < geometry.token_s:
-        largest = int(geometry.median_rr_s // geometry.token_s)
+        largest = int(np.floor(geometry.median_rr_s / geometry.token_s + 1e-9))
         raise GeometryError(
             f"{prefix}phase bins narrower than an ECG token: {geometry.describe()}. One token would straddle several "
             f"bins and adjacent bins fight under the local loss; use K <= {largest} (loss.num_bins) or smaller ECG "
@@ -102,3 +102,32 @@ def underfilled_fraction(valid_bins: np.ndarray, threshold: float = OCCUPANCY_TH
     """Fraction of patients with fewer than ``threshold`` of their phase bins filled (METHOD.md §4 geometry)."""
     occupancy = bin_occupancy(valid_bins)
     return float(np.mean(occupancy < threshold)) if len(occupancy) else float("nan")
+
+
+def filled_bins(rpeaks: list[np.ndarray], fs: float, n_samples: int, patch_samples: int, num_bins: int) -> np.ndarray:
+    """(B, K) bool: which phase bins hold at least one ECG token of each patient (tokens of ``patch_samples``
+    over ``n_samples`` samples at ``fs`` Hz; the phase rule of ``ptacl_core.phases``)."""
+    import torch
+
+    from ptacl_core.phases import ecg_token_phases, phase_bin_assignment
+
+    width = max((len(p) for p in rpeaks), default=0)
+    padded = torch.full((len(rpeaks), max(width, 1)), -1, dtype=torch.long)
+    for index, peaks in enumerate(rpeaks):
+        padded[index, : len(peaks)] = torch.as_tensor(np.asarray(peaks, dtype=np.int64))
+    n_times = n_samples // patch_samples
+    times = (torch.arange(n_times, dtype=torch.float64) + 0.5) * patch_samples / fs
+    phases, valid = ecg_token_phases(times, padded, fs)
+    return (phase_bin_assignment(phases, valid, num_bins).sum(-1) > 0).numpy()
+
+
+def cohort_geometry(rpeaks: list[np.ndarray], fs: float, n_samples: int, patch_samples: int, num_bins: int) -> dict:
+    """The geometry of a cohort's patients as plain numbers (saved with a run): token and bin widths, the share of
+    patients with bins narrower than a token, the soft-target sigma, and bin occupancy (the share of patients
+    with fewer than ``OCCUPANCY_THRESHOLD`` of their bins filled)."""
+    geometry = phase_geometry(patch_samples / fs, num_bins, median_rr_s(rpeaks, fs))
+    filled = filled_bins(rpeaks, fs, n_samples, patch_samples, num_bins)
+    return {"token_ms": 1000 * geometry.token_s, "num_bins": num_bins, "median_rr_ms": 1000 * geometry.median_rr_s,
+            "median_bin_ms": 1000 * geometry.median_bin_s, "narrow_bin_fraction": geometry.narrow_fraction,
+            "soft_sigma": geometry.soft_sigma, "mean_bin_occupancy": float(bin_occupancy(filled).mean()),
+            "underfilled_fraction": underfilled_fraction(filled)}

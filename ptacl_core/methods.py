@@ -19,6 +19,9 @@ class Method:
     kind: str  # untrained | self-supervised | contrastive | reference
     trains: tuple[str, ...]  # encoders the trainer updates: "ecg", "cmr"; () when not trained by the kit
     trainable: bool = True  # the trainer knows it (``python -m ptacl_core train method=<name>``)
+    local_variant: str = ""  # PTACL variants: the local-loss variant the method trains (METHOD.md §4)
+    amplitude_augmentation: bool = True  # the ECG amplitude scaling of ``dataset.Augmentation`` (when augment is on)
+    starts_from: tuple[str, ...] = ()  # methods whose runs (same seed) initialise its encoders (``init_from``)
 
     @property
     def contrastive(self) -> bool:
@@ -37,6 +40,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("global", "global only", "#4C72B0", "contrastive", ("ecg", "cmr")),
     Method("local", "local only", "#55A868", "contrastive", ("ecg", "cmr")),
     Method("ptacl", "PTACL", "#C44E52", "contrastive", ("ecg", "cmr")),
+    Method("ptacl_cross", "PTACL (cross-patient local)", "#E377C2", "contrastive", ("ecg", "cmr"),
+           local_variant="cross_patient"),
+    Method("ptacl_sham", "PTACL sham (another patient's R peaks)", "#BCBD22", "contrastive", ("ecg", "cmr"),
+           local_variant="sham"),
+    Method("ptacl_noaug", "PTACL, no ECG amplitude augmentation", "#8C564B", "contrastive", ("ecg", "cmr"),
+           amplitude_augmentation=False),
+    Method("ptacl_mae", "PTACL from MAE weights", "#17BECF", "contrastive", ("ecg", "cmr"), starts_from=("mae_ecg", "mae_cmr")),
     Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",)),
     # the PTACL run's *CMR* embedding: what the image itself tells a linear probe (evaluation only)
     Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", (), trainable=False),
@@ -48,6 +58,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
 CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)
 SELF_SUPERVISED = tuple(name for name, method in METHODS.items() if method.self_supervised)
+PTACL_VARIANTS = ("ptacl", "ptacl_cross", "ptacl_sham", "ptacl_noaug", "ptacl_mae")  # PTACL rows of the comparison
 REFERENCE_FEATURES = ("condition_label", "ecg_measures", "generator_latents")  # not encoders: probed, not searched
 OTHER_COLOUR = "#777777"
 

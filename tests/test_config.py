@@ -76,7 +76,16 @@ def test_presets_pair_existing_model_and_preprocessing_presets():
 
 
 def test_method_registry():
-    assert set(TRAINABLE) == {"mae_ecg", "mae_cmr", "global", "local", "ptacl", "supervised"}
+    assert set(TRAINABLE) == {"mae_ecg", "mae_cmr", "global", "local", "ptacl", "ptacl_cross", "ptacl_sham", "ptacl_noaug",
+                              "ptacl_mae", "supervised"}
+    assert TrainConfig(method="ptacl_cross").local_variant == "cross_patient"
+    assert TrainConfig(method="ptacl_sham").local_variant == "sham"
+    assert TrainConfig(method="ptacl").with_overrides({"loss.local_variant": "cross_patient"}).local_variant == "cross_patient"
+    with pytest.raises(ValueError, match="local_variant must be one of"):
+        TrainConfig().with_overrides({"loss.local_variant": "diagonal"})
+    with pytest.raises(ValueError, match="num_bins must be at least 2"):
+        TrainConfig().with_overrides({"loss.num_bins": 1})
+    assert TrainConfig().with_overrides({"preset": "paper"}).loss.num_bins == 16  # the preset's K comes with it
     assert len({m.label for m in METHODS.values()}) == len(METHODS)  # labels tell methods apart
     assert len({m.colour for m in METHODS.values()}) == len(METHODS)
     assert ordered(["ptacl", "zzz", "random", "global", "ptacl"]) == ["random", "global", "ptacl", "zzz"]

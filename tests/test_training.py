@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ptacl_core.encoders import MODEL_PRESETS, CmrEncoder, EcgEncoder, MaskedAutoencoder, PTACLModel
+from ptacl_core.encoders import MODEL_PRESETS, CmrEncoder, EcgEncoder, EcgEncoderConfig, MaskedAutoencoder, PTACLModel
 from ptacl_core.evaluation.diagnostics import quick_probe
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training import TrainConfig, load_config, load_model, train
@@ -20,31 +20,43 @@ def _config(cache, runs, **overrides):
 def test_encoder_shapes_and_token_times():
     model = PTACLModel(MODEL_PRESETS["tiny"])
     tokens, pooled = model.ecg_encoder(torch.randn(2, 12, 2500))
-    assert tokens.shape == (2, 12, 50, 64) and pooled.shape == (2, 64)
+    assert tokens.shape == (2, 1, 100, 64) and pooled.shape == (2, 64)  # one token per 100 ms over all 12 leads
     times = model.ecg_encoder.token_times_s(2500, 250.0)
-    assert times[0] == pytest.approx(0.1) and times[-1] == pytest.approx(9.9)
+    assert times[0] == pytest.approx(0.05) and times[-1] == pytest.approx(9.95)
     cine_tokens, cine_pooled = model.cmr_encoder(torch.rand(2, 25, 48, 48))
-    assert cine_tokens.shape == (2, 25, 16, 64) and cine_pooled.shape == (2, 64)
+    assert cine_tokens.shape == (2, 25, 4, 64) and cine_pooled.shape == (2, 64)
+    per_lead = EcgEncoder(EcgEncoderConfig(patch_samples=50, n_times=50, token_leads=1))  # MMCL's 1 x P patches
+    assert per_lead(torch.randn(2, 12, 2500))[0].shape == (2, 12, 50, 64)
+    with pytest.raises(ValueError, match="token_leads must divide"):
+        EcgEncoder(EcgEncoderConfig(token_leads=5))
+    with pytest.raises(ValueError, match="expects 12 leads"):
+        model.ecg_encoder(torch.randn(2, 8, 2500))
 
 
 def test_checkpoint_runs_on_other_lengths_and_frame_counts():
     """Positional embeddings interpolate: the same weights take 8 s ECGs and 50-frame, 64-px cines."""
     model = PTACLModel(MODEL_PRESETS["tiny"])
     tokens, _ = model.ecg_encoder(torch.randn(1, 12, 2000))
-    assert tokens.shape == (1, 12, 40, 64)
-    cine_tokens, _ = model.cmr_encoder(torch.rand(1, 50, 60, 60))
-    assert cine_tokens.shape == (1, 50, 25, 64)
+    assert tokens.shape == (1, 1, 80, 64)
+    cine_tokens, _ = model.cmr_encoder(torch.rand(1, 50, 72, 72))
+    assert cine_tokens.shape == (1, 50, 9, 64)
 
 
 def test_patchify_roundtrip_order():
     encoder = CmrEncoder(MODEL_PRESETS["tiny"].cmr)
     cine = torch.arange(25 * 48 * 48, dtype=torch.float32).reshape(1, 25, 48, 48)
     patches = encoder.patchify(cine)  # (1, T', S', p*p)
-    assert patches.shape == (1, 25, 16, 144)
-    assert torch.equal(patches[0, 3, 5].reshape(12, 12), cine[0, 3, 12:24, 12:24])  # row 1, column 1 of the grid
+    assert patches.shape == (1, 25, 4, 576)
+    assert torch.equal(patches[0, 3, 3].reshape(24, 24), cine[0, 3, 24:48, 24:48])  # row 1, column 1 of the grid
     ecg_encoder = EcgEncoder(MODEL_PRESETS["tiny"].ecg)
     ecg = torch.arange(12 * 2500, dtype=torch.float32).reshape(1, 12, 2500)
-    assert torch.equal(ecg_encoder.patchify(ecg)[0, 4, 7], ecg[0, 4, 350:400])
+    patches = ecg_encoder.patchify(ecg)  # (1, 1, 100, 12 * 25): lead-major within a token
+    assert patches.shape == (1, 1, 100, 300)
+    assert torch.equal(patches[0, 0, 7].reshape(12, 25), ecg[0, :, 175:200])
+    per_lead = EcgEncoder(EcgEncoderConfig(patch_samples=50, n_times=50, token_leads=1))
+    assert torch.equal(per_lead.patchify(ecg)[0, 4, 7], ecg[0, 4, 350:400])
+    pairs = EcgEncoder(EcgEncoderConfig(patch_samples=25, token_leads=2)).patchify(ecg)  # 6 groups of 2 leads
+    assert pairs.shape == (1, 6, 100, 50) and torch.equal(pairs[0, 2, 3].reshape(2, 25), ecg[0, 4:6, 75:100])
 
 
 def test_mae_learns_on_a_fixed_batch():
@@ -73,12 +85,52 @@ def test_killed_run_resumes_to_the_same_weights(tiny_cache, tmp_path):
     b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)["objective"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     metrics = (resumed / "metrics.csv").read_text().splitlines()
-    assert len(metrics) == 3 and metrics[0].startswith("epoch,loss,val_loss,global,local")
+    assert len(metrics) == 3 and metrics[0].startswith("epoch,loss,val_loss,val_local_own,val_local_other,val_margin,global,local")
     environment = json.loads((resumed / "environment.json").read_text())
     assert environment["data_fingerprint"] == Cache.open(tiny_cache).fingerprint and environment["packages"]["torch"]
+    geometry = environment["geometry"]
+    assert geometry["num_bins"] == 7 and geometry["token_ms"] == pytest.approx(100.0)
+    assert 0 <= geometry["underfilled_fraction"] <= 1 and geometry["soft_sigma"] == pytest.approx(50 / geometry["median_rr_ms"])
 
 
-@pytest.mark.parametrize("method", ["global", "local", "mae_ecg", "mae_cmr", "supervised"])
+def test_phase_clock_margin_is_logged_every_epoch(tiny_cache, tmp_path):
+    import pandas as pd
+
+    run = train(_config(tiny_cache, tmp_path, method="global", **{"optim.epochs": 1}), progress=False)
+    metrics = pd.read_csv(run / "metrics.csv")
+    row = metrics.iloc[-1]
+    assert np.isfinite([row.val_local_own, row.val_local_other]).all()
+    assert row.val_margin == pytest.approx(row.val_local_other - row.val_local_own, abs=1e-6)
+
+
+def test_a_local_loss_with_bins_narrower_than_tokens_is_refused(tiny_cache, tmp_path):
+    from ptacl_core.geometry import GeometryError
+
+    with pytest.raises(GeometryError, match="narrower than an ECG token"):
+        train(_config(tiny_cache, tmp_path, **{"loss.num_bins": 12}), progress=False)
+    with pytest.warns(UserWarning, match="narrower than a token"):  # more than 5 % of patients: a warning
+        train(_config(tiny_cache, tmp_path, name="warned", **{"loss.num_bins": 8, "optim.epochs": 1}), progress=False)
+    # global-only has no local term: its K is only the diagnostics', never refused
+    train(_config(tiny_cache, tmp_path, method="global", name="g", **{"loss.num_bins": 12, "optim.epochs": 1}), progress=False)
+
+
+def test_mae_initialisation_loads_each_encoder_from_the_run_that_trained_it(tiny_cache, tmp_path):
+    ecg_run = train(_config(tiny_cache, tmp_path, method="mae_ecg", **{"optim.epochs": 1}), progress=False)
+    cmr_run = train(_config(tiny_cache, tmp_path, method="mae_cmr", **{"optim.epochs": 1}), progress=False)
+    with pytest.raises(ValueError, match="gives no CMR encoder"):
+        train(_config(tiny_cache, tmp_path, method="ptacl_mae", init_from=str(ecg_run)), progress=False)
+    run = train(_config(tiny_cache, tmp_path, method="ptacl_mae", init_from=f"{ecg_run},{cmr_run}",
+                        **{"optim.epochs": 1, "optim.lr": 0.0, "optim.weight_decay": 0.0}), progress=False)
+    started = torch.load(run / "checkpoints/last.pt", weights_only=True)["objective"]
+    ecg = torch.load(ecg_run / "checkpoints/last.pt", weights_only=True)["objective"]
+    cmr = torch.load(cmr_run / "checkpoints/last.pt", weights_only=True)["objective"]
+    key_e, key_c = "model.ecg_encoder.blocks.0.attn.qkv.weight", "model.cmr_encoder.blocks.0.attn.qkv.weight"
+    assert torch.equal(started[key_e], ecg[key_e]) and torch.equal(started[key_c], cmr[key_c])  # lr 0: as loaded
+    assert not torch.equal(ecg[key_c], cmr[key_c])  # the ECG MAE's cine encoder (random) was not taken
+
+
+@pytest.mark.parametrize("method", ["global", "local", "mae_ecg", "mae_cmr", "supervised", "ptacl_cross", "ptacl_sham",
+                                    "ptacl_noaug"])
 def test_every_method_trains_one_epoch(tiny_cache, tmp_path, method):
     run = train(_config(tiny_cache, tmp_path, method=method, **{"optim.epochs": 1}), progress=False)
     loss = float((run / "metrics.csv").read_text().splitlines()[1].split(",")[1])

@@ -20,14 +20,31 @@ from ptacl_core.presets import preset as lookup_preset
 
 @dataclass(frozen=True)
 class LossConfig:
-    num_bins: int = 10
+    """num_bins: K phase bins (the preset's, fixed by geometry: ``ptacl_core.geometry``); soft_targets: circular
+    Gaussian targets over neighbouring phases with sigma = soft_sigma, or (soft_sigma None) the token half-width
+    over the cohort's median RR; local_variant: ``per_patient`` | ``cross_patient`` | ``sham`` (METHOD.md §4;
+    the methods ``ptacl_cross`` and ``ptacl_sham`` set it)."""
+
+    num_bins: int = 7
     temperature: float = 0.1
     alpha: float = 0.5
     lam: float = 1.0
     local_temperature: float = 0.1
+    soft_targets: bool = True
     soft_sigma: float | None = None
+    local_variant: str = "per_patient"
     learnable_temperature: bool = False
     mask_ratio: float = 0.75  # MAE methods
+
+    def __post_init__(self) -> None:
+        from ptacl_core.losses import LOCAL_VARIANTS
+
+        if self.local_variant not in LOCAL_VARIANTS:
+            raise ValueError(f"loss.local_variant must be one of {LOCAL_VARIANTS}, got {self.local_variant!r}")
+        if self.num_bins < 2:
+            raise ValueError(f"loss.num_bins must be at least 2, got {self.num_bins}")
+        if self.soft_sigma is not None and not self.soft_sigma > 0:
+            raise ValueError(f"loss.soft_sigma must be positive (or none: from the geometry), got {self.soft_sigma}")
 
 
 @dataclass(frozen=True)
@@ -56,14 +73,23 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: bool = True
-    init_from: str = ""  # a checkpoint (e.g. an MAE run) whose matching encoder weights start this run
+    # checkpoints (e.g. the mae_ecg and mae_cmr runs, comma-separated) whose matching encoder weights start this run
+    init_from: str = ""
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
+    threads: int = 0  # intra-op threads on a CPU (0: torch's default; 1 avoids spinning threads on a busy machine)
 
     def __post_init__(self) -> None:
         check_trainable(self.method)
         lookup_preset(self.preset)
+
+    @property
+    def local_variant(self) -> str:
+        """The local-loss variant this run trains: the method's (``ptacl_cross``, ``ptacl_sham``) or loss.local_variant."""
+        from ptacl_core.methods import METHODS
+
+        return METHODS[self.method].local_variant or self.loss.local_variant
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,9 +112,10 @@ class TrainConfig:
         """A copy with ``{"section.key": value}`` (or ``["section.key=value", ...]``) applied."""
         values = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(self, overrides)
         config = self
-        if "preset" in values:  # a new preset brings its own model; later model.* overrides still apply
+        if "preset" in values:  # a new preset brings its own model and K; later model.* / loss.* overrides still apply
             name = values.pop("preset")
-            config = replace(config, preset=name, model=_preset_model(name))
+            config = replace(config, preset=name, model=_preset_model(name),
+                             loss=replace(config.loss, num_bins=lookup_preset(name).num_bins))
         return override(config, values)
 
 

@@ -13,11 +13,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ptacl_core import __version__, paths
 from ptacl_core.dataset import Augmentation, CacheDataset
+from ptacl_core.geometry import check_geometry, cohort_geometry, median_rr_s, phase_geometry
+from ptacl_core.losses import phase_clock_margin
+from ptacl_core.methods import METHODS
 from ptacl_core.preprocessing.cache import Cache, default_cache_dir
 from ptacl_core.presets import preprocessing_preset
 from ptacl_core.training import runs
@@ -121,15 +125,16 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     name = config.name or runs.default_name(config.method, config.seed)
     run_dir = runs.runs_dir(config.runs_dir) / name
 
+    if device.type == "cpu" and config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     fs = float(cache.config.ecg.fs)
-    objective = Objective(config, fs, phenotype_stats(cache)).to(device)
-    if config.init_from:
-        source = runs.read_checkpoint(config.init_from)["objective"]
-        own = objective.state_dict()
-        matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape and ".encoder" in k}
-        objective.load_state_dict(matching, strict=False)
-    train_set = CacheDataset(cache, "train", Augmentation() if config.augment else None, seed=config.seed)
+    geometry = run_geometry(config, cache, where=str(cache.folder))
+    objective = Objective(config, fs, phenotype_stats(cache), soft_sigma=geometry["soft_sigma"]).to(device)
+    initialise_encoders(objective, config)
+    method = METHODS[config.method]
+    augmentation = Augmentation(ecg_amplitude=0.1 if method.amplitude_augmentation else 0.0) if config.augment else None
+    train_set = CacheDataset(cache, "train", augmentation, seed=config.seed)
     val_set = CacheDataset(cache, "val", None)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True) if world > 1 else None
     batch_size = config.optim.batch_size
@@ -154,7 +159,7 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
 
     writer = None
     if rank == 0:
-        runs.write_description(run_dir, config.to_dict() | {"name": name}, environment(cache))
+        runs.write_description(run_dir, config.to_dict() | {"name": name}, environment(cache) | {"geometry": geometry})
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -196,9 +201,9 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", pairs_per_s=f"{rate:.0f}")
         bar.close()
         seconds = time.perf_counter() - start
-        val_loss = evaluate_loss(objective, val_set, batch_size, device, use_bf16, config.seed)
+        val_loss, margin = evaluate_loss(objective, val_set, batch_size, device, use_bf16, config.seed)
         if rank == 0:
-            row = {"epoch": epoch + 1, "loss": totals["loss"] / max(count, 1), "val_loss": val_loss,
+            row = {"epoch": epoch + 1, "loss": totals["loss"] / max(count, 1), "val_loss": val_loss, **margin,
                    **{k: v / max(count, 1) for k, v in totals.items() if k != "loss"},
                    "lr": scheduler.get_last_lr()[0], "samples_per_s": count * batch_size * world / max(seconds, 1e-9),
                    "seconds": seconds}
@@ -220,20 +225,79 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     return run_dir
 
 
+def run_geometry(config: TrainConfig, cache: Cache, where: str = "") -> dict:
+    """The phase geometry of this run's model on the cache's training patients (``ptacl_core.geometry``): refuses
+    (``GeometryError``) bins narrower than an ECG token for the median patient when the run trains a local term."""
+    positions = np.flatnonzero(cache.index.split.to_numpy() == "train")
+    rpeaks = [cache.rpeaks(int(position)) for position in positions]
+    fs = float(cache.config.ecg.fs)
+    values = cohort_geometry(rpeaks, fs, cache.ecg.shape[-1], config.model.ecg.patch_samples, config.loss.num_bins)
+    if METHODS[config.method].contrastive and config.method != "global" and config.loss.lam > 0:
+        check_geometry(phase_geometry(config.model.ecg.patch_samples / fs, config.loss.num_bins, median_rr_s(rpeaks, fs)),
+                       where)
+    return values
+
+
+def initialise_encoders(objective: Objective, config: TrainConfig) -> list[str]:
+    """Copy encoder weights from ``config.init_from`` (comma-separated checkpoints, e.g. the mae_ecg and mae_cmr
+    runs: MMCL's recipe) into the objective. From each checkpoint only the encoders its method trained are taken
+    (an ECG MAE run's cine encoder is still random). Returns the encoders loaded, e.g. ["ecg", "cmr"]."""
+    sources = [s.strip() for s in config.init_from.split(",") if s.strip()]
+    own = objective.state_dict()
+    loaded: list[str] = []
+    for source in sources:
+        state = runs.read_checkpoint(source)
+        method = state["config"]["method"]
+        for encoder in METHODS[method].trains:
+            prefix = f"model.{encoder}_encoder."
+            matching = {k: v for k, v in state["objective"].items() if k.startswith(prefix)}
+            mismatched = [k for k, v in matching.items() if k not in own or own[k].shape != v.shape]
+            if not matching or mismatched:
+                raise ValueError(f"{source}: its {encoder.upper()} encoder does not fit this model "
+                                 f"({len(mismatched)} of {len(matching)} tensors differ in name or shape)")
+            objective.load_state_dict(matching, strict=False)
+            loaded.append(encoder)
+    needed = [encoder for m in METHODS[config.method].starts_from for encoder in METHODS[m].trains]
+    missing = [encoder for encoder in needed if encoder not in loaded]
+    if missing:
+        raise ValueError(f"method {config.method!r} starts from the runs of {list(METHODS[config.method].starts_from)}: "
+                         f"init_from ({config.init_from!r}) gives no {', '.join(e.upper() for e in missing)} encoder")
+    return loaded
+
+
 @torch.no_grad()
-def evaluate_loss(objective: Objective, dataset: CacheDataset, batch_size: int, device, use_bf16: bool, seed: int) -> float:
-    """Mean loss on a split, deterministic (fixed seed for MAE masks)."""
+def evaluate_loss(objective: Objective, dataset: CacheDataset, batch_size: int, device, use_bf16: bool, seed: int
+                  ) -> tuple[float, dict]:
+    """Mean loss on a split, deterministic (fixed seed for MAE masks), and for the contrastive methods the
+    phase-clock margin (METHOD.md §4; ``losses.phase_clock_margin``): ``val_local_own`` / ``val_local_other``, the
+    per-patient local loss of each patient against its own and another patient's CMR, and ``val_margin`` their
+    difference, means over patients (the other patient: the previous one in the split's order)."""
     objective.eval()
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     total, count = 0.0, 0
+    own_losses, other_losses = [], []
+    contrastive = hasattr(objective, "loss")
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         if len(batch["ecg"]) < 2:
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss, _ = objective(batch)  # eval mode: each process scores its own batch (no DDP gather)
+            if contrastive:
+                features = objective.features(batch, local=True)
+        if contrastive:
+            own, other = phase_clock_margin(features.u_ecg.float(), features.u_cmr.float(), features.mask,
+                                            objective.loss.local_loss.temperature)
+            own_losses.append(own.cpu())
+            other_losses.append(other.cpu())
         total += float(loss) * len(batch["ecg"])
         count += len(batch["ecg"])
     torch.random.set_rng_state(state)
-    return total / max(count, 1)
+    margin = {}
+    if own_losses:
+        own, other = torch.cat(own_losses), torch.cat(other_losses)
+        both = torch.isfinite(own) & torch.isfinite(other)
+        margin = {"val_local_own": float(own[both].mean()), "val_local_other": float(other[both].mean()),
+                  "val_margin": float((other - own)[both].mean())}
+    return total / max(count, 1), margin

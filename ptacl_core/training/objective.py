@@ -2,7 +2,8 @@
 ``forward(batch) -> (loss, parts)`` the training loop calls.
 
 Methods (``ptacl_core.methods``): ``mae_ecg``, ``mae_cmr`` (unimodal masked autoencoding), ``global``
-(MMCL-like, lambda = 0), ``local`` (temporal term only), ``ptacl`` (global + lambda * local), ``supervised``
+(MMCL-like, lambda = 0), ``local`` (temporal term only), ``ptacl`` (global + lambda * local) and its variants
+(``ptacl_cross``, ``ptacl_sham``, ``ptacl_noaug``, ``ptacl_mae``), ``supervised``
 (ECG -> standardised phenotypes, the reference).
 """
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ptacl_core.encoders import MaskedAutoencoder, PTACLModel
-from ptacl_core.losses import PTACLLoss
+from ptacl_core.losses import PTACLLoss, sham_rpeaks
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training.config import TrainConfig
@@ -48,12 +49,17 @@ def phenotype_stats(cache: Cache) -> tuple[torch.Tensor, torch.Tensor]:
 class Objective(nn.Module):
     """The trained module of a method: ``forward(batch) -> (loss, parts)``; ``model`` is the PTACLModel."""
 
-    def __init__(self, config: TrainConfig, fs: float, phenotype_stats: tuple[torch.Tensor, torch.Tensor]):
+    def __init__(self, config: TrainConfig, fs: float, phenotype_stats: tuple[torch.Tensor, torch.Tensor],
+                 soft_sigma: float | None = None):
+        """soft_sigma: the soft-target sigma when ``loss.soft_targets`` is on and ``loss.soft_sigma`` is None (the
+        trainer passes the geometry's, ``ptacl_core.geometry``); one-hot targets when it stays None."""
         super().__init__()
         self.method, self.fs = config.method, fs
         self.model = PTACLModel(config.model)
         loss = config.loss
         self.num_bins = loss.num_bins
+        self.local_variant = config.local_variant
+        sigma = (loss.soft_sigma if loss.soft_sigma is not None else soft_sigma) if loss.soft_targets else None
         if config.method == "mae_ecg":
             self.mae = MaskedAutoencoder(self.model.ecg_encoder, loss.mask_ratio)
         elif config.method == "mae_cmr":
@@ -63,9 +69,9 @@ class Objective(nn.Module):
         else:
             self.loss = PTACLLoss(
                 temperature=loss.temperature, alpha=loss.alpha, lam=0.0 if config.method == "global" else loss.lam,
-                local_temperature=loss.local_temperature, soft_sigma=loss.soft_sigma,
+                local_temperature=loss.local_temperature, soft_sigma=sigma,
                 global_weight=0.0 if config.method == "local" else 1.0, learnable_temperature=loss.learnable_temperature,
-                gather=True,
+                gather=True, local_variant=self.local_variant,
             )
 
     @property
@@ -82,5 +88,11 @@ class Objective(nn.Module):
             return self.mae(batch["cmr"]), {}
         if self.method == "supervised":
             return self.supervised(batch["ecg"], batch["phenotypes"]), {}
-        features = self.model.phase_embeddings(batch, self.fs, self.num_bins if self.loss.uses_local else None)
-        return self.loss(*features)
+        return self.loss(*self.features(batch, local=self.loss.uses_local))
+
+    def features(self, batch: dict, local: bool = True):
+        """The contrastive features of a batch as the loss sees them (``PTACLModel.phase_embeddings``); the sham
+        arm's phases come from another patient's R peaks (``losses.sham_rpeaks``)."""
+        if local and self.local_variant == "sham":
+            batch = {**batch, "rpeaks": sham_rpeaks(batch["rpeaks"])}
+        return self.model.phase_embeddings(batch, self.fs, self.num_bins if local else None)
