@@ -70,29 +70,108 @@ class CacheDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, item: int) -> dict:
-        position = int(self.positions[item])
-        row = int(self._rows[position])
-        ecg = np.asarray(self.cache.ecg[row], dtype=np.float32)
-        cmr = np.asarray(self.cache.cmr[row], dtype=np.float32)
-        rpeaks = self._rpeaks[position]
+        """One subject (the keys of the module docstring)."""
+        batch = self.batch([item])
+        return {key: value[0] for key, value in batch.items()}
+
+    def batch(self, items) -> dict:
+        """A whole batch at once (the training input path): one fancy-indexed read of the cache's arrays and one
+        vectorised augmentation (``augment_batch``) instead of a Python loop and a collate over items.
+
+        items: dataset positions (B,). Returns ecg (B, 12, L), cmr (B, [Z,] T, S, S), rpeaks (B, MAX_BEATS),
+        phenotypes (B, 10) tensors and subject_id (a list of B ids). The augmentation is a function of (seed,
+        epoch, the batch's subjects): reproducible whatever the worker or process."""
+        positions = self.positions[np.asarray(items, dtype=np.int64)]
+        rows = self._rows[positions]
+        ecg = torch.from_numpy(np.asarray(self.cache.ecg[rows], dtype=np.float32))
+        cmr = torch.from_numpy(np.asarray(self.cache.cmr[rows], dtype=np.float32))
+        rpeaks = [self._rpeaks[p] for p in positions]
         if self.augmentation is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, position])
-            ecg, rpeaks = augment_ecg(ecg, rpeaks, self.fs, self.augmentation, rng)
-            cmr = augment_cmr(cmr, self.augmentation, rng)
-        padded = np.full(MAX_BEATS, -1, dtype=np.int64)
-        padded[: min(len(rpeaks), MAX_BEATS)] = rpeaks[:MAX_BEATS]
-        return {
-            "ecg": torch.from_numpy(np.ascontiguousarray(ecg)),
-            "cmr": torch.from_numpy(np.ascontiguousarray(cmr)),
-            "rpeaks": torch.from_numpy(padded),
-            "phenotypes": torch.from_numpy(self._phenotypes[position].copy()),
-            "subject_id": self._subject_ids[position],
-        }
+            rng = np.random.default_rng([self.seed, self.epoch, *positions.tolist()])
+            ecg, cmr, rpeaks = augment_batch(ecg, cmr, rpeaks, self.fs, self.augmentation, rng)
+        padded = np.full((len(positions), MAX_BEATS), -1, dtype=np.int64)
+        for index, peaks in enumerate(rpeaks):
+            padded[index, : min(len(peaks), MAX_BEATS)] = peaks[:MAX_BEATS]
+        return {"ecg": ecg.contiguous(), "cmr": cmr.contiguous(), "rpeaks": torch.from_numpy(padded),
+                "phenotypes": torch.from_numpy(self._phenotypes[positions].copy()),
+                "subject_id": [self._subject_ids[p] for p in positions]}
+
+
+class BatchView(Dataset):
+    """A map-style view whose items are whole batches: ``DataLoader(BatchView(dataset), batch_size=None,
+    sampler=BatchSampler(...))`` hands each list of positions to ``CacheDataset.batch`` (workers included)."""
+
+    def __init__(self, dataset: CacheDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, items) -> dict:
+        return self.dataset.batch(items)
+
+
+def batch_loader(dataset: CacheDataset, batch_size: int, sampler=None, shuffle: bool = False, generator=None,
+                 drop_last: bool = False, num_workers: int = 0):
+    """A DataLoader over ``dataset`` that reads and augments whole batches (``CacheDataset.batch``); ``sampler``
+    (e.g. a DistributedSampler) or ``shuffle`` with ``generator`` choose the order, as for a plain DataLoader."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    if sampler is None:
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(BatchView(dataset), batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last),
+                      num_workers=num_workers)
+
+
+def augment_batch(ecg: torch.Tensor, cmr: torch.Tensor, rpeaks: list[np.ndarray], fs: float, augmentation: Augmentation,
+                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+    """The augmentation of ``augment_ecg`` and ``augment_cmr`` for a batch: ecg (B, 12, L), cmr (B, [Z,] T, S, S),
+    rpeaks per subject; parameters drawn per subject from ``rng``, applied in a few tensor operations."""
+    batch = ecg.shape[0]
+    if augmentation.ecg_crop_s is not None:
+        length = int(round(augmentation.ecg_crop_s * fs))
+        if length > ecg.shape[-1]:
+            raise ValueError(f"ecg_crop_s {augmentation.ecg_crop_s} s exceeds the cached {ecg.shape[-1] / fs} s")
+        starts = rng.integers(0, ecg.shape[-1] - length + 1, size=batch)
+        ecg = torch.stack([ecg[i, :, start:start + length] for i, start in enumerate(starts)])
+        rpeaks = [peaks[(peaks >= start) & (peaks < start + length)] - start for peaks, start in zip(rpeaks, starts, strict=True)]
+    scale = torch.from_numpy(rng.uniform(1.0 - augmentation.ecg_amplitude, 1.0 + augmentation.ecg_amplitude, batch))
+    noise_generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    noise = torch.randn(ecg.shape, generator=noise_generator) * augmentation.ecg_noise
+    ecg = ecg * scale.to(ecg.dtype)[:, None, None] + noise
+    cmr = transform_cmr(cmr, *cmr_parameters(augmentation, rng, batch, cmr.shape[-1]))
+    return ecg, cmr, rpeaks
+
+
+def cmr_parameters(augmentation: Augmentation, rng: np.random.Generator, batch: int, size: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per subject: rotation (rad), zoom, shift (as a fraction of the half-width, (B, 2)) and intensity scale."""
+    angle = np.radians(rng.uniform(-augmentation.cmr_rotation_deg, augmentation.cmr_rotation_deg, batch))
+    zoom = rng.uniform(1.0 - augmentation.cmr_zoom, 1.0 + augmentation.cmr_zoom, batch)
+    shift = rng.uniform(-augmentation.cmr_shift_px, augmentation.cmr_shift_px, size=(batch, 2)) * 2.0 / size
+    intensity = rng.uniform(1.0 - augmentation.cmr_intensity, 1.0 + augmentation.cmr_intensity, batch)
+    return angle, zoom, shift, intensity
+
+
+def transform_cmr(cmr: torch.Tensor, angle: np.ndarray, zoom: np.ndarray, shift: np.ndarray, intensity: np.ndarray
+                  ) -> torch.Tensor:
+    """One affine per subject for all its frames and slices, then intensity scaling, clipped to [0, 1].
+    cmr: (B, ..., S, S); angle, zoom, intensity (B,); shift (B, 2)."""
+    batch, size = cmr.shape[0], cmr.shape[-1]
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    theta = torch.tensor(np.stack([np.stack([cos, -sin, shift[:, 0]], -1), np.stack([sin, cos, shift[:, 1]], -1)], 1),
+                         dtype=torch.float32)  # (B, 2, 3)
+    frames = cmr.reshape(batch, -1, size, size)  # frames (and slices) as channels: one grid per subject
+    grid = torch.nn.functional.affine_grid(theta, list(frames.shape), align_corners=False)
+    moved = torch.nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    scale = torch.as_tensor(intensity, dtype=moved.dtype)[:, None, None, None]
+    return (moved * scale).clamp(0.0, 1.0).reshape(cmr.shape)
 
 
 def augment_ecg(ecg: np.ndarray, rpeaks: np.ndarray, fs: float, augmentation: Augmentation,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """ecg: (12, L). Returns the augmented (12, L') and R peaks in the new sample frame."""
+    """One subject's ECG augmentation, ecg: (12, L). Returns the augmented (12, L') and R peaks in the new sample
+    frame (the per-subject reference of ``augment_batch``)."""
     if augmentation.ecg_crop_s is not None:
         length = int(round(augmentation.ecg_crop_s * fs))
         if length > ecg.shape[1]:
@@ -106,15 +185,13 @@ def augment_ecg(ecg: np.ndarray, rpeaks: np.ndarray, fs: float, augmentation: Au
 
 
 def augment_cmr(cmr: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """cmr: (..., T, S, S) in [0, 1]. One random affine for all frames and slices, then intensity scaling."""
+    """One subject's cine augmentation, cmr: (..., T, S, S) in [0, 1]: one random affine for all frames and
+    slices, then intensity scaling (the per-subject reference of ``transform_cmr``)."""
     size = cmr.shape[-1]
-    angle = math.radians(rng.uniform(-augmentation.cmr_rotation_deg, augmentation.cmr_rotation_deg))
-    zoom = rng.uniform(1.0 - augmentation.cmr_zoom, 1.0 + augmentation.cmr_zoom)
-    shift = rng.uniform(-augmentation.cmr_shift_px, augmentation.cmr_shift_px, size=2) * 2.0 / size
+    angle, zoom, shift, intensity = (value[0] for value in cmr_parameters(augmentation, rng, 1, size))
     theta = torch.tensor([[math.cos(angle) / zoom, -math.sin(angle) / zoom, shift[0]],
                           [math.sin(angle) / zoom, math.cos(angle) / zoom, shift[1]]], dtype=torch.float32)
     frames = torch.from_numpy(cmr.reshape(-1, 1, size, size))
     grid = torch.nn.functional.affine_grid(theta.expand(frames.shape[0], 2, 3), list(frames.shape), align_corners=False)
     moved = torch.nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    scale = rng.uniform(1.0 - augmentation.cmr_intensity, 1.0 + augmentation.cmr_intensity)
-    return np.clip(moved.numpy().reshape(cmr.shape) * scale, 0.0, 1.0).astype(np.float32)
+    return np.clip(moved.numpy().reshape(cmr.shape) * intensity, 0.0, 1.0).astype(np.float32)

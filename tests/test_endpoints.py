@@ -141,3 +141,23 @@ def test_the_twin_contrast_tests_the_difference_of_differences(tmp_path):
     against_same = finalize(contrast_rows(PLAN, cohort, same, "physiological", "twin"), PLAN)
     assert against_same.difference.iloc[0] == pytest.approx(0.0) and against_same.verdict.iloc[0] == "indistinguishable"
     assert against_same.verdict.iloc[1] == "not computed"  # no retrieval samples saved
+
+
+def test_variants_are_compared_with_the_baseline_as_their_own_holm_families(tmp_path):
+    results = _results(0.6)
+    plan = EndpointPlan(endpoints=PLAN.endpoints[:1], variants=("ptacl_cross", "ptacl_sham"))
+
+    def samples_of(endpoint, method):  # ptacl_cross scored as a copy of global (no gain); ptacl_sham never trained
+        if method == "ptacl_sham":
+            return None
+        return probe_endpoint_samples(results, endpoint, "global" if method == "ptacl_cross" else method, 1.0)
+
+    rows = finalize(endpoint_rows(plan, "probe", samples_of, "c"), plan)
+    assert rows.comparison.tolist() == ["ptacl − global", "ptacl_cross − global"]  # the untrained sham left out
+    assert rows.verdict.tolist()[0] == "better" and rows.difference.iloc[1] == pytest.approx(0.0)
+    assert rows.p_adjusted.tolist()[0] == pytest.approx(rows.p.iloc[0])  # one endpoint per family: no Holm inflation
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps({"variants": ["ptacl_diag"], "endpoints": [
+        {"name": "x", "role": "primary", "kind": "probe", "metric": "r2", "phenotypes": ["LVEF_pct"]}]}))
+    with pytest.raises(ValueError, match="unknown method"):
+        EndpointPlan.load(path)

@@ -182,6 +182,9 @@ def test_training_plan():
     assert plan == [("global", 0), ("global", 1), ("ptacl", 0), ("ptacl", 1), ("mae_ecg", 0)]
     with pytest.raises(ValueError, match="method must be one of"):
         training_plan(["clip"], 1)
+    plan = training_plan(["global", "ptacl"], 1, ["supervised", "mae_ecg"], 1, variants=["ptacl_sham", "ptacl_mae"], variant_seeds=2)
+    assert plan == [("global", 0), ("ptacl", 0), ("ptacl_sham", 0), ("ptacl_sham", 1), ("mae_ecg", 0), ("mae_cmr", 0),
+                    ("ptacl_mae", 0), ("mae_ecg", 1), ("mae_cmr", 1), ("ptacl_mae", 1), ("supervised", 0)]
 
 
 def test_reference_rows(trained_runs, tiny_cache, cohort, tmp_path):

@@ -369,3 +369,39 @@ def test_augmentations_keep_rpeaks_consistent_and_shapes():
     assert moved.shape == cine.shape and 0.0 <= moved.min() and moved.max() <= 1.0
     assert abs(moved.sum() / cine.sum() - 1.0) < 0.25  # a small affine, not a different image
     np.testing.assert_allclose(moved[0], moved[5])  # the same transform for every frame
+
+
+def test_batched_augmentation_matches_the_per_subject_reference():
+    """transform_cmr (one grid_sample for a batch) equals augment_cmr's per-subject affine with the same
+    parameters; the ECG scaling and R peaks follow the per-subject rule."""
+    from ptacl_core.dataset import augment_batch, cmr_parameters, transform_cmr
+
+    rng = np.random.default_rng(1)
+    cines = rng.uniform(0, 1, size=(4, 2, 6, 16, 16)).astype(np.float32)  # (B, Z, T, S, S)
+    augmentation = Augmentation()
+    angle, zoom, shift, intensity = cmr_parameters(augmentation, np.random.default_rng(7), 4, 16)
+    batched = transform_cmr(torch.from_numpy(cines), angle, zoom, shift, intensity).numpy()
+    for i in range(4):
+        class Fixed:  # replays subject i's parameters through the per-subject reference
+            def uniform(self, low, high, size=None, _values=iter([np.degrees(angle[i]), zoom[i], shift[i] * 16 / 2.0, intensity[i]])):
+                value = next(_values)
+                return np.asarray(value).reshape(size) if size is not None else value
+        np.testing.assert_allclose(batched[i], augment_cmr(cines[i], augmentation, Fixed()), atol=1e-5)
+    ecg = torch.zeros(3, 12, 2500)
+    rpeaks = [np.arange(100, 2500, 200)] * 3
+    ecg[:, :, 100::200] = 1.0
+    out, _, peaks = augment_batch(ecg, torch.from_numpy(cines[:3]), rpeaks, 250.0,
+                                  Augmentation(ecg_crop_s=6.0, ecg_noise=0.0, ecg_amplitude=0.2), np.random.default_rng(2))
+    assert out.shape == (3, 12, 1500)
+    for i in range(3):
+        np.testing.assert_array_equal(np.flatnonzero(out[i, 0].numpy() > 0.5), peaks[i])
+        assert 0.8 <= float(out[i, 0].max()) <= 1.2
+
+
+def test_dataset_batches_equal_its_items_without_augmentation(tiny_cache):
+    dataset = CacheDataset(tiny_cache, split=None)
+    batch = dataset.batch([2, 0, 1])
+    for slot, item in enumerate((2, 0, 1)):
+        single = dataset[item]
+        assert torch.equal(batch["ecg"][slot], single["ecg"]) and torch.equal(batch["cmr"][slot], single["cmr"])
+        assert torch.equal(batch["rpeaks"][slot], single["rpeaks"]) and batch["subject_id"][slot] == single["subject_id"]

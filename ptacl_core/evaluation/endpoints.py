@@ -5,7 +5,7 @@ Each endpoint is a seed-mean difference of a family mean (e.g. R² averaged over
 one retrieval metric, with a two-level bootstrap over test subjects and training seeds
 (``statistics.hierarchical_difference``), a two-sided p-value, the minimal detectable difference at the
 configured power, and the test-sampling SD (subjects only). The report Holm-adjusts the p-values across the list
-per cohort (``finalize``) and the verdict names the criterion that decided it (``statistics.verdict``).
+per cohort and comparison (``finalize``) and the verdict names the criterion that decided it (``statistics.verdict``).
 """
 
 from __future__ import annotations
@@ -72,12 +72,21 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class EndpointPlan:
+    """method vs baseline is the headline comparison; each of ``variants`` (the other PTACL variants and the sham
+    arm) is compared with the same baseline on the same endpoints, as its own Holm family, where it was trained."""
+
     method: str = "ptacl"
     baseline: str = "global"
     fraction: float = 1.0
     alpha: float = 0.05
     power: float = 0.8
     endpoints: tuple[Endpoint, ...] = field(default_factory=tuple)
+    variants: tuple[str, ...] = ()
+
+    @property
+    def comparisons(self) -> list[str]:
+        """The methods compared with the baseline: the headline method first, then the variants."""
+        return list(dict.fromkeys([self.method, *self.variants]))
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> EndpointPlan:
@@ -87,9 +96,14 @@ class EndpointPlan:
             values = json.loads(path.read_text())
             endpoints = tuple(Endpoint(**{**e, "phenotypes": tuple(e.get("phenotypes", ()))}) for e in values["endpoints"])
             plan = cls(**{k: v for k, v in values.items() if k in ("method", "baseline", "fraction", "alpha", "power")},
-                       endpoints=endpoints)
+                       endpoints=endpoints, variants=tuple(values.get("variants", ())))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a valid endpoint list ({type(error).__name__}: {error})") from error
+        from ptacl_core.methods import METHODS
+
+        unknown = [m for m in (plan.method, plan.baseline, *plan.variants) if m not in METHODS]
+        if unknown:
+            raise ValueError(f"{path}: unknown method(s) {unknown}; known: {list(METHODS)}")
         if [e.role for e in plan.endpoints].count("primary") != 1:
             raise ValueError(f"{path}: exactly one endpoint must be primary")
         if not (0 < plan.alpha < 1 and 0 < plan.power < 1 and 0 < plan.fraction <= 1):
@@ -128,25 +142,29 @@ def retrieval_endpoint_samples(per_query: dict, endpoint: Endpoint, method: str,
 
 
 def endpoint_rows(plan: EndpointPlan, kind: str, samples_of, cohort: str = "") -> pd.DataFrame:
-    """One row per endpoint of ``kind`` both methods were scored on: difference, interval, raw p, SE, test SD,
-    minimal detectable difference, seed SE. samples_of(endpoint, method) -> (points, samples) or None."""
+    """One row per (compared method, endpoint of ``kind``): difference from the baseline, interval, raw p, SE,
+    test SD, minimal detectable difference, seed SE. The headline method's rows are always kept (so its Holm family
+    never shrinks silently); a variant's only where it was trained. samples_of(endpoint, method) -> (points,
+    samples) or None."""
     rows = []
-    for endpoint in plan.endpoints:
-        if endpoint.kind != kind:
-            continue
-        a, b = samples_of(endpoint, plan.method), samples_of(endpoint, plan.baseline)
-        base = {"cohort": cohort, "endpoint": endpoint.name, "role": endpoint.role, "comparison": f"{plan.method} − {plan.baseline}",
-                "method": plan.method, "baseline": plan.baseline, "metric": endpoint.metric, "alpha": plan.alpha,
-                "power": plan.power}
-        if a is None or b is None:  # kept, so the list (and Holm's family) never shrinks silently
-            rows.append({**base, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_seeds": 0})
-            continue
-        result = hierarchical_difference(a[1], b[1])
-        rows.append({**base, "difference": float(np.mean(a[0]) - np.mean(b[0])),
-                     "ci_low": result["low"], "ci_high": result["high"], "p": result["p"], "se": result["se"],
-                     "test_sd": result["test_sd"], "mdd": minimal_detectable_difference(result["se"], plan.alpha, plan.power),
-                     "seed_se": seed_standard_error(a[0], b[0]), "seed_df": seed_degrees_of_freedom(a[0], b[0]),
-                     "n_seeds": result["n_seeds"]})
+    for method in plan.comparisons:
+        endpoints = [e for e in plan.endpoints if e.kind == kind]
+        if method != plan.method and all(samples_of(e, method) is None for e in endpoints):
+            continue  # a variant not trained on this cohort
+        for endpoint in endpoints:
+            a, b = samples_of(endpoint, method), samples_of(endpoint, plan.baseline)
+            base = {"cohort": cohort, "endpoint": endpoint.name, "role": endpoint.role, "comparison": f"{method} − {plan.baseline}",
+                    "method": method, "baseline": plan.baseline, "metric": endpoint.metric, "alpha": plan.alpha,
+                    "power": plan.power}
+            if a is None or b is None:
+                rows.append({**base, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_seeds": 0})
+                continue
+            result = hierarchical_difference(a[1], b[1])
+            rows.append({**base, "difference": float(np.mean(a[0]) - np.mean(b[0])),
+                         "ci_low": result["low"], "ci_high": result["high"], "p": result["p"], "se": result["se"],
+                         "test_sd": result["test_sd"], "mdd": minimal_detectable_difference(result["se"], plan.alpha, plan.power),
+                         "seed_se": seed_standard_error(a[0], b[0]), "seed_df": seed_degrees_of_freedom(a[0], b[0]),
+                         "n_seeds": result["n_seeds"]})
     return pd.DataFrame(rows, columns=[c for c in ENDPOINT_COLUMNS if c not in ("p_adjusted", "verdict", "criterion")])
 
 
@@ -204,7 +222,7 @@ def finalize(rows: pd.DataFrame, plan: EndpointPlan) -> pd.DataFrame:
     """Holm-adjusted p-values across each cohort's endpoints, then each verdict with the criterion that decided it."""
     rows = rows.copy()
     rows["p_adjusted"] = np.nan
-    for _, group in rows.groupby("cohort", sort=False):
+    for _, group in rows.groupby(["cohort", "comparison"], sort=False):  # one family per cohort and comparison
         rows.loc[group.index, "p_adjusted"] = holm(group.p.to_numpy())
     directions = {e.name: e.higher_is_better for e in plan.endpoints}
     decided = [("not computed", "a method was not scored on this endpoint (missing runs or phenotypes)")

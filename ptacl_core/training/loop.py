@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from ptacl_core import __version__, paths
-from ptacl_core.dataset import Augmentation, CacheDataset
+from ptacl_core.dataset import Augmentation, CacheDataset, batch_loader
 from ptacl_core.geometry import check_geometry, cohort_geometry, median_rr_s, phase_geometry
 from ptacl_core.losses import phase_clock_margin
 from ptacl_core.methods import METHODS
@@ -175,11 +175,11 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
         train_set.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-            loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=config.num_workers, drop_last=True)
+            loader = batch_loader(train_set, batch_size, sampler=sampler, drop_last=True, num_workers=config.num_workers)
         else:
             generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-            loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator,
-                                num_workers=config.num_workers, drop_last=True)
+            loader = batch_loader(train_set, batch_size, shuffle=True, generator=generator, drop_last=True,
+                                  num_workers=config.num_workers)
         module.train()
         totals, count, start = {"loss": 0.0}, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{config.optim.epochs}", disable=not progress or rank != 0, leave=False)
@@ -278,7 +278,7 @@ def evaluate_loss(objective: Objective, dataset: CacheDataset, batch_size: int, 
     total, count = 0.0, 0
     own_losses, other_losses = [], []
     contrastive = hasattr(objective, "loss")
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in batch_loader(dataset, batch_size):
         if len(batch["ecg"]) < 2:
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
