@@ -24,11 +24,11 @@ def _workers(value: int | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ptacl_core.runner import NotebookFailed, list_notebooks, parse_value, run_notebooks
+    from ptacl_core.runner import NotebookFailed, list_notebooks, parse_value, profile_parameters, run_notebooks
 
     only = args.only.split(",") if args.only else None
     notebooks = list_notebooks(Path(args.notebooks) if args.notebooks else None, only)
-    parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
+    parameters = {**profile_parameters(args.profile), **{name: parse_value(value) for name, value in (args.parameter or [])}}
     try:
         run_notebooks(notebooks, Path(args.output_dir) if args.output_dir else None, parameters, fast=args.fast,
                       progress_bar=not args.no_progress, twin=not args.no_twin)
@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="set a notebook parameter (all notebooks), e.g. -p n_subjects 200")
     run.add_argument("--fast", action="store_true", help="tiny parameters (tests, smoke runs)")
+    run.add_argument("--profile", default="default", choices=["default", "full", "paper"],
+                     help="default: `make reproduce` (~20 min on 2 CPU cores); full: every variant and baseline, more "
+                          "seeds and epochs (CPU, hours); paper: the ViT-B preset on a GPU")
     run.add_argument("--output-dir", help="where executed notebooks go (default outputs/notebooks)")
     run.add_argument("--notebooks", help="folder of notebooks (default: the kit's notebooks/)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")

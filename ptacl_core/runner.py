@@ -47,8 +47,28 @@ class Step:
 COHORT_NOTEBOOKS = ("01", "02", "03", "04", "05")  # run once per cohort; 00 writes both cohorts
 TWIN_LABEL = "null twin"
 TWIN_FOLDER = "null_twin"
-# The twin pass trains the compared methods only, with fewer seeds (CPU budget of `make reproduce`).
-TWIN_TRAINING = {"baselines": "", "seeds": 2}
+# The twin pass trains the headline comparison only (PTACL and global-only, with the cohort's seeds): the null
+# control of the powered comparison; the variants, the sham arm and the baselines run on the physiological cohort.
+TWIN_TRAINING = {"baselines": "", "variants": ""}
+
+# Run profiles (``python -m ptacl_core run --profile NAME``): notebook parameters applied before any ``-p``.
+# default: `make reproduce` (<= 20 min on 2 CPU cores); full: longer CPU runs, every variant and baseline; paper:
+# the ViT-B preset on a GPU (its own cache, built by notebook 01 with the `default` preprocessing preset).
+PROFILES: dict[str, dict] = {
+    "default": {},
+    "full": {"epochs": 40, "seeds": 10, "variants": "ptacl_cross,ptacl_sham,ptacl_noaug,ptacl_mae,local",
+             "variant_seeds": 5, "baselines": "mae_ecg,mae_cmr,supervised", "baseline_seeds": 3},
+    "paper": {"preset": "paper", "epochs": 100, "batch_size": 128, "lr": 0.0003, "seeds": 5,
+              "variants": "ptacl_cross,ptacl_sham,ptacl_mae", "variant_seeds": 3, "baselines": "mae_ecg,mae_cmr,supervised",
+              "baseline_seeds": 1, "device": "cuda"},
+}
+
+
+def profile_parameters(name: str) -> dict:
+    """The notebook parameters of a run profile (a clear error for an unknown one)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; profiles: {sorted(PROFILES)}")
+    return dict(PROFILES[name])
 
 
 def twin_parameters(parameters: dict) -> dict:
@@ -65,8 +85,7 @@ def twin_parameters(parameters: dict) -> dict:
     twin["runs_dir"] = str(Path(parameters.get("runs_dir") or paths.runs_root()) / TWIN_FOLDER)
     twin["figures_dir"] = str(Path(parameters.get("figures_dir") or paths.figures_root()) / TWIN_FOLDER)
     twin["cohort_label"] = TWIN_LABEL
-    for key, value in TWIN_TRAINING.items():
-        twin[key] = value if key != "seeds" else min(int(parameters.get("seeds", value)), value)
+    twin.update(TWIN_TRAINING)
     return twin
 
 

@@ -102,12 +102,26 @@ def test_unknown_parameter_is_refused_before_running(tmp_path):
         run_notebooks(NOTEBOOKS, tmp_path, parameters={"n_subjectz": 3}, log=lambda *a, **k: None)
 
 
+def test_profiles_are_declared_notebook_parameters():
+    import papermill
+
+    from ptacl_core.runner import PROFILES, profile_parameters
+
+    declared = set().union(*(papermill.inspect_notebook(str(n)) for n in NOTEBOOKS))
+    for name in PROFILES:
+        assert set(profile_parameters(name)) <= declared, name
+    assert profile_parameters("full")["epochs"] > 12 and profile_parameters("paper")["preset"] == "paper"
+    with pytest.raises(ValueError, match="unknown profile"):
+        profile_parameters("huge")
+
+
 def test_the_twin_pass_gets_its_own_folders(tmp_path):
     from ptacl_core.runner import TWIN_LABEL, plan_steps, twin_parameters
 
     twin = twin_parameters({"cohort_dir": "/x/cohort", "runs_dir": "/x/runs", "figures_dir": "/x/fig", "seeds": 5})
     assert twin["cohort_dir"] == "/x/cohort_null" and twin["runs_dir"] == "/x/runs/null_twin"
-    assert twin["figures_dir"] == "/x/fig/null_twin" and twin["cohort_label"] == TWIN_LABEL and twin["seeds"] == 2
+    assert twin["figures_dir"] == "/x/fig/null_twin" and twin["cohort_label"] == TWIN_LABEL and twin["seeds"] == 5
+    assert twin["variants"] == "" and twin["baselines"] == ""  # the headline comparison only, with the cohort's seeds
     steps = plan_steps(NOTEBOOKS, tmp_path, {"cohort_dir": "/x/cohort"})
     names = [(s.notebook.name[:2], s.label) for s in steps]
     assert names[0] == ("00", "") and names[1] == ("01", TWIN_LABEL) and names[-1] == ("05", "")

@@ -22,13 +22,19 @@ QUICK_PHENOTYPES = ("LVEF_pct", "LVEDV_mL")
 
 
 def quick_probe(models: dict[tuple[str, int], PTACLModel], cache: Cache, phenotypes=QUICK_PHENOTYPES, device: str = "cpu",
-                store: Path | str | None = None) -> pd.DataFrame:
-    """Test R² per (method, seed) and phenotype: one row per model, one column per phenotype. Embeddings are
-    cached as notebook 03 caches them; the probes are ``probing.probe_methods`` at 100% of the labels."""
+                store: Path | str | None = None, split: str = "test") -> pd.DataFrame:
+    """R² on ``split`` (test, or val: where settings are chosen) per (method, seed) and phenotype: one row per
+    model, one column per phenotype. Embeddings are cached as notebook 03 caches them; the probes are
+    ``probing.probe_methods`` fitted on train at 100% of the labels."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be test or val, got {split!r}")
     embeddings = {key: cache_embeddings(model, cache, "ecg", store, device=device) for key, model in models.items()}
     index = cache.index
+    splits = index.split.to_numpy()
+    if split == "val":  # score on validation: the test split takes no part
+        splits = np.where(splits == "test", "unused", np.where(splits == "val", "test", splits))
     config = ProbeConfig(fractions=(1.0,), n_bootstrap=10, phenotypes=tuple(phenotypes))
-    results = probe_methods(embeddings, cache.phenotypes(EVALUATED), index.split.to_numpy(), index.subject_id.to_numpy(), config,
+    results = probe_methods(embeddings, cache.phenotypes(EVALUATED), splits, index.subject_id.to_numpy(), config,
                             names=EVALUATED)
     table = results.per_seed.pivot_table(index=["method", "seed"], columns="phenotype", values="r2").reset_index()
     return table[["method", "seed", *[p for p in phenotypes if p in table]]]
