@@ -33,6 +33,8 @@ class ResultTables:
     retrieval: pd.DataFrame
     retrieval_differences: pd.DataFrame
     endpoints: pd.DataFrame | None = None  # endpoint_rows of notebooks 03 and 04 (before Holm)
+    runs: pd.DataFrame | None = None  # notebook 02's run table (training_summary.run_table)
+    margins: pd.DataFrame | None = None  # notebook 02's phase-clock margins per method (training_summary.margin_table)
 
     @classmethod
     def read(cls, tables_dir: Path | str) -> ResultTables:
@@ -45,8 +47,10 @@ class ResultTables:
         endpoint_files = [tables_dir / f"endpoints_{kind}.csv" for kind in ("probe", "retrieval")]
         endpoints = [pd.read_csv(path) for path in endpoint_files if path.exists()]
         endpoints = [frame for frame in endpoints if not frame.empty]
+        optional = {key: pd.read_csv(tables_dir / name) if (tables_dir / name).exists() else None
+                    for key, name in (("runs", "02_runs.csv"), ("margins", "02_phase_clock_margin.csv"))}
         return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()},
-                   endpoints=pd.concat(endpoints, ignore_index=True) if endpoints else None)
+                   endpoints=pd.concat(endpoints, ignore_index=True) if endpoints else None, **optional)
 
 
 def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
@@ -264,6 +268,69 @@ def endpoints_table(endpoints: pd.DataFrame) -> str:
                            "Holm p", "MDD", "test-sampling SD", "seeds", "verdict", "decided by"], rows)
 
 
+def reproduction_table(endpoints: pd.DataFrame) -> str:
+    """What reproduces: one row per (comparison, endpoint), one column per cohort (and the twin contrast), each
+    cell the verdict with the difference and the criterion that decided it."""
+    cohorts = list(dict.fromkeys(endpoints.cohort))
+    rows = []
+    for (method, endpoint), group in endpoints.groupby(["method", "endpoint"], sort=False):
+        cells = []
+        for cohort in cohorts:
+            found = group[group.cohort == cohort]
+            if found.empty:
+                cells.append("not run")
+                continue
+            row = found.iloc[0]
+            cells.append("not computed" if row.verdict == "not computed" else
+                         f"**{row.verdict}** {row.difference:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], MDD {row.mdd:.3f} "
+                         f"({row.criterion})")
+        rows.append([f"{label(method)} − {label(group.baseline.iloc[0])}", endpoint, group.role.iloc[0], *cells])
+    return markdown_table(["comparison", "endpoint", "role", *cohorts], rows)
+
+
+def margin_sentences(margins: pd.DataFrame, cohort: str) -> list[str]:
+    """The phase-clock margin of each method in words (METHOD.md §4): whether its local features carry patient
+    information, judged by the t-interval over seeds."""
+    out = []
+    for row in margins.itertuples():
+        if row.n_seeds < 2 or not np.isfinite(row.ci_low):
+            what = "one seed: no interval"
+        elif row.ci_low > 0:
+            what = "above 0: the local features carry patient information"
+        elif row.ci_high < 0:
+            what = "below 0"
+        else:
+            what = "not distinguishable from 0: a phase clock"
+        out.append(f"{cohort} cohort, {label(row.method)}: phase-clock margin {row.margin:+.3f} [{row.ci_low:+.3f}, "
+                   f"{row.ci_high:+.3f}] over {int(row.n_seeds)} seed(s) (local loss {row.local_own:.3f} against the own CMR, "
+                   f"{row.local_other:.3f} against another patient's) — {what}.")
+    return out
+
+
+def training_section(cohorts: dict[str, ResultTables]) -> list[str]:
+    """Markdown lines: per cohort, the margins table, whether the learning curves flattened, and the geometry."""
+    parts = []
+    for cohort, tables in cohorts.items():
+        if tables.margins is not None and not tables.margins.empty:
+            rows = [[label(r.method), str(int(r.n_seeds)), f"{r.margin:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+                     f"{r.local_own:.3f}", f"{r.local_other:.3f}"] for r in tables.margins.itertuples()]
+            parts += [f"Phase-clock margins, {cohort} cohort (validation patients, last epoch):", "",
+                      markdown_table(["method", "seeds", "margin", "95% CI (t, over seeds)", "local loss vs own CMR",
+                                      "vs another patient's"], rows), ""]
+        if tables.runs is not None and not tables.runs.empty:
+            runs = tables.runs
+            flat = runs.flattened.dropna().astype(bool)
+            first = runs.iloc[0]
+            parts += [f"- {cohort} cohort: {len(runs)} contrastive runs of {int(runs.epochs.max())} epochs; learning curves "
+                      f"flattened (the last quarter of epochs brought < 10 % of the validation-loss improvement) in "
+                      f"{int(flat.sum())} of {len(flat)}; median late share {runs.late_share.median():.3f}.",
+                      f"- {cohort} cohort geometry: ECG tokens {first.token_ms:.0f} ms, K = {int(first.num_bins)} bins of "
+                      f"{first.median_bin_ms:.0f} ms at the median RR; {100 * first.narrow_bin_fraction:.1f} % of training "
+                      f"patients have bins narrower than a token; {100 * first.underfilled_fraction:.1f} % fill fewer than "
+                      f"80 % of their bins; soft-target σ {first.soft_sigma:.3f} cycles.", ""]
+    return parts
+
+
 def reference_sentences(probe: pd.DataFrame) -> list[str]:
     """What the reference rows bound: LVEF R² overall and within condition for each reference present."""
     full = probe[np.isclose(probe.fraction, probe.fraction.max()) & (probe.phenotype == "LVEF_pct")].set_index("method")
@@ -283,7 +350,10 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     context = context or {}
     probe = tables.probe
     full = float(probe.fraction.max())
+    cohort_label = context.get("cohort", "this")
+    cohorts = {cohort_label: tables, **({twin_label: twin} if twin is not None else {})}
     sentences = ([endpoint_sentence(row) for row in endpoints.itertuples()] if endpoints is not None else []) \
+        + [s for name, t in cohorts.items() if t.margins is not None for s in margin_sentences(t.margins, name)] \
         + reading(tables)
     parts = ["# Results: ECG-only phenotype prediction and retrieval", ""]
     if context:
@@ -295,9 +365,18 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
               "nothing is written by hand.", "",
               "## Reading", ""] + [f"- {s}" for s in sentences] + [""]
     if endpoints is not None and not endpoints.empty:
+        parts += ["## What reproduces", "",
+                  "Each PTACL variant against global-only on each pre-registered endpoint, per cohort (the null twin is the "
+                  "control: a gain there is a leak, not temporal alignment; the sham arm takes its phases from another "
+                  "patient's R peaks). Cells: verdict, difference [95% CI], minimal detectable difference, and the criterion "
+                  "that decided.", "", reproduction_table(endpoints), ""]
+    training = training_section(cohorts)
+    if training:
+        parts += ["## Training: phase-clock margins, learning curves, geometry", "", *training]
+    if endpoints is not None and not endpoints.empty:
         parts += ["## Pre-registered endpoints (`configs/endpoints.json`)", "",
                   "Each endpoint: the seed-mean difference with a 95% interval from a two-level bootstrap over test subjects "
-                  "and training seeds, a two-sided p-value Holm-adjusted across the list per cohort, and the minimal "
+                  "and training seeds, a two-sided p-value Holm-adjusted across the list per cohort and comparison, and the minimal "
                   f"detectable difference (MDD) at {endpoints.power.iloc[0]:.0%} power. A direction needs the interval to "
                   "exclude 0, the difference to exceed the seed margin and the Holm-adjusted p below "
                   f"α = {endpoints.alpha.iloc[0]}; the last column names the criterion that decided.",
@@ -328,6 +407,13 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
                "endpoints": json.loads(endpoints.to_json(orient="records")) if endpoints is not None else [],
                **{name: json.loads(getattr(tables, name).to_json(orient="records")) for name in
                   ("probe", "probe_differences", "retrieval", "retrieval_differences")}}
+    if endpoints is not None and not endpoints.empty:
+        primary = endpoints[(endpoints.role == "primary") & (endpoints.method == endpoints.method.iloc[0])]
+        payload["minimal_detectable_difference"] = {row.cohort: row.mdd for row in primary.itertuples()}
+        payload["sham"] = json.loads(endpoints[endpoints.method == "ptacl_sham"].to_json(orient="records"))
+    payload["phase_clock_margins"] = {name: json.loads(t.margins.to_json(orient="records"))
+                                      for name, t in cohorts.items() if t.margins is not None}
+    payload["runs"] = {name: json.loads(t.runs.to_json(orient="records")) for name, t in cohorts.items() if t.runs is not None}
     if twin is not None:
         payload[twin_label] = {name: json.loads(getattr(twin, name).to_json(orient="records")) for name in
                                ("probe", "probe_differences", "retrieval", "retrieval_differences")}
