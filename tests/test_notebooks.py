@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import nbformat
+import pandas as pd
 import pytest
 
 from ptacl_core import paths
@@ -75,8 +76,12 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert (tmp_path / "cache/index.csv").exists() and (tmp_path / "figures/01_cine_crops.png").exists()
     assert (tmp_path / "figures/02_phase_similarity.png").exists() and (tmp_path / "figures/tables/02_probe_r2.csv").exists()
     assert (tmp_path / "runs/ptacl_tiny_seed0_fast/checkpoints/last.pt").exists()
-    for method in ("mae_ecg", "supervised"):
+    for method in ("ptacl_cross", "ptacl_sham", "supervised"):  # the variants, the sham arm and the baseline
         assert (tmp_path / f"runs/{method}_tiny_seed0_fast/checkpoints/last.pt").exists()
+    assert not (tmp_path / "runs/null_twin/ptacl_sham_tiny_seed0_fast").exists()  # the twin: headline comparison only
+    assert (tmp_path / "figures/02_learning_curves.png").exists()
+    margins = pd.read_csv(tmp_path / "figures/tables/02_phase_clock_margin.csv")
+    assert {"ptacl", "global", "ptacl_cross", "ptacl_sham"} <= set(margins.method)
     tables = tmp_path / "figures/tables"
     for name in ("probe_summary", "probe_differences", "probe_predictions", "retrieval_summary", "retrieval_differences"):
         assert (tables / f"{name}.csv").exists(), name
@@ -90,6 +95,12 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert (tmp_path / "figures/null_twin/results.md").exists()
     endpoints = json.loads((tmp_path / "figures/results.json").read_text())["endpoints"]
     assert {e["cohort"] for e in endpoints} == {"physiological", "null twin", "physiological − null twin"}
+    assert {e["method"] for e in endpoints if e["cohort"] == "physiological"} == {"ptacl", "ptacl_cross", "ptacl_sham"}
+    assert {e["method"] for e in endpoints if e["cohort"] == "null twin"} == {"ptacl"}
+    payload = json.loads((tmp_path / "figures/results.json").read_text())
+    assert set(payload["phase_clock_margins"]) == {"physiological", "null twin"} and payload["sham"]
+    assert set(payload["minimal_detectable_difference"]) >= {"physiological", "null twin"}
+    assert "## What reproduces" in report and "Phase-clock margins, physiological cohort" in report
     for endpoint in endpoints:
         assert {"cohort", "endpoint", "comparison", "difference", "ci_low", "ci_high", "p_adjusted", "verdict", "criterion", "mdd"} <= set(endpoint)
     assert "## Pre-registered endpoints" in report and "R² within condition" in report and "null twin" in report
