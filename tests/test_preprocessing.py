@@ -371,6 +371,17 @@ def test_augmentations_keep_rpeaks_consistent_and_shapes():
     np.testing.assert_allclose(moved[0], moved[5])  # the same transform for every frame
 
 
+class _Replay:
+    """A stand-in for a numpy Generator whose ``uniform`` draws return given values in order."""
+
+    def __init__(self, values):
+        self.values = iter(values)
+
+    def uniform(self, low, high, size=None):
+        value = next(self.values)
+        return np.asarray(value).reshape(size) if size is not None else value
+
+
 def test_batched_augmentation_matches_the_per_subject_reference():
     """transform_cmr (one grid_sample for a batch) equals augment_cmr's per-subject affine with the same
     parameters; the ECG scaling and R peaks follow the per-subject rule."""
@@ -382,11 +393,8 @@ def test_batched_augmentation_matches_the_per_subject_reference():
     angle, zoom, shift, intensity = cmr_parameters(augmentation, np.random.default_rng(7), 4, 16)
     batched = transform_cmr(torch.from_numpy(cines), angle, zoom, shift, intensity).numpy()
     for i in range(4):
-        class Fixed:  # replays subject i's parameters through the per-subject reference
-            def uniform(self, low, high, size=None, _values=iter([np.degrees(angle[i]), zoom[i], shift[i] * 16 / 2.0, intensity[i]])):
-                value = next(_values)
-                return np.asarray(value).reshape(size) if size is not None else value
-        np.testing.assert_allclose(batched[i], augment_cmr(cines[i], augmentation, Fixed()), atol=1e-5)
+        replay = _Replay([np.degrees(angle[i]), zoom[i], shift[i] * 16 / 2.0, intensity[i]])  # subject i's draws
+        np.testing.assert_allclose(batched[i], augment_cmr(cines[i], augmentation, replay), atol=1e-5)
     ecg = torch.zeros(3, 12, 2500)
     rpeaks = [np.arange(100, 2500, 200)] * 3
     ecg[:, :, 100::200] = 1.0
