@@ -4,14 +4,15 @@ Rows, each in its own process (so the peak resident memory and the thread settin
 
 - ``tiny-v1``: the tiny model before issue 11 (600 ECG tokens of 1 lead x 200 ms, 400 cine tubelets of 12 px),
   the baseline, at the thread count torch picks by default;
-- ``tiny``: today's tiny preset (125 ECG tokens of 12 leads x 80 ms, 100 tubelets of 24 px) with the same threads,
-  and with one intra-op thread (what the trainer uses on a CPU by default: ``TrainConfig.threads``);
+- ``tiny``: today's tiny preset (100 ECG tokens of 12 leads x 100 ms, 100 tubelets of 24 px) with the same threads,
+  and (``tiny-1t``) with one intra-op thread (``TrainConfig.threads=1``, for a machine busy with other work);
 - ``paper``: ViT-B class, a few steps at a small batch, to size it, not to train on CPU.
 
 FLOPs per pair are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward + backward of the
 objective (matmuls, convolutions, attention; torch's own SDPA formulas, mapped onto the CPU flash-attention ops
-that the counter does not list). MFU is the achieved FLOP/s (FLOPs per step / step time) divided by
-a float32 2048 x 2048 matmul's FLOP/s measured in the same process with the same threads. Random inputs of the
+that the counter does not list). MFU here is the achieved FLOP/s (FLOPs per step / step time) divided by a float32
+2048 x 2048 matmul's FLOP/s measured in the same process with the same threads: utilisation of what this machine's
+BLAS attains, not of the CPU's theoretical peak (it reads higher than a datasheet MFU would). Random inputs of the
 preset's shapes; the median step of ``--steps`` after one warm-up step.
 
     python benchmarks/train_step.py [--steps 8] [--rows tiny-v1,tiny,tiny-1t,paper]
@@ -80,7 +81,8 @@ def measure(row: str, steps: int) -> dict:
         torch.set_num_threads(threads)
     model = TINY_V1 if model_name == "tiny-v1" else MODEL_PRESETS[model_name]
     preset = "paper" if model_name == "paper" else "tiny"
-    config = TrainConfig(method="ptacl", preset=preset, model=model)
+    config = TrainConfig(method="ptacl").with_overrides({"preset": preset})  # the preset's model and K
+    config = TrainConfig.from_dict({**config.to_dict(), "model": model.to_dict()})
     torch.manual_seed(0)
     objective = Objective(config, fs, (torch.zeros(10), torch.ones(10)))
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-4)
@@ -134,7 +136,7 @@ def main() -> None:
         print(f"{row:8s} {result['parameters_M']:6.2f} M params, batch {result['batch']:3d}, {result['threads']} thread(s): "
               f"{result['pairs_per_s']:7.1f} pairs/s ({result['step_s']:.3f} s/step), "
               f"{result['gflop_per_pair']:.3f} GFLOP/pair, {result['achieved_gflop_s']:6.1f} GFLOP/s vs matmul "
-              f"{result['matmul_gflop_s']:6.1f} -> MFU {100 * result['mfu']:4.1f} %, peak RSS {result['peak_rss_GB']:.2f} GB",
+              f"{result['matmul_gflop_s']:6.1f} -> MFU (vs measured matmul) {100 * result['mfu']:4.1f} %, peak RSS {result['peak_rss_GB']:.2f} GB",
               flush=True)
     if "tiny-v1" in results:
         base = results["tiny-v1"]["pairs_per_s"]

@@ -152,11 +152,12 @@ def phase_clock_margin(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Ten
     """Phase-clock margin (METHOD.md §4): the per-patient local loss of each ECG scored against *another*
     patient's CMR (patient i against i - 1, cyclically) minus against its own, for every variant alike.
 
-    Returns (own, other) per-patient losses, (B,) each (NaN where a patient has no valid bin pair); the margin is
-    ``other - own``: about 0 when the local features carry no patient information (a phase clock).
+    Both are scored on the bins valid for both patients (fewer candidates alone would lower a loss). Returns (own,
+    other) per-patient losses, (B,) each (NaN where a patient has no such bin); the margin is ``other - own``: about
+    0 when the local features carry no patient information (a phase clock).
     """
-    other_cmr, other_mask = u_cmr.roll(1, dims=0), mask & mask.roll(1, dims=0)
-    return _per_patient_loss(u_ecg, u_cmr, mask, temperature), _per_patient_loss(u_ecg, other_cmr, other_mask, temperature)
+    joint = mask & mask.roll(1, dims=0)
+    return _per_patient_loss(u_ecg, u_cmr, joint, temperature), _per_patient_loss(u_ecg, u_cmr.roll(1, dims=0), joint, temperature)
 
 
 def _per_patient_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:

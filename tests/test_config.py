@@ -138,3 +138,16 @@ def test_checkpoint_path_and_run_folder(tmp_path):
     assert checkpoint_path(run / "checkpoints" / "epoch3.pt") == run / "checkpoints" / "epoch3.pt"
     assert checkpoint_path(tmp_path / "weights") == tmp_path / "weights"  # a file without a suffix stays a file
     assert run_folder(run) == run and run_folder(run / "checkpoints" / "last.pt") == run.resolve()
+
+
+def test_the_presets_phase_bins_are_at_least_a_token_wide():
+    """Geometry (METHOD.md §4): each preset's K leaves a bin (RR / K) at least one ECG token wide at the default
+    cohort's median RR (0.9 s) and at 0.75 s (its 10th percentile)."""
+    from ptacl_core.geometry import check_geometry, phase_geometry
+
+    for name, preset in PRESETS.items():
+        model = MODEL_PRESETS[name]
+        fs = PreprocessConfig.preset(preprocessing_preset(name)).ecg.fs
+        token = model.ecg.patch_samples / fs
+        assert 0.75 / preset.num_bins >= token, name
+        check_geometry(phase_geometry(token, preset.num_bins, [0.9] * 10), name)

@@ -87,14 +87,16 @@ def _cross_patient_loop(u_e, u_c, mask, tau, sigma):
 
 
 def _margin_loop(u_e, u_c, mask, tau):
-    """Per patient: the one-hot K x K loss against its own CMR and against patient i - 1's (cyclically)."""
+    """Per patient: the one-hot K x K loss against its own CMR and against patient i - 1's (cyclically), on the bins
+    valid for both."""
     batch = u_e.shape[0]
     own, other = [], []
     for i in range(batch):
         j = (i - 1) % batch
-        own.append(_local_loop(u_e[i:i + 1], u_c[i:i + 1], mask[i:i + 1], tau, None))
-        joint = mask[i:i + 1] & mask[j:j + 1]
-        other.append(_local_loop(u_e[i:i + 1], u_c[j:j + 1], joint, tau, None) if joint.any() else torch.tensor(float("nan")))
+        joint = mask[i:i + 1] & mask[j:j + 1]  # both scored on the bins valid for both patients
+        nan = torch.tensor(float("nan"))
+        own.append(_local_loop(u_e[i:i + 1], u_c[i:i + 1], joint, tau, None) if joint.any() else nan)
+        other.append(_local_loop(u_e[i:i + 1], u_c[j:j + 1], joint, tau, None) if joint.any() else nan)
     return torch.stack(own), torch.stack(other)
 
 

@@ -186,3 +186,11 @@ def test_the_train_command_runs_ddp_under_torchrun(tiny_cache, tmp_path, method)
     rows = (tmp_path / "ddp/metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and np.isfinite(float(rows[1].split(",")[1]))
     assert torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=True)["epoch"] == 0
+
+
+def test_a_finished_run_resumes_whatever_its_thread_setting(tiny_cache, tmp_path):
+    """Execution settings (threads, workers, device) are not part of what a run is; the loss is."""
+    train(_config(tiny_cache, tmp_path, name="r", **{"optim.epochs": 1}), progress=False)
+    train(_config(tiny_cache, tmp_path, name="r", threads=1, **{"optim.epochs": 1}), progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train(_config(tiny_cache, tmp_path, name="r", **{"optim.epochs": 1, "loss.lam": 0.5}), progress=False)

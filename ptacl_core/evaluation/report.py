@@ -342,7 +342,8 @@ def reference_sentences(probe: pd.DataFrame) -> list[str]:
 
 
 def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None,
-                 endpoints: pd.DataFrame | None = None, twin: ResultTables | None = None, twin_label: str = "null twin") -> Path:
+                 endpoints: pd.DataFrame | None = None, twin: ResultTables | None = None, twin_label: str = "null twin",
+                 headline: str = "ptacl") -> Path:
     """Write ``results.md`` and ``results.json`` into ``out_dir``; returns the markdown path. endpoints: the
     finalized endpoint rows of every cohort (``endpoints.finalize``); twin: the null twin's tables, shown beside."""
     out_dir = Path(out_dir)
@@ -369,7 +370,8 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
                   "Each PTACL variant against global-only on each pre-registered endpoint, per cohort (the null twin is the "
                   "control: a gain there is a leak, not temporal alignment; the sham arm takes its phases from another "
                   "patient's R peaks). Cells: verdict, difference [95% CI], minimal detectable difference, and the criterion "
-                  "that decided.", "", reproduction_table(endpoints), ""]
+                  "that decided. Holm's adjustment runs over the endpoints of each comparison; the variants are "
+                  "secondary comparisons, not adjusted across one another.", "", reproduction_table(endpoints), ""]
     training = training_section(cohorts)
     if training:
         parts += ["## Training: phase-clock margins, learning curves, geometry", "", *training]
@@ -408,7 +410,7 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
                **{name: json.loads(getattr(tables, name).to_json(orient="records")) for name in
                   ("probe", "probe_differences", "retrieval", "retrieval_differences")}}
     if endpoints is not None and not endpoints.empty:
-        primary = endpoints[(endpoints.role == "primary") & (endpoints.method == endpoints.method.iloc[0])]
+        primary = endpoints[(endpoints.role == "primary") & (endpoints.method == headline)]
         payload["minimal_detectable_difference"] = {row.cohort: row.mdd for row in primary.itertuples()}
         payload["sham"] = json.loads(endpoints[endpoints.method == "ptacl_sham"].to_json(orient="records"))
     payload["phase_clock_margins"] = {name: json.loads(t.margins.to_json(orient="records"))

@@ -104,7 +104,9 @@ class TrainConfig:
                 base[key] = {**base[key], **value} if isinstance(value, dict) else value
             model = ModelConfig.from_dict(base)
         values["model"] = model
-        values["loss"] = LossConfig(**values.get("loss", {}))
+        loss = dict(values.get("loss", {}))
+        loss.setdefault("num_bins", lookup_preset(values.get("preset", "tiny")).num_bins)  # the preset's K
+        values["loss"] = LossConfig(**loss)
         values["optim"] = OptimConfig(**values.get("optim", {}))
         return cls(**values)
 

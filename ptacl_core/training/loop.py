@@ -145,7 +145,7 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     start_epoch = 0
     if runs.checkpoint_path(run_dir).exists():
         state = runs.read_checkpoint(run_dir, map_location=device)
-        if state["config"] != config.to_dict() | {"name": name}:
+        if not same_run(state["config"], config.to_dict() | {"name": name}):
             raise ValueError(f"{run_dir} holds a run with another config; use another name or delete it")
         objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
@@ -225,6 +225,20 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     return run_dir
 
 
+EXECUTION_KEYS = ("threads", "num_workers", "device")  # how a run executes, not what it trains
+
+
+def same_run(saved: dict, wanted: dict) -> bool:
+    """Whether a checkpoint's config is the wanted run's: compared after filling the saved config's missing keys
+    with today's defaults (``TrainConfig.from_dict``), ignoring execution settings (``EXECUTION_KEYS``)."""
+    try:
+        saved = TrainConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return False
+    return {k: v for k, v in saved.items() if k not in EXECUTION_KEYS} == {
+        k: v for k, v in wanted.items() if k not in EXECUTION_KEYS}
+
+
 def run_geometry(config: TrainConfig, cache: Cache, where: str = "") -> dict:
     """The phase geometry of this run's model on the cache's training patients (``ptacl_core.geometry``): refuses
     (``GeometryError``) bins narrower than an ECG token for the median patient when the run trains a local term."""
@@ -284,8 +298,8 @@ def evaluate_loss(objective: Objective, dataset: CacheDataset, batch_size: int, 
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss, _ = objective(batch)  # eval mode: each process scores its own batch (no DDP gather)
-            if contrastive:
-                features = objective.features(batch, local=True)
+            if contrastive:  # the true R peaks for every variant (the sham arm too): margins comparable across arms
+                features = objective.model.phase_embeddings(batch, objective.fs, objective.num_bins)
         if contrastive:
             own, other = phase_clock_margin(features.u_ecg.float(), features.u_cmr.float(), features.mask,
                                             objective.loss.local_loss.temperature)
