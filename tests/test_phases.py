@@ -72,14 +72,14 @@ def test_model_phase_embeddings_are_the_heads_of_the_bin_means():
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
     model = PTACLModel(MODEL_PRESETS["tiny"]).eval()
-    batch = {"ecg": torch.randn(2, 12, 2500), "cmr": torch.rand(2, 25, 48, 48),
+    batch = {"ecg": torch.randn(2, 12, 2500), "cmr": torch.rand(2, 24, 48, 48),
              "rpeaks": torch.tensor([[100, 320, 540, 760, 980, 1200, -1], [50, 300, 550, 800, 1050, 1300, 1550]])}
     with torch.no_grad():
         features = model.phase_embeddings(batch, 250.0, num_bins=10)
         ecg_tokens, ecg_pooled = model.ecg_encoder(batch["ecg"])
         cmr_tokens, cmr_pooled = model.cmr_encoder(batch["cmr"])
         times = model.ecg_encoder.token_times_s(2500, 250.0)
-        segments, frames, mask = phase_bin_means(ecg_tokens, times, batch["rpeaks"], 250.0, cmr_tokens, 1, 25, 10)
+        segments, frames, mask = phase_bin_means(ecg_tokens, times, batch["rpeaks"], 250.0, cmr_tokens, 2, 24, 10)
         normalise = torch.nn.functional.normalize
         assert torch.allclose(features.z_ecg, normalise(model.ecg_head(ecg_pooled), dim=-1))
         assert torch.allclose(features.z_cmr, normalise(model.cmr_head(cmr_pooled), dim=-1))

@@ -23,8 +23,8 @@ def test_encoder_shapes_and_token_times():
     assert tokens.shape == (2, 1, 100, 64) and pooled.shape == (2, 64)  # one token per 100 ms over all 12 leads
     times = model.ecg_encoder.token_times_s(2500, 250.0)
     assert times[0] == pytest.approx(0.05) and times[-1] == pytest.approx(9.95)
-    cine_tokens, cine_pooled = model.cmr_encoder(torch.rand(2, 25, 48, 48))
-    assert cine_tokens.shape == (2, 25, 4, 64) and cine_pooled.shape == (2, 64)
+    cine_tokens, cine_pooled = model.cmr_encoder(torch.rand(2, 24, 48, 48))
+    assert cine_tokens.shape == (2, 12, 4, 64) and cine_pooled.shape == (2, 64)  # tubelets of 2 frames x 24 px
     per_lead = EcgEncoder(EcgEncoderConfig(patch_samples=50, n_times=50, token_leads=1))  # MMCL's 1 x P patches
     assert per_lead(torch.randn(2, 12, 2500))[0].shape == (2, 12, 50, 64)
     with pytest.raises(ValueError, match="token_leads must divide"):
@@ -39,15 +39,15 @@ def test_checkpoint_runs_on_other_lengths_and_frame_counts():
     tokens, _ = model.ecg_encoder(torch.randn(1, 12, 2000))
     assert tokens.shape == (1, 1, 80, 64)
     cine_tokens, _ = model.cmr_encoder(torch.rand(1, 50, 72, 72))
-    assert cine_tokens.shape == (1, 50, 9, 64)
+    assert cine_tokens.shape == (1, 25, 9, 64)
 
 
 def test_patchify_roundtrip_order():
     encoder = CmrEncoder(MODEL_PRESETS["tiny"].cmr)
-    cine = torch.arange(25 * 48 * 48, dtype=torch.float32).reshape(1, 25, 48, 48)
+    cine = torch.arange(24 * 48 * 48, dtype=torch.float32).reshape(1, 24, 48, 48)
     patches = encoder.patchify(cine)  # (1, T', S', p*p)
-    assert patches.shape == (1, 25, 4, 576)
-    assert torch.equal(patches[0, 3, 3].reshape(24, 24), cine[0, 3, 24:48, 24:48])  # row 1, column 1 of the grid
+    assert patches.shape == (1, 12, 4, 1152)  # (frames, rows, columns) of a 2 x 24 x 24 tubelet
+    assert torch.equal(patches[0, 3, 3].reshape(2, 24, 24), cine[0, 6:8, 24:48, 24:48])  # row 1, column 1 of the grid
     ecg_encoder = EcgEncoder(MODEL_PRESETS["tiny"].ecg)
     ecg = torch.arange(12 * 2500, dtype=torch.float32).reshape(1, 12, 2500)
     patches = ecg_encoder.patchify(ecg)  # (1, 1, 100, 12 * 25): lead-major within a token

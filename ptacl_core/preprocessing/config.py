@@ -104,8 +104,8 @@ class PreprocessConfig:
 PRESETS: dict[str, PreprocessConfig] = {
     # The paper-scale setting: 500 Hz, 50 frames (UK Biobank's cine), 64 x 64 mid short-axis crops.
     "default": PreprocessConfig(),
-    # CPU training (tiny model preset): 250 Hz, 25 frames, 48 x 48 crops.
-    "tiny": PreprocessConfig(ecg=EcgConfig(fs=250, lowpass_hz=100.0), cmr=CmrConfig(size=48, n_frames=25)),
+    # CPU training (tiny model preset): 250 Hz, 24 frames (tubelets of 2), 48 x 48 crops.
+    "tiny": PreprocessConfig(ecg=EcgConfig(fs=250, lowpass_hz=100.0), cmr=CmrConfig(size=48, n_frames=24)),
     # Three short-axis slices (base, mid, apex) at the default resolution.
     "sa_three": PreprocessConfig(cmr=CmrConfig(view="sa_three")),
     # North American recordings: 60 Hz mains.

@@ -81,6 +81,12 @@ def check_compatible(config: TrainConfig, cache: Cache) -> None:
         problems.append(f"{size}-pixel crops are not a multiple of the patch ({model.cmr.patch_px} px)")
     if slices != model.cmr.in_slices:
         problems.append(f"the cache has {slices} slice(s) per cine, the model expects {model.cmr.in_slices}")
+    from ptacl_core.preprocessing.config import PreprocessConfig
+
+    expected_fs = PreprocessConfig.preset(preprocessing_preset(config.preset)).ecg.fs
+    if float(cache.config.ecg.fs) != float(expected_fs):  # the token width in ms, and so the phase geometry, follow fs
+        problems.append(f"the cache's ECG is at {cache.config.ecg.fs:g} Hz, the preset's preprocessing "
+                        f"({preprocessing_preset(config.preset)!r}) at {expected_fs:g} Hz")
     if problems:
         raise ValueError(f"cache {cache.folder} (preset {cache.config.to_dict()['cmr']}, ECG at {cache.config.ecg.fs} Hz) "
                          f"does not fit model preset {config.preset!r}: " + "; ".join(problems))
@@ -140,7 +146,9 @@ def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | N
     batch_size = config.optim.batch_size
     steps_per_epoch = max(len(train_set) // (batch_size * world), 1)
     parameters = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    # fused: one kernel for all parameters (CPU and CUDA) instead of a Python loop of small ops per parameter
+    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))
     scheduler = _schedule(optimizer, int(config.optim.warmup_epochs * steps_per_epoch), config.optim.epochs * steps_per_epoch)
     start_epoch = 0
     if runs.checkpoint_path(run_dir).exists():
