@@ -101,6 +101,8 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert set(payload["phase_clock_margins"]) == {"physiological", "null twin"} and payload["sham"]
     assert set(payload["minimal_detectable_difference"]) >= {"physiological", "null twin"}
     assert "## What reproduces" in report and "Phase-clock margins, physiological cohort" in report
+    heart_rate = pd.read_csv(tmp_path / "figures/tables/heart_rate_probe.csv")
+    assert {"global", "ptacl"} <= set(heart_rate.method) and "heart rate from the ECG embedding" in report
     for endpoint in endpoints:
         assert {"cohort", "endpoint", "comparison", "difference", "ci_low", "ci_high", "p_adjusted", "verdict", "criterion", "mdd"} <= set(endpoint)
     assert "## Pre-registered endpoints" in report and "R² within condition" in report and "null twin" in report

@@ -245,3 +245,18 @@ def test_a_phenotype_with_missing_labels_is_scored_on_the_shared_resamples_restr
         assert restricted["r2"][b] == pytest.approx(1 - np.sum((yb - pb) ** 2) / np.sum((yb - yb.mean()) ** 2))
         assert restricted["mae"][b] == pytest.approx(np.mean(np.abs(yb - pb)))
         assert restricted["pearson"][b] == pytest.approx(np.corrcoef(yb, pb)[0, 1])
+
+
+def test_heart_rate_probe_reads_the_rate_an_embedding_carries(tiny_cache):
+    """An embedding that is the heart rate (plus noise) probes to R² near 1; a random one near or below 0."""
+    from ptacl_core.evaluation.diagnostics import heart_rate_probe
+    from ptacl_core.geometry import median_rr_s
+    from ptacl_core.preprocessing.cache import Cache
+
+    cache = Cache.open(tiny_cache)
+    rate = 60.0 / median_rr_s([cache.rpeaks(i) for i in range(len(cache.index))], float(cache.config.ecg.fs))
+    rng = np.random.default_rng(0)
+    informative = np.stack([np.nan_to_num(rate, nan=60.0), rng.normal(size=len(rate))], 1)
+    table = heart_rate_probe({("rate", 0): informative, ("noise", 0): rng.normal(size=(len(rate), 2)),
+                              ("wrong_length", 0): np.zeros((3, 2))}, cache).set_index("method")
+    assert table.loc["rate", "r2"] > 0.95 and table.loc["noise", "r2"] < 0.3 and "wrong_length" not in table.index

@@ -191,5 +191,9 @@ def test_margins_runs_and_what_reproduces_reach_the_report(cohort, tmp_path):
     payload = json.loads((tmp_path / "out/results.json").read_text())
     assert payload["minimal_detectable_difference"] == {"physiological": 0.028, "null twin": 0.028}
     assert payload["sham"][0]["method"] == "ptacl_sham" and payload["phase_clock_margins"]["physiological"][0]["n_seeds"] == 3
+    tables.heart_rate = pd.DataFrame({"method": ["ptacl", "ptacl", "global", "global"], "seed": [0, 1, 0, 1],
+                                      "r2": [0.75, 0.73, 0.52, 0.56]})
+    text = write_report(tables, tmp_path / "out2", {"cohort": "null twin"}, endpoints).read_text()
+    assert "null twin cohort, heart rate from the ECG embedding" in text and "PTACL 0.740 ± 0.014 (2 seed(s))" in text
     assert late_share([3.0, 2.0, 1.5, 1.2, 1.1]) == pytest.approx(0.1 / 1.9)
     assert np.isnan(late_share([1.0, 1.0, 1.0, 1.0])) and np.isnan(late_share([2.0, 1.0]))

@@ -73,3 +73,28 @@ def same_phase_contrast(similarity: np.ndarray, mask: np.ndarray) -> tuple[float
     diagonal = np.array([np.diag(m)[v].mean() for m, v in zip(similarity, mask, strict=True)])
     off = np.array([m[vv & ~np.eye(len(m), dtype=bool)].mean() for m, vv in zip(similarity, valid, strict=True)])
     return float(diagonal.mean()), float(off.mean())
+
+
+def heart_rate_probe(embeddings: dict[tuple[str, int], np.ndarray], cache: Cache) -> pd.DataFrame:
+    """How well each ECG embedding encodes heart rate: test R² of a ridge probe (fitted on train, the probe of
+    ``probing.fit_ridge``) from the embedding to the heart rate of the cached R peaks (60 / median RR).
+
+    Heart rate shortens systole (Weissler), so it predicts time-to-ES on any cohort whose hearts share the ECG's
+    rate, the null twin included: a local loss that makes the embedding encode the beat timing can gain on the
+    temporal phenotypes without any electromechanical coupling. This table tells that channel apart.
+    embeddings: {(method, seed): (N, D) in cache order}. Returns rows method, seed, r2.
+    """
+    from ptacl_core.evaluation.probing import fit_ridge
+    from ptacl_core.geometry import median_rr_s
+
+    rate = 60.0 / median_rr_s([cache.rpeaks(i) for i in range(len(cache.index))], float(cache.config.ecg.fs))
+    split = cache.index.split.to_numpy()
+    train, test = (split == "train") & np.isfinite(rate), (split == "test") & np.isfinite(rate)
+    rows = []
+    for (method, seed), x in embeddings.items():
+        if len(x) != len(rate) or train.sum() < 5 or test.sum() < 2:
+            continue
+        predicted = fit_ridge(x[train], rate[train]).predict(x[test])
+        r2 = 1.0 - float(np.mean((predicted - rate[test]) ** 2) / np.var(rate[test]))
+        rows.append({"method": method, "seed": seed, "r2": r2})
+    return pd.DataFrame(rows, columns=["method", "seed", "r2"])

@@ -35,6 +35,7 @@ class ResultTables:
     endpoints: pd.DataFrame | None = None  # endpoint_rows of notebooks 03 and 04 (before Holm)
     runs: pd.DataFrame | None = None  # notebook 02's run table (training_summary.run_table)
     margins: pd.DataFrame | None = None  # notebook 02's phase-clock margins per method (training_summary.margin_table)
+    heart_rate: pd.DataFrame | None = None  # notebook 03's heart-rate probe per run (diagnostics.heart_rate_probe)
 
     @classmethod
     def read(cls, tables_dir: Path | str) -> ResultTables:
@@ -48,7 +49,8 @@ class ResultTables:
         endpoints = [pd.read_csv(path) for path in endpoint_files if path.exists()]
         endpoints = [frame for frame in endpoints if not frame.empty]
         optional = {key: pd.read_csv(tables_dir / name) if (tables_dir / name).exists() else None
-                    for key, name in (("runs", "02_runs.csv"), ("margins", "02_phase_clock_margin.csv"))}
+                    for key, name in (("runs", "02_runs.csv"), ("margins", "02_phase_clock_margin.csv"),
+                                      ("heart_rate", "heart_rate_probe.csv"))}
         return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()},
                    endpoints=pd.concat(endpoints, ignore_index=True) if endpoints else None, **optional)
 
@@ -307,6 +309,21 @@ def margin_sentences(margins: pd.DataFrame, cohort: str) -> list[str]:
     return out
 
 
+def heart_rate_sentences(heart_rate: pd.DataFrame, cohort: str, methods=("global", "ptacl", "ptacl_cross", "ptacl_sham")) -> list[str]:
+    """Heart rate decoded from each compared ECG embedding (test R², mean ± SD over seeds): the channel through which
+    a local loss can gain on time-to-ES without electromechanical coupling (it is shared by the null twin)."""
+    present = [m for m in methods if m in set(heart_rate.method)]
+    if not present:
+        return []
+    parts = []
+    for method in present:
+        values = heart_rate[heart_rate.method == method].r2
+        spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
+        parts.append(f"{label(method)} {values.mean():.3f}{spread} ({len(values)} seed(s))")
+    return [f"{cohort} cohort, heart rate from the ECG embedding (test R²; it predicts time-to-ES on any cohort whose "
+            f"hearts share the ECG's rate, the null twin included): {'; '.join(parts)}."]
+
+
 def training_section(cohorts: dict[str, ResultTables]) -> list[str]:
     """Markdown lines: per cohort, the margins table, whether the learning curves flattened, and the geometry."""
     parts = []
@@ -355,6 +372,7 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     cohorts = {cohort_label: tables, **({twin_label: twin} if twin is not None else {})}
     sentences = ([endpoint_sentence(row) for row in endpoints.itertuples()] if endpoints is not None else []) \
         + [s for name, t in cohorts.items() if t.margins is not None for s in margin_sentences(t.margins, name)] \
+        + [s for name, t in cohorts.items() if t.heart_rate is not None for s in heart_rate_sentences(t.heart_rate, name)] \
         + reading(tables)
     parts = ["# Results: ECG-only phenotype prediction and retrieval", ""]
     if context:
