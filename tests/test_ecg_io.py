@@ -172,3 +172,102 @@ def test_xml_with_a_nonsensical_sampling_rate_is_refused(tmp_path, rate):
         read_ukb_xml(_xml(tmp_path, f"<SampleRate>{rate}</SampleRate><Resolution>5</Resolution>" + _leads_xml(good)))
     with pytest.raises(EcgReadError, match="Resolution .* not a positive finite number"):
         read_ukb_xml(_xml(tmp_path, "<SampleRate>500</SampleRate><Resolution>-5</Resolution>" + _leads_xml(good)))
+
+
+# --- GE MUSE XML ---------------------------------------------------------------------------------------------
+
+MUSE = ("ecg/muse_xml/muse_ecg1.xml", "ecg/muse_xml/muse_ecg2.xml")
+
+
+def _lead(ecg, name):
+    return ecg.signal[LEAD_NAMES.index(name)].astype(np.float64)
+
+
+@pytest.mark.parametrize("name", MUSE)
+def test_muse_rhythm_and_median_read_with_the_four_limb_leads_derived(realdata, name):
+    from ptacl_core.io.ecg import read_muse_xml
+
+    ecg = read_ecg(realdata / name)  # chosen by the root element, the DOCTYPE's DTD never fetched
+    assert ecg.signal.shape == (12, 5000) and ecg.fs == 500.0
+    assert ecg.derived_leads == ("III", "aVR", "aVL", "aVF")
+    one, two = _lead(ecg, "I"), _lead(ecg, "II")
+    np.testing.assert_allclose(_lead(ecg, "III"), two - one, atol=1e-5)  # Einthoven
+    np.testing.assert_allclose(_lead(ecg, "aVR") + _lead(ecg, "aVL") + _lead(ecg, "aVF"), 0.0, atol=1e-5)  # Goldberger
+    np.testing.assert_allclose(_lead(ecg, "aVF"), two - one / 2, atol=1e-5)
+    peak_to_peak = np.ptp(ecg.signal, axis=1)
+    assert np.all(peak_to_peak > 0.05) and np.all(peak_to_peak < 10.0)  # 4.88 µV per bit -> mV
+    median = read_muse_xml(realdata / name, "median")
+    assert median.signal.shape == (12, 600) and median.fs == 500.0
+
+
+def test_muse_samples_are_the_base64_int16_times_the_amplitude_per_bit(realdata):
+    """Lead V2 by hand: base64 -> little-endian int16 -> x 4.88 µV."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(realdata / MUSE[0]).getroot()
+    rhythm = next(w for w in root.findall("Waveform") if w.findtext("WaveformType") == "Rhythm")
+    v2 = next(d for d in rhythm.findall("LeadData") if d.findtext("LeadID") == "V2")
+    counts = np.frombuffer(base64.b64decode("".join(v2.findtext("WaveFormData").split())), dtype="<i2")
+    expected = counts * float(v2.findtext("LeadAmplitudeUnitsPerBit")) / 1000.0
+    np.testing.assert_allclose(_lead(read_ecg(realdata / MUSE[0]), "V2"), expected, rtol=1e-6)
+
+
+def _edited_muse(realdata, tmp_path, edit, name="edited.xml"):
+    """A copy of a MUSE file with ``edit`` applied to its Rhythm waveform (the part read by default)."""
+    text = (realdata / MUSE[0]).read_text(encoding="iso-8859-1")
+    rhythm = text.index("<WaveformType>Rhythm</WaveformType>")
+    path = tmp_path / name
+    path.write_text(text[:rhythm] + edit(text[rhythm:]), encoding="iso-8859-1")
+    return path
+
+
+def test_muse_bad_inputs_name_the_file_and_the_problem(realdata, tmp_path):
+    import re
+
+    def truncate_v1(text):  # cut the first lead V1's base64 short (a broken transfer)
+        start = text.index("<LeadID>V1</LeadID>")
+        data = text.index("<WaveFormData>", start) + len("<WaveFormData>")
+        return text[:data] + text[data:data + 400] + text[text.index("</WaveFormData>", data):]
+
+    cases = [
+        (truncate_v1, "lead V1: .*(bytes of samples, the header says|not valid base64)"),
+        (lambda t: t.replace("<LeadID>V3</LeadID>", "<LeadID>X9</LeadID>"), "missing lead.*V3"),
+        (lambda t: t.replace("<LeadAmplitudeUnits>MICROVOLTS</LeadAmplitudeUnits>",
+                             "<LeadAmplitudeUnits>FURLONGS</LeadAmplitudeUnits>", 1), "unknown LeadAmplitudeUnits 'FURLONGS'"),
+        (lambda t: t.replace("<WaveformType>Rhythm</WaveformType>", "<WaveformType>Other</WaveformType>"),
+         "no <Waveform> of type Rhythm"),
+        (lambda t: re.sub(r"<SampleBase>500</SampleBase>", "<SampleBase>-500</SampleBase>", t, count=1), "sampling rate"),
+        (lambda t: t.replace("<WaveFormData>", "<WaveFormData>!!", 1), "not valid base64"),
+    ]
+    for index, (edit, message) in enumerate(cases):
+        path = _edited_muse(realdata, tmp_path, edit, f"bad{index}.xml")
+        with pytest.raises(EcgReadError, match=message) as caught:
+            read_ecg(path)
+        assert str(path) in str(caught.value)
+
+
+def test_xml_entity_expansion_is_refused_before_parsing(tmp_path):
+    bomb = tmp_path / "bomb.xml"
+    entities = "".join(f'<!ENTITY e{i} "&e{i - 1};&e{i - 1};&e{i - 1};&e{i - 1};">' for i in range(1, 12))
+    bomb.write_text(f'<?xml version="1.0"?><!DOCTYPE RestingECG [<!ENTITY e0 "lol">{entities}]><RestingECG>&e11;</RestingECG>')
+    with pytest.raises(EcgReadError, match="declares entities"):
+        read_ecg(bomb)
+    external = tmp_path / "external.xml"
+    external.write_text('<?xml version="1.0"?><!DOCTYPE RestingECG [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                        "<RestingECG>&x;</RestingECG>")
+    with pytest.raises(EcgReadError, match="declares entities"):
+        read_ecg(external)
+
+
+def test_xml_is_recognised_by_its_root_element_not_its_extension(realdata, tmp_path):
+    renamed = tmp_path / "exported_ecg.txt"
+    renamed.write_bytes((realdata / MUSE[1]).read_bytes())
+    assert read_ecg(renamed).derived_leads == ("III", "aVR", "aVL", "aVF")
+    ukb = tmp_path / "ukb_export.dat.xml"
+    ukb.write_bytes((realdata / "ecg/ukb_xml/ukbb_scrubbed.xml").read_bytes())
+    assert read_ecg(ukb).derived_leads == ()
+    other = tmp_path / "other.xml"
+    other.write_text("<?xml version='1.0'?><SomethingElse/>")
+    with pytest.raises(EcgReadError, match="no <StripData>"):
+        read_ecg(other)

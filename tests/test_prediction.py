@@ -235,3 +235,11 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path):
     with pytest.raises(PredictionError, match="not a loadable checkpoint"):
         Predictor.from_run(run)
     assert not marker.exists()
+
+
+def test_predict_reads_ge_muse_exports(trained_runs, realdata, tmp_path):
+    """Hospital archives export GE MUSE XML: predict reads it (8 stored leads, 4 derived) like any other ECG."""
+    predictor = Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path)
+    files = [realdata / "ecg/muse_xml/muse_ecg1.xml", realdata / "ecg/muse_xml/muse_ecg2.xml"]
+    predictions, _ = predictor.predict(files, top=1)
+    assert list(predictions.status) == ["ok", "ok"] and np.isfinite(predictions.LVEF_pct.to_numpy(dtype=float)).all()

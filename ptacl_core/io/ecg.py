@@ -1,8 +1,11 @@
 """Read resting 12-lead ECGs into ``(12, L)`` arrays in mV, in the kit's lead order.
 
 Sources: WFDB records (``.hea`` + ``.dat``/``.mat``, any rate, any lead order, extra channels ignored,
-unit strings in any case) and UK Biobank CardioSoft XML (field 20205: the 10 s ``StripData`` and the
-1.2 s ``MedianSamples``, scaled by ``Resolution`` in µV per LSB).
+unit strings in any case), UK Biobank CardioSoft XML (field 20205: the 10 s ``StripData`` and the
+1.2 s ``MedianSamples``, scaled by ``Resolution`` in µV per LSB) and GE MUSE XML (``<RestingECG>``: base64
+int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived).
+XML is told apart by its root element, not its extension, and parsed without entity declarations (a file that
+declares any is refused: no entity expansion) and without fetching a DTD.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Ecg:
     signal: np.ndarray
     fs: float
     source: str
+    derived_leads: tuple[str, ...] = ()  # leads computed from others (MUSE stores I, II, V1-V6 only)
 
     @property
     def leads(self) -> tuple[str, ...]:
@@ -100,6 +104,27 @@ def _checked_rate(fs, path: Path) -> float:
     return fs
 
 
+MAX_XML_BYTES = 64 * 1024 * 1024  # a resting-ECG export is < 1 MB; refuse anything absurdly larger
+
+
+def _xml_root(path: Path) -> ET.Element:
+    """Parse an XML file safely: no entity declarations (billion-laughs style expansion refused before parsing),
+    no DTD fetched (ElementTree never loads external DTDs), a size bound; a clear error otherwise."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_XML_BYTES:
+            raise EcgReadError(path, f"{size / 1e6:.0f} MB is too large for a resting-ECG XML export")
+        data = path.read_bytes()
+    except OSError as error:
+        raise EcgReadError(path, f"cannot read the file ({error})") from error
+    if b"<!ENTITY" in data:
+        raise EcgReadError(path, "the XML declares entities (refused: entity expansion is not allowed)")
+    try:
+        return ET.fromstring(data)  # the XML declaration gives its encoding (ISO-8859-1)
+    except (ET.ParseError, LookupError, ValueError) as error:
+        raise EcgReadError(path, f"not readable as XML ({error})") from error
+
+
 def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
     """Read a UK Biobank CardioSoft XML export (field 20205).
 
@@ -110,10 +135,7 @@ def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
     section = {"strip": "StripData", "median": "MedianSamples"}.get(part)
     if section is None:
         raise ValueError(f"part must be 'strip' or 'median', not {part!r}")
-    try:
-        root = ET.parse(path).getroot()  # the XML declaration gives its encoding (ISO-8859-1)
-    except (ET.ParseError, OSError) as error:
-        raise EcgReadError(path, f"not readable as XML ({error})") from error
+    root = _xml_root(path)
     node = root.find(f".//{section}")
     if node is None:
         raise EcgReadError(path, f"no <{section}> element: not a CardioSoft resting-ECG export?")
@@ -142,14 +164,117 @@ def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
     return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path))
 
 
-def read_ecg(path: Path | str) -> Ecg:
-    """Read any supported ECG file, choosing the reader by its extension."""
+_MUSE_UNITS_TO_MV = {"MICROVOLTS": 1e-3, "MILLIVOLTS": 1.0, "VOLTS": 1e3}
+
+
+def derive_limb_leads(channels: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """Add III, aVR, aVL and aVF computed from I and II (Einthoven: III = II - I; Goldberger: aVR = -(I + II) / 2,
+    aVL = I - II / 2, aVF = II - I / 2) where missing; returns the names added."""
+    lead_i, lead_ii = channels["I"], channels["II"]
+    formulas = {"III": lead_ii - lead_i, "aVR": -(lead_i + lead_ii) / 2, "aVL": lead_i - lead_ii / 2,
+                "aVF": lead_ii - lead_i / 2}
+    added = tuple(name for name in formulas if name not in channels)
+    for name in added:
+        channels[name] = formulas[name]
+    return added
+
+
+def read_muse_xml(path: Path | str, part: str = "strip") -> Ecg:
+    """Read a GE MUSE resting-ECG XML export (``<RestingECG>``, MUSE 8 and 9 layouts).
+
+    part: ``"strip"`` for the ``Rhythm`` waveform (10 s), ``"median"`` for the ``Median`` beat. Each lead's
+    ``WaveFormData`` is base64 of little-endian int16, scaled by ``LeadAmplitudeUnitsPerBit`` in
+    ``LeadAmplitudeUnits``; the rate is ``SampleBase`` x 10^``SampleExponent``. MUSE stores 8 leads (I, II,
+    V1-V6): III, aVR, aVL and aVF are derived and named in ``Ecg.derived_leads``.
+    """
+    import base64
+    import binascii
+
     path = Path(path)
-    if path.suffix.lower() == ".xml":
+    kind = {"strip": "Rhythm", "median": "Median"}.get(part)
+    if kind is None:
+        raise ValueError(f"part must be 'strip' or 'median', not {part!r}")
+    root = _xml_root(path)
+    if root.tag != "RestingECG":
+        raise EcgReadError(path, f"root element <{root.tag}>, not <RestingECG>: not a GE MUSE export")
+    waveform = next((w for w in root.findall("Waveform") if (w.findtext("WaveformType") or "").strip() == kind), None)
+    if waveform is None:
+        found = [w.findtext("WaveformType") for w in root.findall("Waveform")]
+        raise EcgReadError(path, f"no <Waveform> of type {kind} (found {found})")
+    try:
+        fs = float(waveform.findtext("SampleBase")) * 10.0 ** float(waveform.findtext("SampleExponent") or 0)
+    except (TypeError, ValueError) as error:
+        raise EcgReadError(path, f"{kind} waveform lacks a numeric SampleBase/SampleExponent") from error
+    fs = _checked_rate(fs, path)
+    channels: dict[str, np.ndarray] = {}
+    for lead_data in waveform.findall("LeadData"):
+        name = (lead_data.findtext("LeadID") or "").strip()
+        lead = canonical_lead_name(name)
+        if lead is None or lead in channels:
+            continue
+        units = (lead_data.findtext("LeadAmplitudeUnits") or "MICROVOLTS").strip().upper()
+        if units not in _MUSE_UNITS_TO_MV:
+            raise EcgReadError(path, f"lead {name}: unknown LeadAmplitudeUnits {units!r}; expected {sorted(_MUSE_UNITS_TO_MV)}")
+        try:
+            per_bit = float(lead_data.findtext("LeadAmplitudeUnitsPerBit"))
+        except (TypeError, ValueError) as error:
+            raise EcgReadError(path, f"lead {name}: no numeric LeadAmplitudeUnitsPerBit") from error
+        if not np.isfinite(per_bit) or per_bit <= 0:
+            raise EcgReadError(path, f"lead {name}: LeadAmplitudeUnitsPerBit {per_bit!r} is not a positive finite number")
+        text = "".join((lead_data.findtext("WaveFormData") or "").split())
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise EcgReadError(path, f"lead {name}: WaveFormData is not valid base64 ({error})") from error
+        expected_bytes = lead_data.findtext("LeadByteCountTotal")
+        if expected_bytes is not None and expected_bytes.strip().isdigit() and int(expected_bytes) != len(raw):
+            raise EcgReadError(path, f"lead {name}: {len(raw)} bytes of samples, the header says {int(expected_bytes)} "
+                                     "(truncated?)")
+        if len(raw) % 2:
+            raise EcgReadError(path, f"lead {name}: an odd number of bytes ({len(raw)}) for int16 samples")
+        channels[lead] = np.frombuffer(raw, dtype="<i2").astype(np.float64) * per_bit * _MUSE_UNITS_TO_MV[units]
+    if not channels:
+        raise EcgReadError(path, f"the {kind} waveform holds no recognised lead")
+    lengths = {lead: len(values) for lead, values in channels.items()}
+    if len(set(lengths.values())) > 1:
+        raise EcgReadError(path, f"leads have different lengths: {lengths}")
+    if "I" not in channels or "II" not in channels:
+        raise EcgReadError(path, f"missing lead(s) {', '.join(x for x in ('I', 'II') if x not in channels)}; found {sorted(channels)}")
+    derived = derive_limb_leads(channels)
+    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+
+
+def _xml_kind(path: Path) -> str | None:
+    """'muse' or 'ukb' from the root element of an XML file (its first 4 kB), None when it is not one of them."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    import re
+
+    body = re.sub(rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", b"", head, flags=re.DOTALL)
+    match = re.match(rb"\s*<([A-Za-z_][\w.:-]*)", body)
+    if match is None:  # XML whose root lies beyond the first 4 kB, or not XML at all
+        return "xml" if head.lstrip().startswith(b"<") else None
+    return {b"RestingECG": "muse", b"CardiologyXML": "ukb"}.get(match.group(1), "xml")
+
+
+def read_ecg(path: Path | str) -> Ecg:
+    """Read any supported ECG file: XML by its root element (GE MUSE or UK Biobank CardioSoft), else WFDB by
+    extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in {".hea", ".dat", ".mat"} or (suffix == "" and Path(str(path) + ".hea").exists()):
+        return read_wfdb(path.with_suffix(".hea") if suffix else path)
+    kind = _xml_kind(path) if path.is_file() else None
+    if kind == "muse":
+        return read_muse_xml(path)
+    if kind in ("ukb", "xml"):  # a CardioSoft export, or XML of another kind (read_ukb_xml names what is missing)
         return read_ukb_xml(path)
-    if path.suffix.lower() in {".hea", ".dat", ".mat", ""}:
-        return read_wfdb(path.with_suffix(".hea") if path.suffix else path)
-    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea) or UK Biobank XML")
+    if suffix == "":
+        return read_wfdb(path)
+    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), GE MUSE XML or UK Biobank XML")
 
 
 def write_wfdb(record_path: Path | str, signal_mv: np.ndarray, fs: float, lead_names=LEAD_NAMES,
