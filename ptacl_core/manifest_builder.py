@@ -2,7 +2,7 @@
 
 Two layouts:
 
-- kit layout: ``ecg/<id>.hea|.xml`` and ``cmr/<id>*.nii.gz`` (optional ``cmr/<id>*_seg*.nii.gz`` masks),
+- kit layout: ``ecg/<id>.hea|.xml|.dcm`` and ``cmr/<id>*.nii.gz`` (optional ``cmr/<id>*_seg*.nii.gz`` masks),
   ``cmr/<id>/`` DICOM folders or ``cmr/<id>*.zip``;
 - UK Biobank bulk layout: ``<eid>_20205_2_0.xml`` (ECG) and ``<eid>_20209_2_0.zip`` (short-axis CMR) anywhere
   below the folder.
@@ -40,7 +40,7 @@ def _pick(candidates: list[Path], prefer: str) -> Path | str:
 def _kit_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
     ecg: dict[str, Path] = {}
     for path in sorted((cohort_dir / "ecg").glob("*")):
-        if path.suffix.lower() in (".hea", ".xml"):
+        if path.suffix.lower() in (".hea", ".xml", ".dcm"):  # WFDB, MUSE/CardioSoft XML, DICOM waveform
             ecg.setdefault(path.stem, path)
     by_length = sorted(ecg, key=len, reverse=True)
     cmr_candidates: dict[str, list[Path]] = {}

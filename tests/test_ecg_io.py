@@ -271,3 +271,78 @@ def test_xml_is_recognised_by_its_root_element_not_its_extension(realdata, tmp_p
     other.write_text("<?xml version='1.0'?><SomethingElse/>")
     with pytest.raises(EcgReadError, match="no <StripData>"):
         read_ecg(other)
+
+
+# --- DICOM 12-lead ECG waveform ----------------------------------------------------------------------------
+
+def _dicom_ecg_path():
+    from pydicom.data import get_testdata_file
+
+    return get_testdata_file("waveform_ecg.dcm")  # a real 12-lead ECG that pydicom ships
+
+
+def test_dicom_ecg_rhythm_and_median_groups_read_in_mv():
+    import pydicom
+
+    from ptacl_core.io.ecg import read_dicom_ecg
+
+    path = _dicom_ecg_path()
+    ecg = read_ecg(path)
+    assert ecg.signal.shape == (12, 10000) and ecg.fs == 1000.0 and ecg.derived_leads == ()
+    dataset = pydicom.dcmread(path)
+    raw = dataset.waveform_array(0)  # pydicom's own scaling, in µV for this file
+    np.testing.assert_allclose(ecg.signal[LEAD_NAMES.index("V3")], raw[:, 8] / 1000.0, rtol=1e-6)
+    one, two, three = (ecg.signal[LEAD_NAMES.index(n)].astype(np.float64) for n in ("I", "II", "III"))
+    assert np.corrcoef(three, two - one)[0, 1] > 0.99  # stored leads obey Einthoven (within the device's rounding)
+    peak_to_peak = np.ptp(ecg.signal, axis=1)
+    assert np.all(peak_to_peak > 0.05) and np.all(peak_to_peak < 10.0)
+    assert read_dicom_ecg(path, "median").signal.shape == (12, 1200)
+
+
+def test_dicom_ecg_is_recognised_by_content_and_bad_files_are_named(tmp_path):
+    import shutil
+
+    import pydicom
+
+    renamed = tmp_path / "ecg_export"  # no extension: the DICM signature decides
+    shutil.copy(_dicom_ecg_path(), renamed)
+    assert read_ecg(renamed).signal.shape == (12, 10000)
+    dataset = pydicom.dcmread(_dicom_ecg_path())
+    dataset.WaveformSequence[0].ChannelDefinitionSequence[0].ChannelSensitivityUnitsSequence[0].CodeValue = "furlong"
+    bad_units = tmp_path / "units.dcm"
+    dataset.save_as(bad_units)
+    with pytest.raises(EcgReadError, match="sensitivity units 'furlong'"):
+        read_ecg(bad_units)
+    dataset = pydicom.dcmread(_dicom_ecg_path())
+    for group in dataset.WaveformSequence:
+        group.ChannelDefinitionSequence[1].ChannelSourceSequence[0].CodeMeaning = "Lead X"
+    no_lead_ii = tmp_path / "no_ii.dcm"
+    dataset.save_as(no_lead_ii)
+    with pytest.raises(EcgReadError, match=r"no_ii.dcm: missing lead\(s\) II"):
+        read_ecg(no_lead_ii)
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(open(_dicom_ecg_path(), "rb").read()[:20000])
+    with pytest.raises(EcgReadError, match="truncated.dcm"):
+        read_ecg(truncated)
+    image = tmp_path / "image.dcm"
+    from pydicom.data import get_testdata_file
+
+    shutil.copy(get_testdata_file("CT_small.dcm"), image)
+    with pytest.raises(EcgReadError, match="no WaveformSequence"):
+        read_ecg(image)
+
+
+def test_dicom_limb_leads_are_derived_when_only_i_and_ii_are_stored(tmp_path):
+    """A device that stores 8 leads: III, aVR, aVL and aVF are computed from I and II."""
+    import pydicom
+
+    dataset = pydicom.dcmread(_dicom_ecg_path())
+    for group in dataset.WaveformSequence:
+        for index in (2, 3, 4, 5):  # III, aVR, aVL, aVF relabelled as unknown channels
+            group.ChannelDefinitionSequence[index].ChannelSourceSequence[0].CodeMeaning = f"Aux {index}"
+    path = tmp_path / "eight.dcm"
+    dataset.save_as(path)
+    ecg = read_ecg(path)
+    assert ecg.derived_leads == ("III", "aVR", "aVL", "aVF")
+    one, two = (ecg.signal[LEAD_NAMES.index(n)].astype(np.float64) for n in ("I", "II"))
+    np.testing.assert_allclose(ecg.signal[LEAD_NAMES.index("aVL")], one - two / 2, atol=1e-5)

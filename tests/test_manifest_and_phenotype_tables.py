@@ -224,3 +224,21 @@ def test_several_cmr_files_prefer_short_axis_or_are_reported(tmp_path):
     rows, problems = build_manifest(tmp_path)
     assert [(r["subject_id"], r["cmr"]) for r in rows] == [("S1", "cmr/S1_sa.nii.gz")]
     assert problems[0][0] == "S2" and "several candidate files" in problems[0][2]
+
+
+def test_kit_layout_lists_muse_and_dicom_ecgs(tmp_path, realdata):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from ptacl_core.manifest_builder import build_manifest
+
+    (tmp_path / "ecg").mkdir()
+    (tmp_path / "cmr").mkdir()
+    shutil.copy(realdata / "ecg/muse_xml/muse_ecg1.xml", tmp_path / "ecg/p001.xml")
+    shutil.copy(get_testdata_file("waveform_ecg.dcm"), tmp_path / "ecg/p002.dcm")
+    for subject in ("p001", "p002"):
+        (tmp_path / f"cmr/{subject}_sa").mkdir()  # a DICOM series folder each (empty: only listing is tested)
+    rows, _ = build_manifest(tmp_path)
+    found = {row["subject_id"]: row["ecg"] for row in rows}
+    assert found.get("p001", "").endswith("p001.xml") and found.get("p002", "").endswith("p002.dcm"), rows

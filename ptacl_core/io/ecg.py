@@ -3,7 +3,8 @@
 Sources: WFDB records (``.hea`` + ``.dat``/``.mat``, any rate, any lead order, extra channels ignored,
 unit strings in any case), UK Biobank CardioSoft XML (field 20205: the 10 s ``StripData`` and the
 1.2 s ``MedianSamples``, scaled by ``Resolution`` in µV per LSB) and GE MUSE XML (``<RestingECG>``: base64
-int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived).
+int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived)
+and DICOM ECG waveforms (Waveform Sequence, read through pydicom, recognised by the DICM signature).
 XML is told apart by its root element, not its extension, and parsed without entity declarations (a file that
 declares any is refused: no entity expansion) and without fetching a DTD.
 """
@@ -244,6 +245,73 @@ def read_muse_xml(path: Path | str, part: str = "strip") -> Ecg:
     return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
 
 
+_DICOM_UNITS_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3}
+
+
+def read_dicom_ecg(path: Path | str, part: str = "strip") -> Ecg:
+    """Read a DICOM 12-lead ECG waveform (Waveform Sequence; e.g. SOP class 12-Lead ECG Waveform Storage).
+
+    part: ``"strip"`` picks the rhythm multiplex group (labelled RHYTHM, else the longest), ``"median"`` the one
+    labelled MEDIAN. Samples are pydicom's ``waveform_array`` (sensitivity, correction factor and baseline
+    applied) in each channel's sensitivity units (uV, mV or V); channel labels come from the channel source
+    sequence. Missing limb leads are derived from I and II as for MUSE.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    if part not in ("strip", "median"):
+        raise ValueError(f"part must be 'strip' or 'median', not {part!r}")
+    try:
+        dataset = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as error:
+        raise EcgReadError(path, f"not readable as DICOM ({type(error).__name__}: {error})") from error
+    groups = list(dataset.get("WaveformSequence", []))
+    if not groups:
+        raise EcgReadError(path, "no WaveformSequence: not a DICOM ECG waveform")
+    labels = [str(g.get("MultiplexGroupLabel", "")).upper() for g in groups]
+    if part == "median":
+        chosen = next((i for i, label in enumerate(labels) if "MEDIAN" in label), None)
+        if chosen is None:
+            raise EcgReadError(path, f"no median-beat multiplex group (groups: {labels})")
+    else:
+        chosen = next((i for i, label in enumerate(labels) if "RHYTHM" in label), None)
+        if chosen is None:  # the longest group is the rhythm strip
+            durations = [float(g.NumberOfWaveformSamples) / float(g.SamplingFrequency) for g in groups]
+            chosen = int(np.argmax(durations))
+    group = groups[chosen]
+    fs = _checked_rate(group.get("SamplingFrequency", float("nan")), path)
+    try:
+        samples = dataset.waveform_array(chosen)  # (samples, channels), physical values
+    except Exception as error:  # pydicom raises assorted errors on truncated or inconsistent waveform data
+        raise EcgReadError(path, f"waveform group {chosen} unreadable ({type(error).__name__}: {error})") from error
+    channels: dict[str, np.ndarray] = {}
+    for index, channel in enumerate(group.ChannelDefinitionSequence):
+        source = channel.get("ChannelSourceSequence", [None])[0]
+        name = str(source.get("CodeMeaning", "")) if source is not None else ""
+        lead = canonical_lead_name(name)
+        if lead is None or lead in channels:
+            continue
+        units_item = channel.get("ChannelSensitivityUnitsSequence", [None])[0]
+        unit = str(units_item.get("CodeValue", "")).strip().lower() if units_item is not None else ""
+        if unit not in _DICOM_UNITS_TO_MV:
+            raise EcgReadError(path, f"channel {name!r}: sensitivity units {unit or 'missing'!r}; expected uV, mV or V")
+        channels[lead] = samples[:, index].astype(np.float64) * _DICOM_UNITS_TO_MV[unit]
+    if "I" not in channels or "II" not in channels:
+        raise EcgReadError(path, f"missing lead(s) {', '.join(x for x in ('I', 'II') if x not in channels)}; found {sorted(channels)}")
+    derived = derive_limb_leads(channels)
+    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+
+
+def _is_dicom(path: Path) -> bool:
+    """DICOM Part 10: the 4 bytes "DICM" after a 128-byte preamble."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def _xml_kind(path: Path) -> str | None:
     """'muse' or 'ukb' from the root element of an XML file (its first 4 kB), None when it is not one of them."""
     try:
@@ -267,6 +335,8 @@ def read_ecg(path: Path | str) -> Ecg:
     suffix = path.suffix.lower()
     if suffix in {".hea", ".dat", ".mat"} or (suffix == "" and Path(str(path) + ".hea").exists()):
         return read_wfdb(path.with_suffix(".hea") if suffix else path)
+    if path.is_file() and (suffix == ".dcm" or _is_dicom(path)):
+        return read_dicom_ecg(path)
     kind = _xml_kind(path) if path.is_file() else None
     if kind == "muse":
         return read_muse_xml(path)
@@ -274,7 +344,8 @@ def read_ecg(path: Path | str) -> Ecg:
         return read_ukb_xml(path)
     if suffix == "":
         return read_wfdb(path)
-    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), GE MUSE XML or UK Biobank XML")
+    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), DICOM waveform, GE MUSE XML or "
+                             "UK Biobank XML")
 
 
 def write_wfdb(record_path: Path | str, signal_mv: np.ndarray, fs: float, lead_names=LEAD_NAMES,
