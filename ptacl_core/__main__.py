@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="CMR phenotypes and the nearest gallery patients from ECG files alone")
     predict.add_argument("--run", required=True, type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
-    predict.add_argument("files", nargs="+", type=Path, help="ECG files: WFDB (.hea/.dat/.mat or the record name), DICOM waveform, GE MUSE XML or UK Biobank XML")
+    predict.add_argument("files", nargs="+", type=Path, help="ECG files: WFDB (.hea/.dat/.mat or the record name), DICOM waveform, GE MUSE XML, HL7 aECG or UK Biobank XML")
     predict.add_argument("--cache", type=Path, help="the cache the probes are fitted on (default: the run's training cache)")
     predict.add_argument("--top", type=_positive_int, default=3, help="nearest gallery patients to list per file (>= 1)")
     predict.add_argument("--out", type=Path, help="folder for predictions.csv and nearest_patients.csv "

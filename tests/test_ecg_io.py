@@ -346,3 +346,74 @@ def test_dicom_limb_leads_are_derived_when_only_i_and_ii_are_stored(tmp_path):
     assert ecg.derived_leads == ("III", "aVR", "aVL", "aVF")
     one, two = (ecg.signal[LEAD_NAMES.index(n)].astype(np.float64) for n in ("I", "II"))
     np.testing.assert_allclose(ecg.signal[LEAD_NAMES.index("aVL")], one - two / 2, atol=1e-5)
+
+
+# --- HL7 aECG (FDA annotated ECG, HL7 v3) ------------------------------------------------------------------
+# No public sample file could be fetched here, so the test files are written from the published HL7 v3 aECG
+# structure (AnnotatedECG > component > series > component > sequenceSet > component > sequence, SLIST_PQ values
+# with origin, scale and digits; a GLIST time sequence with its increment).
+
+def write_aecg(path, signal_mv, fs, leads=LEAD_NAMES, scale_uv=1.0, increment=None, units=("uV", "uV"),
+               median=None):
+    """An HL7 v3 aECG file holding ``signal_mv`` (leads x samples) as a RHYTHM series (and ``median`` as a
+    REPRESENTATIVE_BEAT derived series)."""
+    def sequence_set(signal):
+        parts = ['<component><sequence><code code="TIME_ABSOLUTE" codeSystem="2.16.840.1.113883.5.4"/>'
+                 '<value xsi:type="GLIST_TS"><head value="20210510131518.000"/>'
+                 f'<increment value="{increment if increment is not None else 1.0 / fs}" unit="s"/></value></sequence></component>']
+        for lead, row in zip(leads, signal, strict=True):
+            digits = " ".join(str(int(v)) for v in np.round(np.asarray(row) * 1000.0 / scale_uv))
+            parts.append(f'<component><sequence><code code="MDC_ECG_LEAD_{lead.upper()}" codeSystem="2.16.840.1.113883.6.24"/>'
+                         f'<value xsi:type="SLIST_PQ"><origin value="0" unit="{units[0]}"/>'
+                         f'<scale value="{scale_uv}" unit="{units[1]}"/><digits>{digits}</digits></value></sequence></component>')
+        return "<sequenceSet>" + "".join(parts) + "</sequenceSet>"
+
+    derived = ""
+    if median is not None:
+        derived = ('<derivation><derivedSeries><code code="REPRESENTATIVE_BEAT" codeSystem="2.16.840.1.113883.5.4"/>'
+                   f"<component>{sequence_set(median)}</component></derivedSeries></derivation>")
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>'
+                    '<AnnotatedECG xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+                    '<id root="2.16.840.1.113883.3.1"/><code code="93000" codeSystem="2.16.840.1.113883.6.12"/>'
+                    '<component><series><code code="RHYTHM" codeSystem="2.16.840.1.113883.5.4"/>'
+                    f"<component>{sequence_set(signal_mv)}</component>{derived}</series></component></AnnotatedECG>")
+    return path
+
+
+def test_hl7_aecg_reads_to_the_same_array_as_the_equivalent_wfdb(realdata, tmp_path):
+    from ptacl_core.io.ecg import read_hl7_aecg
+
+    wfdb_ecg = read_wfdb(realdata / "ecg/wfdb/cinc2021/E07500.hea")
+    median = wfdb_ecg.signal[:, :300]
+    path = write_aecg(tmp_path / "record.xml", wfdb_ecg.signal, wfdb_ecg.fs, median=median)
+    ecg = read_ecg(path)  # recognised by its root element
+    assert ecg.fs == pytest.approx(wfdb_ecg.fs) and ecg.signal.shape == wfdb_ecg.signal.shape
+    np.testing.assert_allclose(ecg.signal, wfdb_ecg.signal, atol=0.5e-3 + 1e-6)  # digits of 1 µV
+    assert read_hl7_aecg(path, "median").signal.shape == (12, 300)
+    eight = write_aecg(tmp_path / "eight.xml", wfdb_ecg.signal[[0, 1, 6, 7, 8, 9, 10, 11]], wfdb_ecg.fs,
+                       leads=("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), scale_uv=2.5, units=("mV", "uV"))
+    derived = read_ecg(eight)
+    assert derived.derived_leads == ("III", "aVR", "aVL", "aVF")
+    one, two = (derived.signal[LEAD_NAMES.index(n)].astype(np.float64) for n in ("I", "II"))
+    np.testing.assert_allclose(derived.signal[LEAD_NAMES.index("III")], two - one, atol=1e-5)
+    ms = write_aecg(tmp_path / "ms.xml", wfdb_ecg.signal, wfdb_ecg.fs, increment=2)  # 2 ms written in s: rejected
+    with pytest.raises(EcgReadError, match="sampling rate"):
+        read_ecg(ms)
+
+
+def test_hl7_aecg_bad_inputs_name_the_file_and_the_problem(tmp_path):
+    signal = np.random.default_rng(0).normal(0, 0.3, size=(12, 500))
+    cases = [
+        (dict(leads=("I", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6", "V6")), r"missing lead\(s\) II"),
+        (dict(units=("uV", "furlong")), "units .*expected uV, mV or V"),
+        (dict(increment=0), "sampling rate"),
+    ]
+    for index, (options, message) in enumerate(cases):
+        path = write_aecg(tmp_path / f"bad{index}.xml", signal, 250.0, **options)
+        with pytest.raises(EcgReadError, match=message) as caught:
+            read_ecg(path)
+        assert f"bad{index}.xml" in str(caught.value)
+    broken = write_aecg(tmp_path / "digits.xml", signal, 250.0)
+    broken.write_text(broken.read_text().replace("<digits>", "<digits>12 x ", 1))
+    with pytest.raises(EcgReadError, match="non-numeric digits"):
+        read_ecg(broken)

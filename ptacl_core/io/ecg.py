@@ -4,7 +4,8 @@ Sources: WFDB records (``.hea`` + ``.dat``/``.mat``, any rate, any lead order, e
 unit strings in any case), UK Biobank CardioSoft XML (field 20205: the 10 s ``StripData`` and the
 1.2 s ``MedianSamples``, scaled by ``Resolution`` in µV per LSB) and GE MUSE XML (``<RestingECG>``: base64
 int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived)
-and DICOM ECG waveforms (Waveform Sequence, read through pydicom, recognised by the DICM signature).
+DICOM ECG waveforms (Waveform Sequence, read through pydicom, recognised by the DICM signature) and HL7 v3
+annotated ECGs (FDA aECG: ``SLIST_PQ`` lead sequences, origin + scale x digits).
 XML is told apart by its root element, not its extension, and parsed without entity declarations (a file that
 declares any is refused: no entity expansion) and without fetching a DTD.
 """
@@ -97,11 +98,17 @@ def read_wfdb(path: Path | str) -> Ecg:
     return Ecg(signal=_select_leads(channels, path), fs=_checked_rate(record.fs, path), source=str(path))
 
 
+PLAUSIBLE_RATE_HZ = (50.0, 20000.0)  # resting ECGs are stored at 100-1000 Hz (PTB-XL's 100 Hz the lowest in use)
+
+
 def _checked_rate(fs, path: Path) -> float:
-    """The sampling rate as a float, or a clear error when a header states a nonsensical one."""
+    """The sampling rate as a float, or a clear error when a header states a nonsensical or implausible one."""
     fs = float(fs)
     if not np.isfinite(fs) or fs <= 0:
         raise EcgReadError(path, f"sampling rate {fs!r} Hz is not a positive finite number")
+    low, high = PLAUSIBLE_RATE_HZ
+    if not low <= fs <= high:
+        raise EcgReadError(path, f"sampling rate {fs:g} Hz is implausible for an ECG (expected {low:g}-{high:g} Hz)")
     return fs
 
 
@@ -303,6 +310,81 @@ def read_dicom_ecg(path: Path | str, part: str = "strip") -> Ecg:
     return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
 
 
+_AECG_NS = "{urn:hl7-org:v3}"
+_AECG_SERIES = {"strip": "RHYTHM", "median": "REPRESENTATIVE_BEAT"}
+_PQ_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3}
+_PQ_TO_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def read_hl7_aecg(path: Path | str, part: str = "strip") -> Ecg:
+    """Read an HL7 v3 annotated ECG (FDA aECG, ``<AnnotatedECG xmlns="urn:hl7-org:v3">``).
+
+    part: ``"strip"`` reads the ``series`` coded RHYTHM, ``"median"`` the derived series coded
+    REPRESENTATIVE_BEAT. In its ``sequenceSet`` the time sequence's ``increment`` (s or ms) gives the rate and each
+    lead sequence (code ``MDC_ECG_LEAD_<name>``) holds ``SLIST_PQ`` samples: origin + scale x digits, in uV, mV or
+    V. Missing limb leads are derived from I and II.
+    """
+    path = Path(path)
+    wanted = _AECG_SERIES.get(part)
+    if wanted is None:
+        raise ValueError(f"part must be 'strip' or 'median', not {part!r}")
+    root = _xml_root(path)
+    if root.tag != f"{_AECG_NS}AnnotatedECG":
+        raise EcgReadError(path, f"root element {root.tag}, not HL7 v3 AnnotatedECG")
+    series = [s for s in root.iter() if s.tag in (f"{_AECG_NS}series", f"{_AECG_NS}derivedSeries")]
+    chosen = next((s for s in series if (s.find(f"{_AECG_NS}code") is not None
+                                         and s.find(f"{_AECG_NS}code").get("code") == wanted)), None)
+    if chosen is None and part == "strip":
+        chosen = next((s for s in series if s.tag == f"{_AECG_NS}series"), None)
+    if chosen is None:
+        raise EcgReadError(path, f"no series coded {wanted} (found {[s.find(f'{_AECG_NS}code').get('code') for s in series if s.find(f'{_AECG_NS}code') is not None]})")
+    sequence_set = chosen.find(f"{_AECG_NS}component/{_AECG_NS}sequenceSet")
+    if sequence_set is None:
+        raise EcgReadError(path, f"the {wanted} series has no sequenceSet")
+    fs, channels = None, {}
+    for sequence in sequence_set.iter(f"{_AECG_NS}sequence"):
+        code = (sequence.find(f"{_AECG_NS}code").get("code", "") if sequence.find(f"{_AECG_NS}code") is not None else "")
+        value = sequence.find(f"{_AECG_NS}value")
+        if value is None:
+            continue
+        if code.startswith("TIME_"):
+            increment = value.find(f"{_AECG_NS}increment")
+            try:
+                step = float(increment.get("value")) * _PQ_TO_S[(increment.get("unit") or "s").lower()]
+            except (AttributeError, TypeError, ValueError, KeyError) as error:
+                raise EcgReadError(path, f"time sequence {code}: no usable increment (value in s or ms)") from error
+            fs = _checked_rate(1.0 / step if step > 0 else float("nan"), path)
+            continue
+        lead = canonical_lead_name(code.removeprefix("MDC_ECG_LEAD_")) if code.startswith("MDC_ECG_LEAD_") else None
+        if lead is None or lead in channels:
+            continue
+        origin, scale = value.find(f"{_AECG_NS}origin"), value.find(f"{_AECG_NS}scale")
+        if origin is None or scale is None:
+            raise EcgReadError(path, f"lead {lead}: SLIST_PQ value without origin and scale")
+        units = [(element.get("unit") or "").lower() for element in (origin, scale)]
+        if any(unit not in _PQ_TO_MV for unit in units):
+            raise EcgReadError(path, f"lead {lead}: units {units}; expected uV, mV or V")
+        try:
+            offset = float(origin.get("value")) * _PQ_TO_MV[units[0]]
+            step_mv = float(scale.get("value")) * _PQ_TO_MV[units[1]]
+        except (AttributeError, TypeError, ValueError) as error:
+            raise EcgReadError(path, f"lead {lead}: no numeric origin and scale") from error
+        try:
+            digits = np.array((value.findtext(f"{_AECG_NS}digits") or "").split(), dtype=np.float64)
+        except ValueError as error:
+            raise EcgReadError(path, f"lead {lead}: non-numeric digits ({error})") from error
+        channels[lead] = offset + step_mv * digits
+    if fs is None:
+        raise EcgReadError(path, f"the {wanted} series has no time sequence (its increment gives the sampling rate)")
+    lengths = {lead: len(values) for lead, values in channels.items()}
+    if len(set(lengths.values())) > 1:
+        raise EcgReadError(path, f"leads have different lengths: {lengths}")
+    if "I" not in channels or "II" not in channels:
+        raise EcgReadError(path, f"missing lead(s) {', '.join(x for x in ('I', 'II') if x not in channels)}; found {sorted(channels)}")
+    derived = derive_limb_leads(channels)
+    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+
+
 def _is_dicom(path: Path) -> bool:
     """DICOM Part 10: the 4 bytes "DICM" after a 128-byte preamble."""
     try:
@@ -325,7 +407,7 @@ def _xml_kind(path: Path) -> str | None:
     match = re.match(rb"\s*<([A-Za-z_][\w.:-]*)", body)
     if match is None:  # XML whose root lies beyond the first 4 kB, or not XML at all
         return "xml" if head.lstrip().startswith(b"<") else None
-    return {b"RestingECG": "muse", b"CardiologyXML": "ukb"}.get(match.group(1), "xml")
+    return {b"RestingECG": "muse", b"CardiologyXML": "ukb", b"AnnotatedECG": "aecg"}.get(match.group(1), "xml")
 
 
 def read_ecg(path: Path | str) -> Ecg:
@@ -340,12 +422,14 @@ def read_ecg(path: Path | str) -> Ecg:
     kind = _xml_kind(path) if path.is_file() else None
     if kind == "muse":
         return read_muse_xml(path)
+    if kind == "aecg":
+        return read_hl7_aecg(path)
     if kind in ("ukb", "xml"):  # a CardioSoft export, or XML of another kind (read_ukb_xml names what is missing)
         return read_ukb_xml(path)
     if suffix == "":
         return read_wfdb(path)
-    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), DICOM waveform, GE MUSE XML or "
-                             "UK Biobank XML")
+    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), DICOM waveform, GE MUSE XML, "
+                             "HL7 aECG or UK Biobank XML")
 
 
 def write_wfdb(record_path: Path | str, signal_mv: np.ndarray, fs: float, lead_names=LEAD_NAMES,
