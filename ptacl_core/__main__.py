@@ -99,12 +99,18 @@ def _positive_int(text: str) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ptacl_core.prediction import Predictor, format_report
+    from ptacl_core.prediction import Predictor, expand_inputs, format_report
 
-    predictor = Predictor.from_run(args.run, args.cache)
+    predictor = Predictor.from_run(args.run, args.cache, coverage=args.coverage)
     for note in predictor.notes:
         print(f"note: {note}", file=sys.stderr)
-    predictions, neighbours = predictor.predict(args.files, top=args.top)
+    cohort = "the kit's synthetic cohort" if predictor.synthetic else "its own cohort"
+    print(f"model: {args.run}, trained on {cohort} (cache {predictor.cache.folder.name}); intervals: split-conformal, "
+          f"{100 * predictor.coverage:.0f} % nominal")
+    if predictor.synthetic:
+        print("DEMONSTRATION ONLY: this model learned from synthetic ECG-CMR pairs; its numbers show the pipeline working, "
+              "they are not a measurement of this patient.")
+    predictions, neighbours = predictor.predict(expand_inputs(args.files), top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
     from ptacl_core.training.runs import run_folder
 
@@ -178,9 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="CMR phenotypes and the nearest gallery patients from ECG files alone")
     predict.add_argument("--run", required=True, type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
-    predict.add_argument("files", nargs="+", type=Path, help="ECG files: WFDB (.hea/.dat/.mat or the record name), DICOM waveform, GE MUSE XML, HL7 aECG or UK Biobank XML")
+    predict.add_argument("files", nargs="+", type=Path, help="ECG files (WFDB .hea/.dat/.mat or the record name, DICOM waveform, GE MUSE XML, HL7 aECG, UK Biobank XML), "
+                                                                       "folders of them, or a manifest .csv with an ecg column")
     predict.add_argument("--cache", type=Path, help="the cache the probes are fitted on (default: the run's training cache)")
     predict.add_argument("--top", type=_positive_int, default=3, help="nearest gallery patients to list per file (>= 1)")
+    predict.add_argument("--coverage", type=float, default=0.9, help="nominal coverage of the conformal intervals (0-1)")
     predict.add_argument("--out", type=Path, help="folder for predictions.csv and nearest_patients.csv "
                                                   "(default outputs/predictions/<run>)")
     predict.set_defaults(handler=_predict)

@@ -1,15 +1,18 @@
 """ECG-only prediction of the CMR phenotypes (``python -m ptacl_core predict --run runs/<name> ECG_FILE...``).
 
-For a trained run: read each ECG (WFDB or UK Biobank XML), preprocess it with the run's cache config (the
+For a trained run: read each ECG (WFDB, DICOM, GE MUSE, HL7 aECG or UK Biobank XML), preprocess it with the run's cache config (the
 exact steps and float16 storage the training data went through), embed it with the frozen ECG encoder,
 and apply a ridge probe per phenotype fitted on the cache's training split. Beside each prediction: the
-probe's test MAE and R² (its honest error bar). Then the nearest patients of the gallery (every cached
+probe's test MAE and R², a split-conformal interval (calibrated on the validation split; its coverage on the test
+split reported) and an out-of-distribution score (Mahalanobis distance from the training ECGs' embeddings, as a
+percentile of the validation ECGs', with a verdict; ``evaluation.trust``). Then the nearest patients of the gallery (every cached
 subject) by cosine similarity of the ECG embeddings. A file that cannot be read or preprocessed gets an
 error row naming the file and the problem; the others still get their predictions.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pandas as pd
 from ptacl_core.evaluation.embeddings import cache_embeddings, embed_arrays
 from ptacl_core.evaluation.probing import fit_ridge, regression_metrics
 from ptacl_core.evaluation.retrieval import topk
+from ptacl_core.evaluation.trust import DEFAULT_COVERAGE, NoveltyScore, conformal_halfwidth, empirical_coverage
 from ptacl_core.io.ecg import EcgReadError, read_ecg
 from ptacl_core.phenotypes import PHENOTYPES, UNITS
 from ptacl_core.preprocessing.cache import Cache
@@ -40,9 +44,14 @@ class Predictor:
     test_errors: pd.DataFrame  # phenotype -> mae, r2, n_test
     gallery: np.ndarray  # (N, D) ECG embeddings of every cached subject
     notes: list = field(default_factory=list)  # caveats to print with the predictions
+    halfwidths: dict = field(default_factory=dict)  # phenotype -> split-conformal half-width (validation residuals)
+    novelty: NoveltyScore | None = None  # distance from the training embeddings, calibrated on validation
+    coverage: float = DEFAULT_COVERAGE
+    synthetic: bool = False  # the cache was built from the kit's synthetic cohort
 
     @classmethod
-    def from_run(cls, run: Path | str, cache: Path | str | None = None, store: Path | str | None = None) -> Predictor:
+    def from_run(cls, run: Path | str, cache: Path | str | None = None, store: Path | str | None = None,
+                 coverage: float = DEFAULT_COVERAGE) -> Predictor:
         run = Path(run)
         checkpoint = checkpoint_path(run)
         if not checkpoint.exists():
@@ -67,20 +76,33 @@ class Predictor:
                          "the probe's test errors are honest only if none of its training subjects is in this cache's test split")
         gallery = cache_embeddings(model, opened, "ecg", store)
         phenotypes, splits = opened.phenotypes(), opened.index.split.to_numpy()
-        train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
-        probes, errors = {}, []
+        train, val, test = (np.flatnonzero(splits == name) for name in ("train", "val", "test"))
+        probes, errors, halfwidths = {}, [], {}
         for column, name in enumerate(PHENOTYPES):
             fit_rows = train[np.isfinite(phenotypes[train, column])]
+            val_rows = val[np.isfinite(phenotypes[val, column])]
             test_rows = test[np.isfinite(phenotypes[test, column])]
             if len(fit_rows) < 3:
                 continue
             probes[name] = fit_ridge(gallery[fit_rows], phenotypes[fit_rows, column])
-            scores = (regression_metrics(phenotypes[test_rows, column], probes[name].predict(gallery[test_rows]))
+            predicted_test = probes[name].predict(gallery[test_rows]) if len(test_rows) else np.array([])
+            scores = (regression_metrics(phenotypes[test_rows, column], predicted_test)
                       if len(test_rows) >= 3 else {"mae": np.nan, "r2": np.nan})
-            errors.append({"phenotype": name, "test_mae": scores["mae"], "test_r2": scores["r2"], "n_test": len(test_rows)})
+            halfwidths[name] = (conformal_halfwidth(phenotypes[val_rows, column] - probes[name].predict(gallery[val_rows]),
+                                                    coverage) if len(val_rows) else float("inf"))
+            errors.append({"phenotype": name, "test_mae": scores["mae"], "test_r2": scores["r2"], "n_test": len(test_rows),
+                           "interval_halfwidth": halfwidths[name],
+                           "test_coverage": empirical_coverage(phenotypes[test_rows, column], predicted_test, halfwidths[name])
+                           if len(test_rows) else np.nan})
         if not probes:
             raise PredictionError(f"{cache_dir}: no phenotype has training labels to fit a probe on")
-        return cls(model, opened, probes, pd.DataFrame(errors).set_index("phenotype"), gallery, notes)
+        novelty = NoveltyScore.fit(gallery[train], gallery[val]) if len(train) >= 2 and len(val) >= 2 else None
+        if novelty is None:
+            notes.append("the cache has too few training or validation subjects to calibrate the out-of-distribution score")
+        cohort = json.loads((cache_dir / "cache.json").read_text()).get("cohort") or ""
+        synthetic = bool(cohort) and (Path(cohort) / "latents.csv").exists()  # the kit's generator writes its latents
+        return cls(model, opened, probes, pd.DataFrame(errors).set_index("phenotype"), gallery, notes, halfwidths,
+                   novelty, coverage, synthetic)
 
     def embed_file(self, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
         """(D,) embedding of one ECG file and its quality flags; EcgReadError / EcgQualityError when unusable."""
@@ -109,8 +131,15 @@ class Predictor:
                 rows.append({"file": str(path), "status": "error", "error": message})
                 continue
             row = {"file": str(path), "status": "ok", "error": "", "flags": ";".join(flags)}
+            if self.novelty is not None:
+                distance, percentile = self.novelty.score(embedding[None])
+                row.update({"ood_distance": float(distance[0]), "ood_percentile": float(percentile[0]),
+                            "ood_verdict": self.novelty.verdict(float(distance[0]))})
             for name, probe in self.probes.items():
-                row[name] = float(probe.predict(embedding[None])[0])
+                value = float(probe.predict(embedding[None])[0])
+                row[name] = value
+                row[f"{name}_low"] = value - self.halfwidths.get(name, float("inf"))
+                row[f"{name}_high"] = value + self.halfwidths.get(name, float("inf"))
                 row[f"{name}_test_mae"] = float(self.test_errors.loc[name, "test_mae"])
             rows.append(row)
             retrieved, similarity = topk(embedding[None], self.gallery, min(top, len(self.gallery)))
@@ -123,6 +152,26 @@ class Predictor:
         return pd.DataFrame(rows), pd.DataFrame(neighbours)
 
 
+ECG_SUFFIXES = (".hea", ".xml", ".dcm")
+
+
+def expand_inputs(inputs: list[Path | str]) -> list[Path]:
+    """The ECG files named by ``inputs``: files as given; a folder's ECG files (``ECG_SUFFIXES``, recursively,
+    sorted); a manifest (``.csv`` with an ``ecg`` column, paths relative to the manifest's folder)."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in ECG_SUFFIXES)
+        elif item.suffix.lower() == ".csv" and item.is_file():
+            table = pd.read_csv(item, dtype=str)
+            if "ecg" not in table:
+                raise PredictionError(f"{item}: a manifest needs an 'ecg' column (found {list(table.columns)})")
+            files += [item.parent / value for value in table.ecg.dropna()]
+        else:
+            files.append(item)
+    return files
+
+
 def format_report(predictions: pd.DataFrame, neighbours: pd.DataFrame, test_errors: pd.DataFrame) -> str:
     """Human-readable text of ``Predictor.predict``'s tables."""
     lines = []
@@ -133,9 +182,14 @@ def format_report(predictions: pd.DataFrame, neighbours: pd.DataFrame, test_erro
             continue
         if isinstance(row.get("flags"), str) and row["flags"]:
             lines.append(f"   quality flags: {row['flags']}")
+        if "ood_verdict" in row and isinstance(row["ood_verdict"], str):
+            lines.append(f"   {row['ood_verdict'].upper()}: farther from the training ECGs than {row['ood_percentile']:.0f} % "
+                         f"of the validation ECGs (Mahalanobis distance {row['ood_distance']:.1f})")
         for name in test_errors.index:
-            lines.append(f"   {name:<11} {row[name]:8.1f} {UNITS[name]:<5} (probe test MAE {test_errors.loc[name, 'test_mae']:.1f},"
-                         f" R² {test_errors.loc[name, 'test_r2']:.2f})")
+            coverage = test_errors.loc[name, "test_coverage"] if "test_coverage" in test_errors else np.nan
+            lines.append(f"   {name:<11} {row[name]:8.1f} {UNITS[name]:<5} [{row[f'{name}_low']:.1f}, {row[f'{name}_high']:.1f}] "
+                         f"(conformal interval, test coverage {100 * coverage:.0f} %; probe test MAE "
+                         f"{test_errors.loc[name, 'test_mae']:.1f}, R² {test_errors.loc[name, 'test_r2']:.2f})")
         near = neighbours[neighbours.file == row["file"]]
         for match in near.to_dict("records"):
             described = ", ".join(f"{n.split('_')[0]} {match[n]:.0f}" for n in ("LVEF_pct", "LVEDV_mL", "LVM_g") if n in match)

@@ -243,3 +243,47 @@ def test_predict_reads_ge_muse_exports(trained_runs, realdata, tmp_path):
     files = [realdata / "ecg/muse_xml/muse_ecg1.xml", realdata / "ecg/muse_xml/muse_ecg2.xml"]
     predictions, _ = predictor.predict(files, top=1)
     assert list(predictions.status) == ["ok", "ok"] and np.isfinite(predictions.LVEF_pct.to_numpy(dtype=float)).all()
+
+
+def test_predictions_carry_conformal_intervals_and_an_ood_verdict(trained_runs, cohort, realdata, tmp_path):
+    predictor = Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path)
+    assert predictor.synthetic  # the kit's generator wrote this cohort
+    errors = predictor.test_errors
+    assert {"interval_halfwidth", "test_coverage"} <= set(errors.columns) and (errors.interval_halfwidth > 0).all()
+    manifest = pd.read_csv(cohort / "manifest.csv", dtype=str)
+    validation = [cohort / path for path in manifest[manifest.split == "val"].ecg]
+    predictions, _ = predictor.predict([*validation, realdata / "ecg/muse_xml/muse_ecg1.xml"], top=1)
+    ok = predictions[predictions.status == "ok"]
+    assert len(ok) == len(validation) + 1
+    assert (ok.LVEF_pct_low <= ok.LVEF_pct).all() and (ok.LVEF_pct <= ok.LVEF_pct_high).all()
+    # a validation ECG of the training cohort is never out of distribution (the threshold is the validation maximum)
+    assert "out of distribution" not in set(ok.ood_verdict.iloc[:-1])
+    assert ok.ood_percentile.between(0, 100).all() and set(ok.ood_verdict) <= {"in distribution", "unusual", "out of distribution"}
+
+
+def test_inputs_expand_from_folders_and_manifests(cohort, tmp_path):
+    from ptacl_core.prediction import PredictionError, expand_inputs
+
+    manifest = pd.read_csv(cohort / "manifest.csv", dtype=str)
+    from_folder = expand_inputs([cohort / "ecg"])
+    assert len(from_folder) == len(manifest) and all(path.suffix == ".hea" for path in from_folder)
+    from_manifest = expand_inputs([cohort / "manifest.csv", tmp_path / "extra.xml"])
+    assert from_manifest[:-1] == [cohort / path for path in manifest.ecg] and from_manifest[-1] == tmp_path / "extra.xml"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject_id,cmr\n1,x\n")
+    with pytest.raises(PredictionError, match="needs an 'ecg' column"):
+        expand_inputs([bad])
+
+
+def test_predict_command_says_when_the_model_is_a_demonstration(trained_runs, cohort, tmp_path):
+    command = [sys.executable, "-m", "ptacl_core", "predict", "--run", str(trained_runs / "ptacl_tiny_seed0"),
+               str(cohort / "ecg"), "--top", "1", "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=paths.project_root())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained on the kit's synthetic cohort" in result.stdout and "DEMONSTRATION ONLY" in result.stdout
+    assert "conformal interval, test coverage" in result.stdout
+    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert {"LVEF_pct_low", "LVEF_pct_high", "ood_percentile", "ood_verdict"} <= set(table.columns)
+    bad = subprocess.run(command[:-2] + ["--coverage", "1.5"], capture_output=True, text=True, timeout=300,
+                         cwd=paths.project_root())
+    assert bad.returncode == 2 and "coverage must lie in" in bad.stderr
