@@ -417,3 +417,22 @@ def test_hl7_aecg_bad_inputs_name_the_file_and_the_problem(tmp_path):
     broken.write_text(broken.read_text().replace("<digits>", "<digits>12 x ", 1))
     with pytest.raises(EcgReadError, match="non-numeric digits"):
         read_ecg(broken)
+
+
+@pytest.mark.parametrize("source", ["muse", "dicom"])
+def test_muse_and_dicom_read_to_the_same_array_as_the_equivalent_wfdb(realdata, tmp_path, source):
+    """Each format, written out as WFDB (µV resolution) and read back, gives the same (12, L) mV array."""
+    ecg = read_ecg(realdata / MUSE[0]) if source == "muse" else read_ecg(_dicom_ecg_path())
+    write_wfdb(tmp_path / "same", ecg.signal, ecg.fs)
+    again = read_wfdb(tmp_path / "same.hea")
+    assert again.fs == ecg.fs and again.signal.shape == ecg.signal.shape
+    np.testing.assert_allclose(again.signal, ecg.signal, atol=0.5e-3 + 1e-6)
+
+
+def test_hl7_aecg_with_an_entity_expansion_attack_is_refused(tmp_path):
+    path = write_aecg(tmp_path / "attack.xml", np.zeros((12, 100)), 250.0)
+    text = path.read_text().replace('<AnnotatedECG xmlns', '<!DOCTYPE AnnotatedECG [<!ENTITY a "aaaaaaaaaa">'
+                                    '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><AnnotatedECG xmlns', 1)
+    path.write_text(text.replace("<digits>", "<digits>&b;", 1))
+    with pytest.raises(EcgReadError, match="attack.xml: the XML declares entities"):
+        read_ecg(path)

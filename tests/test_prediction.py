@@ -252,12 +252,16 @@ def test_predictions_carry_conformal_intervals_and_an_ood_verdict(trained_runs, 
     assert {"interval_halfwidth", "test_coverage"} <= set(errors.columns) and (errors.interval_halfwidth > 0).all()
     manifest = pd.read_csv(cohort / "manifest.csv", dtype=str)
     validation = [cohort / path for path in manifest[manifest.split == "val"].ecg]
-    predictions, _ = predictor.predict([*validation, realdata / "ecg/muse_xml/muse_ecg1.xml"], top=1)
+    hospital = [realdata / "ecg/muse_xml/muse_ecg1.xml", realdata / "ecg/muse_xml/muse_ecg2.xml",
+                realdata / "ecg/ukb_xml/ukbb_scrubbed.xml"]
+    predictions, _ = predictor.predict([*validation, *hospital], top=1)
     ok = predictions[predictions.status == "ok"]
-    assert len(ok) == len(validation) + 1
+    assert len(ok) == len(validation) + len(hospital)
     assert (ok.LVEF_pct_low <= ok.LVEF_pct).all() and (ok.LVEF_pct <= ok.LVEF_pct_high).all()
-    # a validation ECG of the training cohort is never out of distribution (the threshold is the validation maximum)
-    assert "out of distribution" not in set(ok.ood_verdict.iloc[:-1])
+    # the verdict separates them: a validation ECG of the training cohort is never out of distribution (the
+    # threshold is the validation maximum); the real hospital-format ECGs are
+    assert "out of distribution" not in set(ok.ood_verdict.iloc[:len(validation)])
+    assert list(ok.ood_verdict.iloc[len(validation):]) == ["out of distribution"] * len(hospital)
     assert ok.ood_percentile.between(0, 100).all() and set(ok.ood_verdict) <= {"in distribution", "unusual", "out of distribution"}
 
 
