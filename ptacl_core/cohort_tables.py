@@ -15,16 +15,36 @@ class CohortError(ValueError):
     """A cohort table that breaks the data contract; the message names the file and the problem."""
 
 
+MISSING_MARKERS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL"]  # empty cells, except in subject_id
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A cohort CSV with subject_id read as text, verbatim (an id "NA" or "007" stays itself), the usual missing
+    markers elsewhere; an empty, undecodable or malformed file is a ``CohortError`` naming it."""
+    try:
+        columns = pd.read_csv(path, nrows=0, encoding="utf-8").columns
+        return pd.read_csv(path, dtype={"subject_id": str}, encoding="utf-8", keep_default_na=False,
+                           na_values={c: MISSING_MARKERS for c in columns if c != "subject_id"})
+    except pd.errors.EmptyDataError as error:
+        raise CohortError(f"{path}: the file is empty (expected a CSV header and rows)") from error
+    except UnicodeDecodeError as error:
+        raise CohortError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the table as UTF-8 "
+                          "(a UTF-16 export from a spreadsheet?)") from error
+    except pd.errors.ParserError as error:
+        raise CohortError(f"{path}: not a readable CSV ({error})") from error
+
+
 def read_manifest(cohort_dir: Path | str) -> pd.DataFrame:
     path = Path(cohort_dir) / "manifest.csv"
     if not path.exists():
         raise CohortError(f"{path}: no manifest.csv in the cohort folder")
-    table = pd.read_csv(path, dtype={"subject_id": str})
+    table = read_table(path)
     missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
     if missing:
         raise CohortError(f"{path}: missing column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
-    if table.subject_id.isna().any():
-        raise CohortError(f"{path}: blank subject_id in row(s) {(table.index[table.subject_id.isna()] + 2).tolist()[:5]}")
+    blank = table.subject_id.isna() | (table.subject_id.str.strip() == "")
+    if blank.any():
+        raise CohortError(f"{path}: blank subject_id in row(s) {(table.index[blank] + 2).tolist()[:5]}")
     duplicated = table.subject_id[table.subject_id.duplicated()].unique().tolist()
     if duplicated:
         raise CohortError(f"{path}: duplicate subject_id(s) {duplicated[:5]}")
@@ -38,9 +58,19 @@ def read_phenotypes(cohort_dir: Path | str) -> pd.DataFrame:
     path = Path(cohort_dir) / "phenotypes.csv"
     if not path.exists():
         raise CohortError(f"{path}: no phenotypes.csv in the cohort folder")
-    table = pd.read_csv(path, dtype={"subject_id": str})
+    table = read_table(path)
     if "subject_id" not in table.columns:
         raise CohortError(f"{path}: no subject_id column")
+    from ptacl_core.phenotypes import EVALUATED
+
+    for column in [c for c in EVALUATED if c in table.columns]:
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() & table[column].notna()
+        if bad.any():
+            row = int(table.index[bad][0])
+            raise CohortError(f"{path}: column {column} holds text where a number belongs: {table[column].iloc[row]!r} "
+                              f"in row {row + 2} (subject {table.subject_id.iloc[row]})")
+        table[column] = numbers
     duplicated = table.subject_id[table.subject_id.duplicated()].unique().tolist()
     if duplicated:
         raise CohortError(f"{path}: duplicate subject_id(s) {duplicated[:5]}")

@@ -64,3 +64,28 @@ def test_phenotypes_without_subject_column(tmp_path):
     _cohort(tmp_path, phenotypes="eid,LVEF_pct\na,60\n")
     with pytest.raises(CohortError, match="no subject_id column"):
         read_cohort(tmp_path)
+
+
+def test_an_id_spelled_na_is_an_id_and_missing_phenotypes_are_missing(tmp_path):
+    manifest = GOOD_MANIFEST.replace("a,", "NA,")
+    table = read_cohort(_cohort(tmp_path, manifest, "subject_id,LVEF_pct,LVM_g\nNA,60,\nb,NA,120\n"))
+    rows = table.set_index("subject_id")
+    assert "NA" in rows.index and rows.loc["NA", "LVEF_pct"] == 60 and rows.loc["NA", "LVM_g"] != rows.loc["NA", "LVM_g"]
+    assert rows.loc["b", "LVEF_pct"] != rows.loc["b", "LVEF_pct"] and rows.loc["b", "LVM_g"] == 120  # NaN != NaN
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "the file is empty"),
+    ("subject_id,ecg,cmr,split\na,ecg/a.hea,cmr/a.nii.gz,train\n".encode("utf-16"), "not UTF-8 text"),
+])
+def test_empty_and_utf16_manifests_name_the_file(tmp_path, content, message):
+    (tmp_path / "manifest.csv").write_bytes(content)
+    with pytest.raises(CohortError, match=message) as error:
+        read_manifest(tmp_path)
+    assert "manifest.csv" in str(error.value)
+
+
+def test_text_in_a_numeric_phenotype_cell_is_refused_when_read(tmp_path):
+    _cohort(tmp_path, phenotypes="subject_id,LVEF_pct\nb,55\na,sixty\n")
+    with pytest.raises(CohortError, match=r"phenotypes.csv: column LVEF_pct holds text.*'sixty' in row 3 \(subject a\)"):
+        read_cohort(tmp_path)

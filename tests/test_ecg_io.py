@@ -436,3 +436,37 @@ def test_hl7_aecg_with_an_entity_expansion_attack_is_refused(tmp_path):
     path.write_text(text.replace("<digits>", "<digits>&b;", 1))
     with pytest.raises(EcgReadError, match="attack.xml: the XML declares entities"):
         read_ecg(path)
+
+
+@pytest.mark.parametrize("rate, message", [("-500", "not a positive finite number"), ("nan", "not a positive finite number"),
+                                           ("1e9", "implausible"), ("0.001", "implausible"), ("fast", "not a number")])
+def test_a_wfdb_header_with_a_nonsense_rate_is_refused_not_replaced(tmp_path, rate, message):
+    """wfdb would read -500 or nan as its 250 Hz default and cache a time-stretched ECG; the header is checked first."""
+    write_wfdb(tmp_path / "r", np.zeros((12, 2500), dtype=np.float32) + 0.1, 500.0)
+    header = tmp_path / "r.hea"
+    first, *rest = header.read_text().splitlines()
+    fields = first.split()
+    fields[2] = rate
+    header.write_text("\n".join([" ".join(fields), *rest]) + "\n")
+    with pytest.raises(EcgReadError, match=message) as error:
+        read_ecg(header)
+    assert "r.hea" in str(error.value)
+
+
+def test_a_negative_adc_gain_is_refused(tmp_path):
+    write_wfdb(tmp_path / "g", np.zeros((12, 2500), dtype=np.float32) + 0.1, 500.0)
+    header = tmp_path / "g.hea"
+    lines = header.read_text().splitlines()
+    fields = lines[1].split()
+    fields[2] = "-" + fields[2]  # the gain field of the first signal line (e.g. 1000/mV)
+    lines[1] = " ".join(fields)
+    header.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EcgReadError, match="ADC gain"):
+        read_ecg(header)
+
+
+def test_an_unknown_xml_encoding_is_a_named_error(tmp_path):
+    path = tmp_path / "odd.xml"
+    path.write_bytes(b'<?xml version="1.0" encoding="x-klingon"?><RestingECG/>')
+    with pytest.raises(EcgReadError, match="odd.xml: not readable as XML"):
+        read_ecg(path)

@@ -82,6 +82,7 @@ def read_wfdb(path: Path | str) -> Ecg:
     record_name = str(path.with_suffix("")) if path.suffix == ".hea" else str(path)
     if not Path(record_name + ".hea").exists():
         raise EcgReadError(path, "no WFDB header (.hea) found")
+    _check_header_rate(Path(record_name + ".hea"))
     try:
         record = wfdb.rdrecord(record_name)
     except Exception as error:  # wfdb raises bare ValueError/IndexError/OSError on damaged files
@@ -90,12 +91,35 @@ def read_wfdb(path: Path | str) -> Ecg:
         raise EcgReadError(path, "record has no physical signal")
     channels: dict[str, np.ndarray] = {}
     units = record.units or [None] * record.n_sig
+    gains = record.adc_gain or [1.0] * record.n_sig
     for index, (name, unit) in enumerate(zip(record.sig_name, units, strict=True)):
         lead = canonical_lead_name(name)
         if lead is None or lead in channels:
             continue
+        if not np.isfinite(gains[index]) or gains[index] < 0:  # a negative gain silently inverts the lead
+            raise EcgReadError(path, f"channel {name!r}: ADC gain {gains[index]!r} is not a non-negative finite number")
         channels[lead] = record.p_signal[:, index] * _unit_scale(unit, path, name)
     return Ecg(signal=_select_leads(channels, path), fs=_checked_rate(record.fs, path), source=str(path))
+
+
+def _check_header_rate(header: Path) -> None:
+    """The sampling rate as the header writes it (record line, third field; ``fs[/counter[(base)]]``), checked
+    before wfdb reads it: wfdb replaces a negative or non-numeric rate by its 250 Hz default without a word, which
+    would cache a time-stretched ECG."""
+    try:
+        lines = [line.strip() for line in header.read_text(errors="replace").splitlines()]
+    except OSError as error:
+        raise EcgReadError(header, f"cannot read the header ({error})") from error
+    record_line = next((line for line in lines if line and not line.startswith("#")), "")
+    fields = record_line.split()
+    if len(fields) < 3:
+        return  # no rate written: WFDB's documented default (250 Hz) applies
+    token = fields[2].split("/")[0].split("(")[0]
+    try:
+        fs = float(token)
+    except ValueError:
+        raise EcgReadError(header, f"header field 'sampling frequency' is {fields[2]!r}, not a number") from None
+    _checked_rate(fs, header)
 
 
 PLAUSIBLE_RATE_HZ = (50.0, 20000.0)  # resting ECGs are stored at 100-1000 Hz (PTB-XL's 100 Hz the lowest in use)
