@@ -89,3 +89,4 @@ def test_text_in_a_numeric_phenotype_cell_is_refused_when_read(tmp_path):
     _cohort(tmp_path, phenotypes="subject_id,LVEF_pct\nb,55\na,sixty\n")
     with pytest.raises(CohortError, match=r"phenotypes.csv: column LVEF_pct holds text.*'sixty' in row 3 \(subject a\)"):
         read_cohort(tmp_path)
+

@@ -413,3 +413,13 @@ def test_dataset_batches_equal_its_items_without_augmentation(tiny_cache):
         single = dataset[item]
         assert torch.equal(batch["ecg"][slot], single["ecg"]) and torch.equal(batch["cmr"][slot], single["cmr"])
         assert torch.equal(batch["rpeaks"][slot], single["rpeaks"]) and batch["subject_id"][slot] == single["subject_id"]
+
+
+def test_out_pointing_at_a_folder_of_other_files_is_refused_and_nothing_is_deleted(small_cohort, tmp_path):
+    folder = tmp_path / "my_results"
+    folder.mkdir()
+    (folder / "index.csv").write_text("my own table\n")
+    (folder / "notes.txt").write_text("keep me\n")
+    with pytest.raises(ValueError, match=r"my_results: the folder holds other files \(notes.txt\)"):
+        build_cache(small_cohort, folder, FAST, progress=False)
+    assert (folder / "index.csv").read_text() == "my own table\n" and (folder / "notes.txt").exists()

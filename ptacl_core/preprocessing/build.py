@@ -71,6 +71,10 @@ def _append_jsonl(path: Path, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
+# Everything a cache folder (or a killed build's leftovers) may hold; any other file means --out is someone's folder.
+CACHE_FILES = frozenset({"cache.json", "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
+
+
 def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfig | None = None,
                 workers: int = 1, shard: Shard | None = None, progress: bool = True,
                 stop_after: int | None = None) -> dict:
@@ -92,8 +96,13 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
         "config": config.to_dict(), "n_subjects": len(table), "cohort": str(cohort_dir.resolve()),
         "shard": [shard.index, shard.count] if shard else None,
     }
-    out.mkdir(parents=True, exist_ok=True)
     cache_json = out / "cache.json"
+    if out.is_dir() and not cache_json.exists():  # not a cache (yet): it may hold only a killed build's leftovers
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in CACHE_FILES)
+        if foreign:
+            raise ValueError(f"{out}: the folder holds other files ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}) "
+                             "and is not a cache; choose an empty or new folder for --out")
+    out.mkdir(parents=True, exist_ok=True)
     fresh = not cache_json.exists()
     if fresh:  # leftovers of a build killed before it wrote cache.json describe nothing: start clean
         for name in ("rows.jsonl", "failures.jsonl", "index.csv", "failures.csv"):
