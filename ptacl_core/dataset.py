@@ -10,7 +10,6 @@ Each item is a dict::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +124,9 @@ def batch_loader(dataset: CacheDataset, batch_size: int, sampler=None, shuffle: 
 
 def augment_batch(ecg: torch.Tensor, cmr: torch.Tensor, rpeaks: list[np.ndarray], fs: float, augmentation: Augmentation,
                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
-    """The augmentation of ``augment_ecg`` and ``augment_cmr`` for a batch: ecg (B, 12, L), cmr (B, [Z,] T, S, S),
-    rpeaks per subject; parameters drawn per subject from ``rng``, applied in a few tensor operations."""
+    """Augment a batch: ecg (B, 12, L), cmr (B, [Z,] T, S, S), rpeaks per subject; parameters drawn per subject from
+    ``rng`` (``Augmentation``'s transforms), applied in a few tensor operations (the per-subject reference is in
+    the tests)."""
     batch = ecg.shape[0]
     if augmentation.ecg_crop_s is not None:
         length = int(round(augmentation.ecg_crop_s * fs))
@@ -166,32 +166,3 @@ def transform_cmr(cmr: torch.Tensor, angle: np.ndarray, zoom: np.ndarray, shift:
     moved = torch.nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     scale = torch.as_tensor(intensity, dtype=moved.dtype)[:, None, None, None]
     return (moved * scale).clamp(0.0, 1.0).reshape(cmr.shape)
-
-
-def augment_ecg(ecg: np.ndarray, rpeaks: np.ndarray, fs: float, augmentation: Augmentation,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One subject's ECG augmentation, ecg: (12, L). Returns the augmented (12, L') and R peaks in the new sample
-    frame (the per-subject reference of ``augment_batch``)."""
-    if augmentation.ecg_crop_s is not None:
-        length = int(round(augmentation.ecg_crop_s * fs))
-        if length > ecg.shape[1]:
-            raise ValueError(f"ecg_crop_s {augmentation.ecg_crop_s} s exceeds the cached {ecg.shape[1] / fs} s")
-        start = int(rng.integers(0, ecg.shape[1] - length + 1))
-        ecg = ecg[:, start:start + length]
-        rpeaks = rpeaks[(rpeaks >= start) & (rpeaks < start + length)] - start
-    scale = rng.uniform(1.0 - augmentation.ecg_amplitude, 1.0 + augmentation.ecg_amplitude)
-    noise = rng.normal(0.0, augmentation.ecg_noise, size=ecg.shape).astype(np.float32)
-    return (ecg * scale + noise).astype(np.float32), rpeaks
-
-
-def augment_cmr(cmr: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """One subject's cine augmentation, cmr: (..., T, S, S) in [0, 1]: one random affine for all frames and
-    slices, then intensity scaling (the per-subject reference of ``transform_cmr``)."""
-    size = cmr.shape[-1]
-    angle, zoom, shift, intensity = (value[0] for value in cmr_parameters(augmentation, rng, 1, size))
-    theta = torch.tensor([[math.cos(angle) / zoom, -math.sin(angle) / zoom, shift[0]],
-                          [math.sin(angle) / zoom, math.cos(angle) / zoom, shift[1]]], dtype=torch.float32)
-    frames = torch.from_numpy(cmr.reshape(-1, 1, size, size))
-    grid = torch.nn.functional.affine_grid(theta.expand(frames.shape[0], 2, 3), list(frames.shape), align_corners=False)
-    moved = torch.nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return np.clip(moved.numpy().reshape(cmr.shape) * intensity, 0.0, 1.0).astype(np.float32)

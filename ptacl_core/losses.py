@@ -114,6 +114,14 @@ def local_temporal_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Te
     phase clock shared by all patients cannot solve it.
     Returns the mean over patients and valid bins of 0.5 * (CE(ECG anchor) + CE(CMR anchor)).
     """
+    per_bin = _per_bin_loss(u_ecg, u_cmr, mask, temperature, soft_sigma, variant)
+    valid = mask.to(per_bin.dtype)
+    return (per_bin * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def _per_bin_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor, temperature: float,
+                  soft_sigma: float | None, variant: str) -> torch.Tensor:
+    """(B, K) 0.5 * (CE(ECG anchor) + CE(CMR anchor)) of each bin (meaningless where ``mask`` is False)."""
     if variant not in LOCAL_VARIANTS:
         raise ValueError(f"local variant must be one of {LOCAL_VARIANTS}, got {variant!r}")
     own = u_ecg @ u_cmr.transpose(1, 2) / temperature  # (B, K, K): [i, k, j] = <u_e(i,k), u_c(i,j)>
@@ -136,9 +144,7 @@ def local_temporal_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Te
     else:
         row_loss = _soft_cross_entropy(own, pair_mask, targets)  # (B, K): ECG bin k vs the patient's CMR bins
         column_loss = _soft_cross_entropy(own.transpose(1, 2), pair_mask.transpose(1, 2), targets_t)  # CMR bin k
-    per_bin = 0.5 * (row_loss + column_loss)
-    valid = mask.to(per_bin.dtype)
-    return (per_bin * valid).sum() / valid.sum().clamp_min(1.0)
+    return 0.5 * (row_loss + column_loss)
 
 
 def sham_rpeaks(rpeaks: torch.Tensor) -> torch.Tensor:
@@ -162,11 +168,7 @@ def phase_clock_margin(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Ten
 
 def _per_patient_loss(u_ecg: torch.Tensor, u_cmr: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
     """(B,) per-patient one-hot K x K local loss (mean over the patient's valid bins; NaN when it has none)."""
-    own = u_ecg @ u_cmr.transpose(1, 2) / temperature
-    pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)
-    targets = _normalised_targets(own.shape[-1], None, pair_mask)
-    per_bin = 0.5 * (_soft_cross_entropy(own, pair_mask, targets)
-                     + _soft_cross_entropy(own.transpose(1, 2), pair_mask.transpose(1, 2), targets.transpose(1, 2)))
+    per_bin = _per_bin_loss(u_ecg, u_cmr, mask, temperature, None, "per_patient")
     valid = mask.to(per_bin.dtype)
     count = valid.sum(-1)
     return torch.where(count > 0, (per_bin * valid).sum(-1) / count.clamp_min(1.0), torch.full_like(count, float("nan")))

@@ -10,7 +10,7 @@ import torch
 import wfdb
 from scipy import signal as sps
 
-from ptacl_core.dataset import MAX_BEATS, Augmentation, CacheDataset, augment_cmr, augment_ecg
+from ptacl_core.dataset import MAX_BEATS, Augmentation, CacheDataset, augment_batch, cmr_parameters, transform_cmr
 from ptacl_core.io.ecg import read_ecg
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.preprocessing.build import Shard, build_cache
@@ -360,15 +360,32 @@ def test_augmentations_keep_rpeaks_consistent_and_shapes():
     ecg = np.zeros((12, 2500), dtype=np.float32)
     rpeaks = np.arange(100, 2500, 200)
     ecg[:, rpeaks] = 1.0
-    cropped, shifted = augment_ecg(ecg, rpeaks, fs, Augmentation(ecg_crop_s=6.0, ecg_noise=0.0, ecg_amplitude=0.0), rng)
-    assert cropped.shape == (12, 1500)
-    np.testing.assert_array_equal(np.flatnonzero(cropped[0] > 0.5), shifted)
     cine = np.zeros((20, 32, 32), dtype=np.float32)
     cine[:, 12:20, 12:20] = 1.0
-    moved = augment_cmr(cine, Augmentation(cmr_intensity=0.0), rng)
+    cropped, moved, shifted = augment_batch(torch.from_numpy(ecg)[None], torch.from_numpy(cine)[None], [rpeaks], fs,
+                                            Augmentation(ecg_crop_s=6.0, ecg_noise=0.0, ecg_amplitude=0.0,
+                                                         cmr_intensity=0.0), rng)
+    cropped, moved, shifted = cropped[0].numpy(), moved[0].numpy(), shifted[0]
+    assert cropped.shape == (12, 1500)
+    np.testing.assert_array_equal(np.flatnonzero(cropped[0] > 0.5), shifted)
     assert moved.shape == cine.shape and 0.0 <= moved.min() and moved.max() <= 1.0
     assert abs(moved.sum() / cine.sum() - 1.0) < 0.25  # a small affine, not a different image
     np.testing.assert_allclose(moved[0], moved[5])  # the same transform for every frame
+
+
+def augment_cmr(cmr: np.ndarray, augmentation: Augmentation, rng) -> np.ndarray:
+    """Per-subject reference of ``transform_cmr``: one affine built by hand for every frame and slice of one cine,
+    then intensity scaling."""
+    import math
+
+    size = cmr.shape[-1]
+    angle, zoom, shift, intensity = (value[0] for value in cmr_parameters(augmentation, rng, 1, size))
+    theta = torch.tensor([[math.cos(angle) / zoom, -math.sin(angle) / zoom, shift[0]],
+                          [math.sin(angle) / zoom, math.cos(angle) / zoom, shift[1]]], dtype=torch.float32)
+    frames = torch.from_numpy(cmr.reshape(-1, 1, size, size))
+    grid = torch.nn.functional.affine_grid(theta.expand(frames.shape[0], 2, 3), list(frames.shape), align_corners=False)
+    moved = torch.nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return np.clip(moved.numpy().reshape(cmr.shape) * intensity, 0.0, 1.0).astype(np.float32)
 
 
 class _Replay:
@@ -385,8 +402,6 @@ class _Replay:
 def test_batched_augmentation_matches_the_per_subject_reference():
     """transform_cmr (one grid_sample for a batch) equals augment_cmr's per-subject affine with the same
     parameters; the ECG scaling and R peaks follow the per-subject rule."""
-    from ptacl_core.dataset import augment_batch, cmr_parameters, transform_cmr
-
     rng = np.random.default_rng(1)
     cines = rng.uniform(0, 1, size=(4, 2, 6, 16, 16)).astype(np.float32)  # (B, Z, T, S, S)
     augmentation = Augmentation()

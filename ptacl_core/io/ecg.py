@@ -74,6 +74,21 @@ def _select_leads(channels: dict[str, np.ndarray], path: Path) -> np.ndarray:
     return signal
 
 
+def _assemble(channels: dict[str, np.ndarray], fs: float, path: Path, derive: bool = False) -> Ecg:
+    """The Ecg of a reader's channels (lead name -> samples in mV): equal lengths; with ``derive`` the limb leads
+    missing from a device that stores 8 are computed from I and II (which must be there); then the 12 in order."""
+    lengths = {lead: len(values) for lead, values in channels.items()}
+    if len(set(lengths.values())) > 1:
+        raise EcgReadError(path, f"leads have different lengths: {lengths}")
+    derived: tuple[str, ...] = ()
+    if derive:
+        if "I" not in channels or "II" not in channels:
+            missing = ", ".join(lead for lead in ("I", "II") if lead not in channels)
+            raise EcgReadError(path, f"missing lead(s) {missing}; found {sorted(channels)}")
+        derived = derive_limb_leads(channels)
+    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+
+
 def read_wfdb(path: Path | str) -> Ecg:
     """Read a WFDB record; ``path`` may name the record with or without ``.hea``."""
     import wfdb
@@ -190,10 +205,7 @@ def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
         except ValueError as error:
             raise EcgReadError(path, f"lead {lead}: non-integer sample ({error})") from error
         channels[lead] = counts * resolution_uv * 1e-3
-    lengths = {lead: len(values) for lead, values in channels.items()}
-    if len(set(lengths.values())) > 1:
-        raise EcgReadError(path, f"leads have different lengths: {lengths}")
-    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path))
+    return _assemble(channels, fs, path)
 
 
 _MUSE_UNITS_TO_MV = {"MICROVOLTS": 1e-3, "MILLIVOLTS": 1.0, "VOLTS": 1e3}
@@ -267,13 +279,7 @@ def read_muse_xml(path: Path | str, part: str = "strip") -> Ecg:
         channels[lead] = np.frombuffer(raw, dtype="<i2").astype(np.float64) * per_bit * _MUSE_UNITS_TO_MV[units]
     if not channels:
         raise EcgReadError(path, f"the {kind} waveform holds no recognised lead")
-    lengths = {lead: len(values) for lead, values in channels.items()}
-    if len(set(lengths.values())) > 1:
-        raise EcgReadError(path, f"leads have different lengths: {lengths}")
-    if "I" not in channels or "II" not in channels:
-        raise EcgReadError(path, f"missing lead(s) {', '.join(x for x in ('I', 'II') if x not in channels)}; found {sorted(channels)}")
-    derived = derive_limb_leads(channels)
-    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+    return _assemble(channels, fs, path, derive=True)
 
 
 _DICOM_UNITS_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3}
@@ -328,10 +334,7 @@ def read_dicom_ecg(path: Path | str, part: str = "strip") -> Ecg:
         if unit not in _DICOM_UNITS_TO_MV:
             raise EcgReadError(path, f"channel {name!r}: sensitivity units {unit or 'missing'!r}; expected uV, mV or V")
         channels[lead] = samples[:, index].astype(np.float64) * _DICOM_UNITS_TO_MV[unit]
-    if "I" not in channels or "II" not in channels:
-        raise EcgReadError(path, f"missing lead(s) {', '.join(x for x in ('I', 'II') if x not in channels)}; found {sorted(channels)}")
-    derived = derive_limb_leads(channels)
-    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+    return _assemble(channels, fs, path, derive=True)
 
 
 _AECG_NS = "{urn:hl7-org:v3}"
@@ -400,13 +403,7 @@ def read_hl7_aecg(path: Path | str, part: str = "strip") -> Ecg:
         channels[lead] = offset + step_mv * digits
     if fs is None:
         raise EcgReadError(path, f"the {wanted} series has no time sequence (its increment gives the sampling rate)")
-    lengths = {lead: len(values) for lead, values in channels.items()}
-    if len(set(lengths.values())) > 1:
-        raise EcgReadError(path, f"leads have different lengths: {lengths}")
-    if "I" not in channels or "II" not in channels:
-        raise EcgReadError(path, f"missing lead(s) {', '.join(x for x in ('I', 'II') if x not in channels)}; found {sorted(channels)}")
-    derived = derive_limb_leads(channels)
-    return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
+    return _assemble(channels, fs, path, derive=True)
 
 
 def _is_dicom(path: Path) -> bool:

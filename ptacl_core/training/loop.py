@@ -305,9 +305,13 @@ def evaluate_loss(objective: Objective, dataset: CacheDataset, batch_size: int, 
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss, _ = objective(batch)  # eval mode: each process scores its own batch (no DDP gather)
-            if contrastive:  # the true R peaks for every variant (the sham arm too): margins comparable across arms
+            # eval mode: each process scores its own batch (no DDP gather). Contrastive runs are encoded once with
+            # the true R peaks, which both the loss and the margin use (the sham arm's loss needs its own phases).
+            if contrastive:
                 features = objective.model.phase_embeddings(batch, objective.fs, objective.num_bins)
+                loss = objective(batch)[0] if objective.local_variant == "sham" else objective.loss(*features)[0]
+            else:
+                loss, _ = objective(batch)
         if contrastive:
             own, other = phase_clock_margin(features.u_ecg.float(), features.u_cmr.float(), features.mask,
                                             objective.loss.local_loss.temperature)
