@@ -136,7 +136,11 @@ def parse_value(text: str):
 
 def _kernel_spec_dir() -> Path:
     """A JUPYTER_PATH entry whose ``python3`` kernel is this interpreter."""
-    root = Path(tempfile.gettempdir()) / f"ptacl-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    import hashlib
+
+    # one folder per interpreter: two checkouts running notebooks at once must not swap kernels (and packages)
+    interpreter = hashlib.sha256(sys.executable.encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / f"ptacl-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}-{interpreter}"
     spec_dir = root / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],

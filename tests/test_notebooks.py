@@ -152,3 +152,15 @@ def test_a_missing_twin_is_skipped_with_a_note(tmp_path):
     runs = run_notebooks([notebook], tmp_path / "out", {"cohort_dir": str(tmp_path / "cohort")}, twin=True, progress_bar=False,
                          log=lambda *a, **k: lines.append(" ".join(map(str, a))))
     assert len(runs) == 1 and any("no null twin" in line for line in lines)
+
+
+def test_each_interpreter_gets_its_own_kernel_spec(monkeypatch):
+    """Two checkouts running notebooks at once (e.g. `make reproduce` and `make test`) must not overwrite each
+    other's kernel spec: a notebook would run with the other checkout's interpreter and package."""
+    from ptacl_core import runner
+
+    mine = runner._kernel_spec_dir()
+    assert json.loads((mine / "kernels/python3/kernel.json").read_text())["argv"][0] == sys.executable
+    monkeypatch.setattr(sys, "executable", "/elsewhere/.venv/bin/python")
+    other = runner._kernel_spec_dir()
+    assert other != mine and json.loads((mine / "kernels/python3/kernel.json").read_text())["argv"][0] != "/elsewhere/.venv/bin/python"
