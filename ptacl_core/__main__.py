@@ -57,7 +57,8 @@ def _preprocess(args: argparse.Namespace) -> int:
 
     config = PreprocessConfig.preset(args.preset)
     shard = Shard.parse(args.shard) if args.shard else None
-    summary = build_cache(args.cohort, args.out, config, workers=_workers(args.workers), shard=shard)
+    summary = build_cache(args.cohort, args.out, config, workers=_workers(args.workers), shard=shard,
+                          allow_outside_paths=args.allow_outside_paths, subject_timeout_s=args.subject_timeout or None)
     print(f"{summary['n_processed_now']} subjects processed now ({summary['subjects_per_s']:.1f}/s); "
           f"failures listed in {Path(args.out) / 'failures.csv'}")
     return 0 if summary["complete"] else 1
@@ -112,13 +113,14 @@ def _predict(args: argparse.Namespace) -> int:
               "they are not a measurement of this patient.")
     predictions, neighbours = predictor.predict(expand_inputs(args.files), top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
+    from ptacl_core.csv_cells import write_csv
     from ptacl_core.training.runs import run_folder
 
     run_name = run_folder(args.run).name
     out = Path(args.out) if args.out else Path("outputs") / "predictions" / run_name
     out.mkdir(parents=True, exist_ok=True)
-    predictions.round(3).to_csv(out / "predictions.csv", index=False)
-    neighbours.round(3).to_csv(out / "nearest_patients.csv", index=False)
+    write_csv(predictions.round(3), out / "predictions.csv", index=False)
+    write_csv(neighbours.round(3), out / "nearest_patients.csv", index=False)
     failed = int((predictions.status != "ok").sum())
     print(f"\n{len(predictions) - failed} of {len(predictions)} file(s) predicted; tables in {out}/predictions.csv and "
           f"{out}/nearest_patients.csv")
@@ -164,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--preset", default="default", choices=sorted(PRESETS))
     preprocess.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help="processes (default: all cores)")
     preprocess.add_argument("--shard", help="I/N: only this shard of the subjects (cluster array jobs)")
+    preprocess.add_argument("--allow-outside-paths", action="store_true",
+                            help="let manifest paths point outside the cohort folder (absolute or ../); refused by default")
+    preprocess.add_argument("--subject-timeout", type=float, default=300.0,
+                            help="seconds one subject may take before it is recorded as failed (0: no limit)")
     preprocess.set_defaults(handler=_preprocess)
 
     merge = commands.add_parser("merge-cache", help="merge shard caches built with --shard I/N")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ptacl_core.csv_cells import unescape_columns
+
 MANIFEST_COLUMNS = ("subject_id", "ecg", "cmr", "split")
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train / val / test, for every split the kit assigns
@@ -23,8 +25,10 @@ def read_table(path: Path) -> pd.DataFrame:
     markers elsewhere; an empty, undecodable or malformed file is a ``CohortError`` naming it."""
     try:
         columns = pd.read_csv(path, nrows=0, encoding="utf-8").columns
-        return pd.read_csv(path, dtype={"subject_id": str}, encoding="utf-8", keep_default_na=False,
-                           na_values={c: MISSING_MARKERS for c in columns if c != "subject_id"})
+        table = pd.read_csv(path, dtype={"subject_id": str}, encoding="utf-8", keep_default_na=False,
+                            na_values={c: MISSING_MARKERS for c in columns if c != "subject_id"})
+        # a manifest written by build-manifest carries formula-safe cells (ptacl_core.csv_cells)
+        return unescape_columns(table, ("subject_id", "ecg", "cmr", "cmr_seg"))
     except pd.errors.EmptyDataError as error:
         raise CohortError(f"{path}: the file is empty (expected a CSV header and rows)") from error
     except UnicodeDecodeError as error:

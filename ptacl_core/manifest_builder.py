@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from ptacl_core.cohort_tables import SPLIT_FRACTIONS
+from ptacl_core.csv_cells import escape_cell
 
 
 def split_for(subject_id: str, salt: str = "ptacl", fractions=SPLIT_FRACTIONS) -> str:
@@ -101,5 +102,5 @@ def build_manifest(cohort_dir: Path | str, layout: str = "kit", splits: dict[str
     with open(cohort_dir / "manifest.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["subject_id", "ecg", "cmr", "cmr_seg", "split"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: escape_cell(value) for key, value in row.items()} for row in rows)
     return rows, problems

@@ -201,8 +201,8 @@ def small_cohort(cohort, tmp_path_factory):
     """12 subjects of the session cohort, with their own manifest (a cache test's cohort)."""
     folder = tmp_path_factory.mktemp("small_cohort")
     manifest = pd.read_csv(cohort / "manifest.csv").head(12)
-    for column in ("ecg", "cmr", "cmr_seg"):
-        manifest[column] = [str(cohort / p) for p in manifest[column]]
+    for name in ("ecg", "cmr"):  # the recordings stay where they are: links inside the cohort folder
+        (folder / name).symlink_to(cohort / name, target_is_directory=True)
     manifest.to_csv(folder / "manifest.csv", index=False)
     shutil.copy(cohort / "phenotypes.csv", folder / "phenotypes.csv")
     phenotypes = pd.read_csv(cohort / "phenotypes.csv")
@@ -223,7 +223,7 @@ def test_cache_contents_and_dataset(small_cohort, tmp_path):
     first = cache.index.iloc[0]
     # cached R peaks (250 Hz) against the generator's true beats (.atr, 500 Hz): within 20 ms
     ecg_path = pd.read_csv(small_cohort / "manifest.csv").set_index("subject_id").loc[first.subject_id, "ecg"]
-    truth = wfdb.rdann(ecg_path.removesuffix(".hea"), "atr").sample / 2.0
+    truth = wfdb.rdann(str(small_cohort / ecg_path.removesuffix(".hea")), "atr").sample / 2.0
     cached = cache.rpeaks(0)
     assert len(cached) >= len(truth) - 1
     assert np.all(np.abs(cached[:, None] - truth[None, :]).min(axis=1) <= 5)
@@ -270,7 +270,7 @@ def test_cache_with_another_config_is_refused(small_cohort, tmp_path):
 
 def test_cache_where_every_subject_failed_still_opens(small_cohort, tmp_path):
     manifest = pd.read_csv(small_cohort / "manifest.csv").head(2)
-    manifest["ecg"] = str(tmp_path / "missing.hea")
+    manifest["ecg"] = "missing.hea"
     (tmp_path / "cohort").mkdir()
     manifest.to_csv(tmp_path / "cohort/manifest.csv", index=False)
     summary = build_cache(tmp_path / "cohort", tmp_path / "cache", FAST, progress=False)
@@ -334,14 +334,15 @@ def test_bad_subjects_are_recorded_not_lost(small_cohort, tmp_path):
     cohort = tmp_path / "cohort"
     cohort.mkdir()
     manifest = pd.read_csv(small_cohort / "manifest.csv").head(5)
-    manifest.loc[0, "ecg"] = str(tmp_path / "missing.hea")  # a manifest row whose file is missing
-    manifest.loc[1, "cmr"] = str(tmp_path / "missing.nii.gz")
-    flat = tmp_path / "flat"
-    signal = read_ecg(manifest.loc[2, "ecg"]).signal
+    for name in ("ecg", "cmr"):
+        (cohort / name).symlink_to(small_cohort / name, target_is_directory=True)
+    manifest.loc[0, "ecg"] = "missing.hea"  # a manifest row whose file is missing
+    manifest.loc[1, "cmr"] = "missing.nii.gz"
+    signal = read_ecg(cohort / manifest.loc[2, "ecg"]).signal
     signal[LEAD_NAMES.index("V1")] = 0.0
     wfdb.wrsamp("flat", fs=500, units=["mV"] * 12, sig_name=list(LEAD_NAMES), p_signal=signal.T.astype(float),
-                fmt=["16"] * 12, write_dir=str(tmp_path))
-    manifest.loc[2, "ecg"] = str(flat) + ".hea"
+                fmt=["16"] * 12, write_dir=str(cohort))
+    manifest.loc[2, "ecg"] = "flat.hea"
     manifest.loc[3, "cmr_seg"] = ""  # no labels: still cached, crop and ES from the image
     manifest.to_csv(cohort / "manifest.csv", index=False)
     summary = build_cache(cohort, tmp_path / "cache", FAST, progress=False)

@@ -39,29 +39,78 @@ class Cine:
         return self.image.shape[-1]
 
 
+# Bounds checked on the declared sizes before anything is allocated or decompressed. A UK Biobank short-axis cine
+# is ~26 M voxels (208 x 210 x 12 slices x 50 frames); 80 M voxels is 320 MB as float32.
+MAX_CINE_VOXELS = 80_000_000
+MAX_DICOM_FILE_BYTES = 256 * 1024 * 1024  # one DICOM image file (a multi-frame cine is well under this)
+MAX_ZIP_MEMBER_BYTES = 64 * 1024 * 1024  # one DICOM image inside a UK Biobank zip is ~100 kB
+MAX_ZIP_TOTAL_BYTES = 1024 * 1024 * 1024
+PLAUSIBLE_PIXEL_MM = (0.1, 20.0)  # in-plane spacing
+MAX_SLICE_GAP_MM = 100.0
+
+
 def _frame_interval_ms(value: float, unit: str) -> float:
-    # NIfTI time units: many pipelines (UK Biobank's included) leave them 'unknown' and store seconds.
+    """The frame interval in ms, or NaN when the header does not say it in a usable way.
+
+    NIfTI time units: many pipelines (UK Biobank's included) leave them 'unknown' and store seconds; a value of
+    1 with an unknown unit is the common placeholder of files that store no timing at all (ACDC-style 4-D
+    files), so it is treated as unknown. The caller decides what an unknown interval becomes (preprocessing
+    derives it from the paired ECG and flags it)."""
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        return float("nan")
     if unit == "msec":
-        return float(value)
+        return value
     if unit == "usec":
-        return float(value) / 1000.0
-    if unit == "sec" or (unit == "unknown" and 0 < value < 1.0):
-        return float(value) * 1000.0
-    return float(value)
+        return value / 1000.0
+    if unit == "sec" or (unit == "unknown" and value < 1.0):
+        return value * 1000.0
+    if unit == "unknown" and value == 1.0:
+        return float("nan")
+    return value
+
+
+def check_spacing(spacing_mm, source: Path | str) -> tuple[float, float, float]:
+    """(dx, dy, dz) in mm, refused unless dx, dy are plausible pixel sizes and dz a finite non-negative gap."""
+    dx, dy, dz = (float(v) for v in spacing_mm)
+    low, high = PLAUSIBLE_PIXEL_MM
+    for name, value in (("x", dx), ("y", dy)):
+        if not (np.isfinite(value) and low <= value <= high):
+            raise CmrReadError(source, f"pixel spacing {name} = {value!r} mm is implausible (expected {low:g}-{high:g} mm)")
+    if not (np.isfinite(dz) and 0 <= dz <= MAX_SLICE_GAP_MM):
+        raise CmrReadError(source, f"slice spacing {dz!r} mm is implausible (expected 0-{MAX_SLICE_GAP_MM:g} mm)")
+    return dx, dy, dz
+
+
+def _check_voxels(shape, source: Path | str) -> None:
+    if any(int(n) <= 0 for n in shape):
+        raise CmrReadError(source, f"image shape {tuple(int(n) for n in shape)} has an empty dimension")
+    voxels = int(np.prod([int(n) for n in shape], dtype=np.int64))
+    if voxels > MAX_CINE_VOXELS:
+        raise CmrReadError(source, f"image of shape {tuple(int(n) for n in shape)} ({voxels / 1e6:.0f} M voxels) exceeds "
+                                   f"the {MAX_CINE_VOXELS / 1e6:.0f} M-voxel limit; crop it first")
 
 
 def read_nifti_cine(path: Path | str) -> Cine:
-    """A 4-D NIfTI cine (X, Y, Z, T); pixdim[4] is the frame interval (ms, or s when its unit says so)."""
+    """A 4-D NIfTI cine (X, Y, Z, T); pixdim[4] is the frame interval (ms, or s when its unit says so; NaN when
+    the file does not say). The header is checked before any voxel is read: shape, size bound, spacing, type."""
     import nibabel as nib
+    from nibabel.openers import ImageOpener
 
     path = Path(path)
     try:
         image = nib.load(path)
+        with ImageOpener(path) as handle:  # nibabel silently turns a zero pixdim into 1: read the stored values
+            raw = type(image.header).from_fileobj(handle, check=False)
     except Exception as error:  # nibabel raises ImageFileError, OSError, EOFError on damaged files
         raise CmrReadError(path, f"not readable as NIfTI ({type(error).__name__}: {error})") from error
     if image.ndim != 4:
         raise CmrReadError(path, f"{image.ndim}-D NIfTI {image.shape}; a cine must be 4-D (X, Y, Z, T)")
-    zooms = image.header.get_zooms()
+    _check_voxels(image.shape, path)
+    if image.get_data_dtype().kind == "c":
+        raise CmrReadError(path, f"complex-valued voxels ({image.get_data_dtype()}); store the magnitude image")
+    pixdim = [float(v) for v in raw["pixdim"][1:5]]
+    spacing = check_spacing(pixdim[:3], path)
     try:
         data = np.asarray(image.dataobj, dtype=np.float32)
     except Exception as error:
@@ -69,7 +118,7 @@ def read_nifti_cine(path: Path | str) -> Cine:
     if not np.all(np.isfinite(data)):
         raise CmrReadError(path, "non-finite voxels (NaN/inf)")
     time_unit = image.header.get_xyzt_units()[1]
-    return Cine(data, tuple(float(z) for z in zooms[:3]), _frame_interval_ms(float(zooms[3]), time_unit), str(path))
+    return Cine(data, spacing, _frame_interval_ms(pixdim[3], time_unit), str(path))
 
 
 def read_nifti_labels(path: Path | str) -> np.ndarray:
@@ -77,8 +126,14 @@ def read_nifti_labels(path: Path | str) -> np.ndarray:
     import nibabel as nib
 
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise CmrReadError(path, "not a regular file")
     try:
-        data = np.asarray(nib.load(path).dataobj)
+        image = nib.load(path)
+        _check_voxels(image.shape, path)
+        data = np.asarray(image.dataobj)
+    except CmrReadError:
+        raise
     except Exception as error:
         raise CmrReadError(path, f"not readable as NIfTI ({type(error).__name__}: {error})") from error
     if data.ndim not in (3, 4):
@@ -101,7 +156,11 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
     for dataset in datasets:
         by_series[str(getattr(dataset, "SeriesInstanceUID", ""))].append(dataset)
     if one_series and len(by_series) > 1:
-        counts = ", ".join(f"{uid} ({len(items)} images)" for uid, items in by_series.items())
+        def described(uid: str, items: list) -> str:
+            names = [Path(str(getattr(d, "filename", "") or "?")).name for d in items]
+            files = f": {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}" if len(items) <= 3 else ""
+            return f"{uid or '(no SeriesInstanceUID: truncated or not an image?)'} ({len(items)} images{files})"
+        counts = ", ".join(described(uid, items) for uid, items in sorted(by_series.items(), key=lambda kv: -len(kv[1])))
         raise CmrReadError(source, f"mixes {len(by_series)} series: {counts}; give one series per folder")
     missing = [t for t in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing") if t not in datasets[0]]
     if missing:
@@ -121,6 +180,8 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
     shapes = {(int(d.Rows), int(d.Columns)) for d in datasets}
     if len(shapes) > 1:
         raise CmrReadError(source, f"images have different sizes {sorted(shapes)}")
+    frames_per_file = max(int(getattr(d, "NumberOfFrames", 1) or 1) for d in datasets)
+    _check_voxels((*next(iter(shapes)), len(datasets) * frames_per_file), source)
 
     def trigger(dataset) -> float:
         value = getattr(dataset, "TriggerTime", None)
@@ -150,7 +211,9 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
         dz = float(getattr(datasets[0], "SpacingBetweenSlices", None) or getattr(datasets[0], "SliceThickness", 0) or 0)
     times = np.asarray(trigger_times[0])
     interval = float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
-    return Cine(image, (column_spacing, row_spacing, dz), interval, str(source))
+    if not (np.isfinite(interval) and interval > 0):
+        interval = float("nan")  # unknown: preprocessing derives it from the paired ECG
+    return Cine(image, check_spacing((column_spacing, row_spacing, dz), source), interval, str(source))
 
 
 def _read_dicom_bytes(blob: bytes, name: str, source: Path):
@@ -170,11 +233,15 @@ def read_dicom_series(folder: Path | str) -> Cine:
     if not folder.is_dir():
         raise CmrReadError(folder, "not a folder of DICOM files")
     datasets = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):  # is_file: no FIFOs or devices
+        if path.stat().st_size > MAX_DICOM_FILE_BYTES:
+            raise CmrReadError(path, f"{path.stat().st_size / 1e6:.0f} MB is too large for one cine DICOM file")
         try:
             datasets.append(pydicom.dcmread(path))
         except pydicom.errors.InvalidDicomError:
             continue  # DICOMDIR side files, READMEs, thumbnails
+        except Exception as error:  # truncated in the header: named, not a mystery series
+            raise CmrReadError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from error
     return _assemble(datasets, folder, one_series=True)
 
 
@@ -190,8 +257,18 @@ def read_ukb_cmr_zip(path: Path | str, series_description: str | None = None) ->
     except (zipfile.BadZipFile, OSError) as error:
         raise CmrReadError(path, f"not a readable zip ({error})") from error
     with archive:
-        datasets = [_read_dicom_bytes(archive.read(name), name, path) for name in archive.namelist()
-                    if name.lower().endswith(".dcm")]
+        members = [info for info in archive.infolist() if info.filename.lower().endswith(".dcm")]
+        for info in members:  # declared sizes, checked before anything is decompressed
+            if info.file_size > MAX_ZIP_MEMBER_BYTES:
+                raise CmrReadError(path, f"member {info.filename} declares {info.file_size / 1e6:.0f} MB uncompressed; "
+                                         f"refused (a cine image is < {MAX_ZIP_MEMBER_BYTES / 1e6:.0f} MB)")
+        total = sum(info.file_size for info in members)
+        if total > MAX_ZIP_TOTAL_BYTES:
+            raise CmrReadError(path, f"members declare {total / 1e9:.1f} GB uncompressed; refused")
+        try:
+            datasets = [_read_dicom_bytes(archive.read(info), info.filename, path) for info in members]
+        except (zipfile.BadZipFile, OSError, EOFError) as error:  # CRC or length mismatch: a damaged or lying zip
+            raise CmrReadError(path, f"damaged zip member ({type(error).__name__}: {error})") from error
     # Derived series (e.g. "CINE_segmented_SAX_InlineVF", the scanner's own analysis) are not images to stack.
     datasets = [d for d in datasets if "inlinevf" not in str(getattr(d, "SeriesDescription", "")).lower()]
     if series_description:
@@ -209,6 +286,8 @@ def read_cmr(path: Path | str, series_description: str | None = None) -> Cine:
     name = path.name.lower()
     if not path.exists():
         raise CmrReadError(path, "file not found")
+    if not (path.is_file() or path.is_dir()):  # a FIFO or device would block the reader forever
+        raise CmrReadError(path, "not a regular file or folder")
     if name.endswith((".nii", ".nii.gz")):
         return read_nifti_cine(path)
     if name.endswith(".zip"):

@@ -89,17 +89,60 @@ def _assemble(channels: dict[str, np.ndarray], fs: float, path: Path, derive: bo
     return Ecg(signal=_select_leads(channels, path), fs=fs, source=str(path), derived_leads=derived)
 
 
-def read_wfdb(path: Path | str) -> Ecg:
-    """Read a WFDB record; ``path`` may name the record with or without ``.hea``."""
+# Bytes per sample of the WFDB storage formats whose size is proportional to the length (FLAC ones are not).
+_WFDB_BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0,
+                          "212": 1.5, "310": 4 / 3, "311": 4 / 3}
+MAX_UNDECLARED_SAMPLES = 2_000_000  # per channel, for a header that states no length (~67 min at 500 Hz)
+
+
+def _wfdb_read_length(header, folder: Path, max_seconds: float | None, path: Path) -> int | None:
+    """How many samples to read (``sampto``): at most ``max_seconds`` of a record whose header states its length;
+    None (the whole file) for a header without a length, after checking from the file sizes that it is not huge
+    (wfdb would otherwise load, e.g., a 500 MB sparse file whole)."""
+    if header.sig_len is not None:
+        if max_seconds is None:
+            return None
+        return max(1, min(int(header.sig_len), int(np.ceil(max_seconds * header.fs))))
+    per_file: dict[str, tuple[float, int]] = {}
+    for name, fmt, frame in zip(header.file_name or [], header.fmt or [], header.samps_per_frame or [], strict=False):
+        size, count = per_file.get(name, (_WFDB_BYTES_PER_SAMPLE.get(str(fmt), 0.0), 0))
+        per_file[name] = (size, count + int(frame or 1))
+    for name, (bytes_per_sample, samples_per_frame) in per_file.items():
+        data = folder / name
+        if not bytes_per_sample or not data.is_file():
+            continue
+        frames = data.stat().st_size / (bytes_per_sample * samples_per_frame)
+        if frames > MAX_UNDECLARED_SAMPLES:
+            raise EcgReadError(path, f"the header states no signal length and {name} holds {frames:.3g} samples per "
+                                     f"channel (over {MAX_UNDECLARED_SAMPLES:,}); refused: state the length in the header")
+    return None
+
+
+def read_wfdb(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
+    """Read a WFDB record; ``path`` may name the record with or without ``.hea``.
+
+    max_seconds: read at most the first that many seconds (resting ECGs are 10 s; None reads everything)."""
     import wfdb
 
     path = Path(path)
     record_name = str(path.with_suffix("")) if path.suffix == ".hea" else str(path)
-    if not Path(record_name + ".hea").exists():
+    header_path = Path(record_name + ".hea")
+    if not header_path.exists():
         raise EcgReadError(path, "no WFDB header (.hea) found")
-    _check_header_rate(Path(record_name + ".hea"))
+    if not header_path.is_file():  # a FIFO or device would block the read forever
+        raise EcgReadError(header_path, "not a regular file")
+    _check_header_rate(header_path)
     try:
-        record = wfdb.rdrecord(record_name)
+        header = wfdb.rdheader(record_name)
+    except Exception as error:
+        raise EcgReadError(path, f"WFDB could not read the header ({type(error).__name__}: {error})") from error
+    for name in dict.fromkeys(header.file_name or []):
+        data = header_path.parent / name
+        if data.exists() and not data.is_file():
+            raise EcgReadError(data, "not a regular file")
+    sampto = _wfdb_read_length(header, header_path.parent, max_seconds, path)
+    try:
+        record = wfdb.rdrecord(record_name, sampto=sampto)
     except Exception as error:  # wfdb raises bare ValueError/IndexError/OSError on damaged files
         raise EcgReadError(path, f"WFDB could not read the record ({type(error).__name__}: {error})") from error
     if record.p_signal is None:
@@ -431,13 +474,15 @@ def _xml_kind(path: Path) -> str | None:
     return {b"RestingECG": "muse", b"CardiologyXML": "ukb", b"AnnotatedECG": "aecg"}.get(match.group(1), "xml")
 
 
-def read_ecg(path: Path | str) -> Ecg:
+def read_ecg(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
     """Read any supported ECG file: XML by its root element (GE MUSE or UK Biobank CardioSoft), else WFDB by
-    extension."""
+    extension. max_seconds bounds how much of a WFDB record is read (the other formats hold 10 s)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in {".hea", ".dat", ".mat"} or (suffix == "" and Path(str(path) + ".hea").exists()):
-        return read_wfdb(path.with_suffix(".hea") if suffix else path)
+        return read_wfdb(path.with_suffix(".hea") if suffix else path, max_seconds)
+    if path.exists() and not path.is_file():  # a FIFO or device would block the read forever
+        raise EcgReadError(path, "not a regular file")
     if path.is_file() and (suffix == ".dcm" or _is_dicom(path)):
         return read_dicom_ecg(path)
     kind = _xml_kind(path) if path.is_file() else None
@@ -448,7 +493,7 @@ def read_ecg(path: Path | str) -> Ecg:
     if kind in ("ukb", "xml"):  # a CardioSoft export, or XML of another kind (read_ukb_xml names what is missing)
         return read_ukb_xml(path)
     if suffix == "":
-        return read_wfdb(path)
+        return read_wfdb(path, max_seconds)
     raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), DICOM waveform, GE MUSE XML, "
                              "HL7 aECG or UK Biobank XML")
 

@@ -7,18 +7,21 @@ build resumes where it stopped. The tables (``index.csv``, ``failures.csv``) are
 
 from __future__ import annotations
 
-import csv
 import json
+import multiprocessing
 import os
+import signal
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ptacl_core import __version__
-from ptacl_core.cohort_tables import read_cohort
+from ptacl_core.cohort_tables import CohortError, read_cohort
+from ptacl_core.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
@@ -75,19 +78,48 @@ def _append_jsonl(path: Path, record: dict) -> None:
 CACHE_FILES = frozenset({"cache.json", "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
 
 
+SUBJECT_TIMEOUT_S = 300.0  # one subject takes ~0.1-2 s; a subject still running after 5 min is stuck
+
+
+def check_paths_inside(cohort_dir: Path, table: pd.DataFrame) -> None:
+    """Refuse manifest paths that leave the cohort folder (absolute, or climbing out with ``..``): a manifest
+    must not make the build read anywhere on disk. Checked lexically, so links placed inside the folder are
+    followed (a common way to point at bulk data)."""
+    root = os.path.normpath(os.path.abspath(cohort_dir))
+    outside = []
+    for _, row in table.iterrows():
+        for column in ("ecg", "cmr", "cmr_seg"):
+            value = row.get(column)
+            if not isinstance(value, str) or not value:
+                continue
+            resolved = os.path.normpath(os.path.join(root, value))
+            if os.path.commonpath([root, resolved]) != root:
+                outside.append(f"{row['subject_id']} {column}={value}")
+    if outside:
+        raise CohortError(f"{cohort_dir / 'manifest.csv'}: {len(outside)} path(s) lie outside the cohort folder "
+                          f"({'; '.join(outside[:3])}{'; ...' if len(outside) > 3 else ''}); make them relative to it "
+                          "(links inside it are fine) or pass --allow-outside-paths")
+
+
 def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfig | None = None,
                 workers: int = 1, shard: Shard | None = None, progress: bool = True,
-                stop_after: int | None = None) -> dict:
+                stop_after: int | None = None, allow_outside_paths: bool = False,
+                subject_timeout_s: float | None = SUBJECT_TIMEOUT_S) -> dict:
     """Preprocess a cohort into ``out`` (resuming an interrupted build). Returns a summary dict.
 
     shard: process only subjects at positions ``index, index + count, ...`` (cluster array jobs; merge
     the shards with ``merge_caches``). stop_after: stop after that many new subjects (tests of resume).
+    allow_outside_paths: let manifest paths point outside ``cohort_dir``. subject_timeout_s: a subject running
+    longer is recorded as failed (stage ``timeout``). A worker process that dies (e.g. killed by the kernel's
+    out-of-memory killer) costs its subject only: it is recorded as failed (stage ``worker_died``).
     """
     from tqdm.auto import tqdm
 
     cohort_dir, out = Path(cohort_dir), Path(out)
     config = config or PreprocessConfig()
     table = read_cohort(cohort_dir).sort_values("subject_id").reset_index(drop=True)
+    if not allow_outside_paths:
+        check_paths_inside(cohort_dir, table)
     if shard is not None:
         table = table.iloc[shard.index::shard.count].reset_index(drop=True)
     print_ = (lambda *a, **k: print(*a, **k)) if progress else (lambda *a, **k: None)
@@ -142,15 +174,11 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
             _append_jsonl(out / "rows.jsonl", {**meta, "row": position})
         bar.update()
 
-    config_values = config.to_dict()
     if workers <= 1 or len(todo) < 4:
         for row in todo:
-            collect(process_subject(cohort_dir, row, config))
+            collect(process_subject(cohort_dir, row, config, subject_timeout_s))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
-            futures = [pool.submit(worker, (str(cohort_dir), row, config_values)) for row in todo]
-            for future in as_completed(futures):
-                collect(future.result())
+        _run_in_workers([(str(cohort_dir), row, config.to_dict(), subject_timeout_s) for row in todo], workers, collect)
     bar.close()
     seconds = time.perf_counter() - start
 
@@ -170,6 +198,62 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
     return summary
 
 
+def _run_in_workers(jobs: list[tuple], workers: int, collect) -> None:
+    """Run ``worker(job)`` for every job in a process pool, ``collect`` each result as it comes.
+
+    At most ``2 * workers`` jobs are in flight. When a worker dies (the pool breaks), the jobs in flight are the
+    suspects: each is rerun alone in a process of its own, where a second death names the culprit, recorded as
+    its failure; the pool is restarted for the rest."""
+    pending = list(reversed(jobs))
+    while pending:
+        suspects = []
+        with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
+            in_flight = {}
+            try:
+                while pending or in_flight:
+                    while pending and len(in_flight) < 2 * workers:
+                        job = pending.pop()
+                        in_flight[pool.submit(worker, job)] = job
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = in_flight.pop(future)
+                        collect(future.result())
+            except BrokenProcessPool:
+                for future, job in in_flight.items():
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        collect(future.result())
+                    else:
+                        suspects.append(job)
+        for job in suspects:
+            collect(_run_alone(job))
+
+
+def _alone(connection, job) -> None:
+    single_threaded()
+    connection.send(worker(job))
+    connection.close()
+
+
+def _run_alone(job: tuple):
+    """``worker(job)`` in a process of its own; if that process dies, the subject's failure naming the signal."""
+    context = multiprocessing.get_context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_alone, args=(sender, job), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        result = receiver.recv()
+    except EOFError:
+        result = None
+    process.join()
+    if result is not None:
+        return result
+    code = process.exitcode
+    how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    reason = f"worker died: {how} (out of memory? the subject was retried alone and its process died again)"
+    return {"subject_id": job[1]["subject_id"], "stage": "worker_died", "reason": reason}, None, None
+
+
 def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: list[dict]) -> None:
     latest = {r["subject_id"]: r for r in rows}
     phenotype_columns = [c for c in (*PHENOTYPES, *TEMPORAL_PHENOTYPES, *ECG_TRUTH, "condition", "sex", "age_years") if c in table]
@@ -186,10 +270,8 @@ def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: li
         })
     columns = ["subject_id", "row", "split", "rpeaks", "ed_frame", "es_frame", "frame_interval_ms", "source_frames",
                "flags", *phenotype_columns]
-    pd.DataFrame(records, columns=columns).to_csv(out / "index.csv", index=False)
+    write_csv(pd.DataFrame(records, columns=columns), out / "index.csv", index=False)
     unique_failures = {f["subject_id"]: f for f in failures}
-    with open(out / "failures.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["subject_id", "stage", "reason"])
-        for subject in sorted(unique_failures):
-            writer.writerow([subject, unique_failures[subject]["stage"], unique_failures[subject]["reason"]])
+    write_rows(out / "failures.csv", ["subject_id", "stage", "reason"],
+               ([subject, unique_failures[subject]["stage"], unique_failures[subject]["reason"]]
+                for subject in sorted(unique_failures)))

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core import __version__
+from ptacl_core.csv_cells import read_kit_csv
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.config import PreprocessConfig
 
@@ -98,7 +99,7 @@ class Cache:
         config = PreprocessConfig.from_dict(description["config"])
         if expected_config is not None and expected_config.to_dict() != config.to_dict():
             raise CacheMismatchError(f"{folder}: built with preprocessing {config.to_dict()}, expected {expected_config.to_dict()}")
-        index = pd.read_csv(folder / "index.csv", dtype={"subject_id": str, "flags": str}).fillna({"flags": ""})
+        index = read_kit_csv(folder / "index.csv", dtype={"flags": str}).fillna({"flags": ""})
         return cls(folder, np.load(folder / "ecg.npy", mmap_mode="r"), np.load(folder / "cmr.npy", mmap_mode="r"),
                    index, config, description["fingerprint"])
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ptacl_core.csv_cells import read_kit_csv, write_csv
 from ptacl_core.preprocessing.cache import CacheMismatchError, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
 
@@ -33,10 +34,10 @@ def merge_caches(shard_dirs: list[Path | str], out: Path | str) -> dict:
     if incomplete:
         raise CacheMismatchError(f"shard(s) not finished (run them again to resume): {incomplete}")
     config = PreprocessConfig.from_dict(descriptions[0]["config"])
-    indexes = [pd.read_csv(folder / "index.csv", dtype={"subject_id": str}) for _, folder in shards]
+    indexes = [read_kit_csv(folder / "index.csv") for _, folder in shards]
     all_subjects = sorted(
         set().union(*(set(i.subject_id) for i in indexes))
-        | set().union(*(set(pd.read_csv(folder / "failures.csv", dtype={"subject_id": str}).subject_id) for _, folder in shards))
+        | set().union(*(set(read_kit_csv(folder / "failures.csv").subject_id) for _, folder in shards))
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,11 +53,12 @@ def merge_caches(shard_dirs: list[Path | str], out: Path | str) -> dict:
             ecg_out[position] = ecg_in[record["row"]]
             cmr_out[position] = cmr_in[record["row"]]
             merged_rows.append({**record, "row": position})
-        merged_failures.extend(pd.read_csv(folder / "failures.csv", dtype={"subject_id": str}).to_dict("records"))
+        merged_failures.extend(read_kit_csv(folder / "failures.csv").to_dict("records"))
     ecg_out.flush()
     cmr_out.flush()
-    pd.DataFrame(merged_rows).sort_values("subject_id").to_csv(out / "index.csv", index=False)
-    pd.DataFrame(merged_failures, columns=["subject_id", "stage", "reason"]).sort_values("subject_id").to_csv(out / "failures.csv", index=False)
+    write_csv(pd.DataFrame(merged_rows).sort_values("subject_id"), out / "index.csv", index=False)
+    write_csv(pd.DataFrame(merged_failures, columns=["subject_id", "stage", "reason"]).sort_values("subject_id"),
+              out / "failures.csv", index=False)
     description = {**descriptions[0], "n_subjects": total, "shard": None, "complete": True, "merged_from": [str(f) for _, f in shards]}
     (out / "cache.json").write_text(json.dumps(description, indent=1))
     return {"out": str(out), "n_cached": len(merged_rows), "n_failed": len(merged_failures)}

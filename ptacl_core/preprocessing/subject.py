@@ -3,6 +3,9 @@ shapes. Every failure is returned as (subject, stage, reason), never raised: a b
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +13,34 @@ import numpy as np
 from ptacl_core.preprocessing.config import PreprocessConfig
 
 
-def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig) -> tuple[dict | None, np.ndarray | None, np.ndarray | None]:
+class SubjectTimeout(Exception):
+    """Raised inside ``process_subject`` when a subject takes longer than its time limit."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Raise ``SubjectTimeout`` after ``seconds`` (SIGALRM; only in a main thread, where signals are delivered)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise SubjectTimeout(f"took longer than {seconds:g} s (a blocking or huge input?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig,
+                    timeout_s: float | None = None) -> tuple[dict | None, np.ndarray | None, np.ndarray | None]:
     """Read and preprocess one subject. Returns (meta, ecg, cmr) or (failure, None, None) where failure
-    has a ``stage`` and a ``reason``. Never raises for bad data: everything is recorded."""
+    has a ``stage`` and a ``reason``. Never raises for bad data: everything is recorded, including a subject that
+    runs past ``timeout_s`` (stage ``timeout``)."""
 
     subject = row["subject_id"]
 
@@ -20,7 +48,10 @@ def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig) -> tu
         return {"subject_id": subject, "stage": stage, "reason": str(error)}, None, None
 
     try:
-        return _process_subject(cohort_dir, row, config, failure)
+        with _time_limit(timeout_s):
+            return _process_subject(cohort_dir, row, config, failure)
+    except SubjectTimeout as error:
+        return failure("timeout", error)
     except Exception as error:  # anything unforeseen is one subject's failure, not the whole build's
         return failure("unexpected", RuntimeError(f"{type(error).__name__}: {error}"))
 
@@ -37,7 +68,7 @@ def _process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig, fail
     if not ecg_path.exists() and not ecg_path.with_suffix(".hea").exists():
         return failure("read_ecg", FileNotFoundError(f"{ecg_path}: file not found"))
     try:
-        ecg = read_ecg(ecg_path)
+        ecg = read_ecg(ecg_path, max_seconds=config.ecg.duration_s + 1.0)  # only what preprocessing keeps
     except EcgReadError as error:
         return failure("read_ecg", error)
     try:
@@ -59,17 +90,34 @@ def _process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig, fail
     except CmrQualityError as error:
         return failure("cmr_quality", CmrReadError(cmr_path, str(error)))
     cmr_array = cine_out.cine if config.cmr.n_slices > 1 else cine_out.cine[0]
+    interval_ms, interval_flags = source_frame_interval_ms(cine.frame_interval_ms, cine.n_frames, ecg_out.rpeaks,
+                                                           config.ecg.fs)
     meta = {
         "subject_id": subject, "rpeaks": ecg_out.rpeaks.tolist(), "ed_frame": cine_out.ed_frame,
-        "es_frame": cine_out.es_frame, "flags": list(ecg_out.flags),
+        "es_frame": cine_out.es_frame, "flags": [*ecg_out.flags, *cine_out.flags, *interval_flags],
         # the cached frames span the same cycle as the source frames
-        "frame_interval_ms": cine.frame_interval_ms * cine.n_frames / config.cmr.n_frames,
+        "frame_interval_ms": interval_ms * cine.n_frames / config.cmr.n_frames,
         "source_frames": cine.n_frames,
     }
     return meta, ecg_out.signal.astype(np.float16), cmr_array.astype(np.float16)
 
 
-def worker(args: tuple[str, dict, dict]):
-    """``process_subject`` for a process pool: (cohort folder, manifest row, config as a dict)."""
-    cohort_dir, row, config_values = args
-    return process_subject(Path(cohort_dir), row, PreprocessConfig.from_dict(config_values))
+PLAUSIBLE_CYCLE_MS = (250.0, 2500.0)  # the frames of a cine span one cardiac cycle: 24-240 beats/min
+
+
+def source_frame_interval_ms(interval_ms: float, n_frames: int, rpeaks: np.ndarray, ecg_fs: float) -> tuple[float, list[str]]:
+    """The cine's frame interval (ms) and its flags. When the file gives none (NaN) or one that makes the cycle
+    (``n_frames`` x interval) implausible, e.g. a NIfTI storing 1 as a placeholder, it is derived from the paired
+    ECG: its median RR (rpeaks in samples at ``ecg_fs``) over the frame count, flagged ``frame_interval_from_ecg``."""
+    cycle = interval_ms * n_frames
+    low, high = PLAUSIBLE_CYCLE_MS
+    if np.isfinite(cycle) and low <= cycle <= high:
+        return float(interval_ms), []
+    rr_ms = float(np.median(np.diff(rpeaks))) * 1000.0 / ecg_fs
+    return rr_ms / n_frames, ["frame_interval_from_ecg"]
+
+
+def worker(args: tuple[str, dict, dict, float | None]):
+    """``process_subject`` for a process pool: (cohort folder, manifest row, config as a dict, timeout in s)."""
+    cohort_dir, row, config_values, timeout_s = args
+    return process_subject(Path(cohort_dir), row, PreprocessConfig.from_dict(config_values), timeout_s)
