@@ -45,6 +45,7 @@ class Step:
 
 
 COHORT_NOTEBOOKS = ("01", "02", "03", "04", "05")  # run once per cohort; 00 writes both cohorts
+INTERACTIVE_NOTEBOOKS = ("06",)  # widgets for JupyterLab: run only when asked for (``--only 06``), never by default
 TWIN_LABEL = "null twin"
 TWIN_FOLDER = "null_twin"
 # The twin pass trains the headline comparison only (PTACL and global-only, with the cohort's seeds): the null
@@ -105,7 +106,8 @@ def plan_steps(notebooks: list[Path], output_dir: Path, parameters: dict, twin: 
 
 
 def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:
-    """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed."""
+    """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed. The
+    interactive ones (``INTERACTIVE_NOTEBOOKS``) are listed only when ``only`` names them."""
     notebooks_dir = notebooks_dir or paths.notebooks_dir()
     found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -113,8 +115,8 @@ def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = N
         unknown = wanted - {p.name[:2] for p in found}
         if unknown:
             raise ValueError(f"no notebook numbered {sorted(unknown)} in {notebooks_dir}")
-        found = [p for p in found if p.name[:2] in wanted]
-    return found
+        return [p for p in found if p.name[:2] in wanted]
+    return [p for p in found if p.name[:2] not in INTERACTIVE_NOTEBOOKS]
 
 
 def parse_value(text: str):
