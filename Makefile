@@ -7,15 +7,26 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ptacl-installed
 
-.PHONY: setup reproduce test lint clean-outputs
+.PHONY: setup reproduce test lint clean-outputs notebook-guard
 
-setup: $(STAMP)
+setup: $(STAMP) notebook-guard
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# Output guard (.gitattributes: *.ipynb filter=nbstripout): git stores notebooks through nbstripout, so outputs
+# saved by JupyterLab never reach a commit. Local git config of this clone only (no user config needed); skipped
+# outside a git work tree. --keep-id: the committed cell ids stay as they are.
+NBSTRIPOUT = "$(abspath $(BIN))/python" -m nbstripout --keep-id
+notebook-guard:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && git config diff.ipynb.textconv '$(NBSTRIPOUT) -t' || \
+	  echo "notebook-guard: could not configure the nbstripout git filter (outputs are not stripped on commit)"; \
+	fi
 
 reproduce: setup
 	$(BIN)/python -m ptacl_core run

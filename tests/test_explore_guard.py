@@ -1,0 +1,84 @@
+"""The output guard: in a clone set up by `make setup`, git stores notebooks through nbstripout, so a notebook
+executed and saved with its outputs is committed without them, and the committed notebooks pass unchanged."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ptacl_core import paths
+
+ROOT = paths.project_root()
+
+
+def git(folder: Path, *args: str) -> str:
+    # no user config anywhere: the guard must not need one (a fresh container, CI)
+    command = ["git", "-c", "user.name=kit test", "-c", "user.email=test@example.invalid", *args]
+    return subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True).stdout
+
+
+def guarded_clone(tmp_path: Path) -> Path:
+    """A git work tree with the kit's .gitattributes and the guard installed by the Makefile's own recipe."""
+    if shutil.which("git") is None or shutil.which("make") is None:
+        pytest.skip("git and make are needed to install the output guard")
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    shutil.copy(ROOT / ".gitattributes", repo / ".gitattributes")
+    venv = Path(sys.executable).parent.parent
+    # the Makefile's own recipe (what `make setup` runs after installing the kit), in the clone
+    result = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "notebook-guard", f"VENV={venv}"], cwd=repo,
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nbstripout" in git(repo, "config", "--get", "filter.nbstripout.clean")
+    return repo
+
+
+@pytest.fixture
+def clone(tmp_path):
+    return guarded_clone(tmp_path)
+
+
+def test_an_executed_notebook_is_committed_without_its_outputs(clone):
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('an output JupyterLab would save')"), nbformat.v4.new_code_cell("6 * 7")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"x": {}}}}  # saved widget state
+    path = clone / "notebooks" / "06_explore.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    on_disk = json.loads(path.read_text())
+    assert any(cell["outputs"] for cell in on_disk["cells"])  # what autosave writes into the work tree
+    git(clone, "add", ".")
+    git(clone, "commit", "-q", "-m", "executed notebook")
+    committed = json.loads(git(clone, "show", "HEAD:notebooks/06_explore.ipynb"))
+    assert all(not cell["outputs"] and cell["execution_count"] is None for cell in committed["cells"])
+    assert "widgets" not in committed["metadata"]
+    assert [cell["source"] for cell in committed["cells"]] == [cell["source"] for cell in on_disk["cells"]]
+    assert git(clone, "status", "--porcelain") == ""  # the outputs stay on disk, invisible to git
+
+
+def test_the_committed_notebooks_pass_the_guard_unchanged(clone):
+    (clone / "notebooks").mkdir()
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for notebook in notebooks:
+        shutil.copy(notebook, clone / "notebooks" / notebook.name)
+    git(clone, "add", ".")
+    for notebook in notebooks:
+        assert git(clone, "show", f":notebooks/{notebook.name}") == notebook.read_text(), notebook.name
+
+
+def test_the_guard_is_skipped_outside_a_git_work_tree(tmp_path):
+    venv = Path(sys.executable).parent.parent
+    folder = tmp_path / "not_a_repo"
+    folder.mkdir()
+    result = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "notebook-guard", f"VENV={venv}"], cwd=folder, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
