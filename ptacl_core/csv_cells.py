@@ -44,17 +44,21 @@ def escape_frame(table: pd.DataFrame) -> pd.DataFrame:
     """A copy whose text cells (object columns, and the index when it is text) are escaped."""
     table = table.copy()
     for column in table.columns:
-        if table[column].dtype == object:
+        if _is_text(table[column]):
             table[column] = table[column].map(escape_cell)
-    if table.index.dtype == object:
+    if _is_text(table.index):
         table.index = table.index.map(escape_cell)
     return table
+
+
+def _is_text(values) -> bool:
+    return pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)
 
 
 def unescape_columns(table: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """Unescape the named text columns of a table read from a kit's CSV (in place; returns it)."""
     for column in columns:
-        if column in table and table[column].dtype == object:
+        if column in table and _is_text(table[column]):
             table[column] = table[column].map(unescape_cell)
     return table
 

@@ -76,9 +76,9 @@ def check_spacing(spacing_mm, source: Path | str) -> tuple[float, float, float]:
     low, high = PLAUSIBLE_PIXEL_MM
     for name, value in (("x", dx), ("y", dy)):
         if not (np.isfinite(value) and low <= value <= high):
-            raise CmrReadError(source, f"pixel spacing {name} = {value!r} mm is implausible (expected {low:g}-{high:g} mm)")
+            raise CmrReadError(source, f"pixel spacing {name} = {value:g} mm is implausible (expected {low:g}-{high:g} mm)")
     if not (np.isfinite(dz) and 0 <= dz <= MAX_SLICE_GAP_MM):
-        raise CmrReadError(source, f"slice spacing {dz!r} mm is implausible (expected 0-{MAX_SLICE_GAP_MM:g} mm)")
+        raise CmrReadError(source, f"slice spacing {dz:g} mm is implausible (expected 0-{MAX_SLICE_GAP_MM:g} mm)")
     return dx, dy, dz
 
 
@@ -260,11 +260,12 @@ def read_ukb_cmr_zip(path: Path | str, series_description: str | None = None) ->
         members = [info for info in archive.infolist() if info.filename.lower().endswith(".dcm")]
         for info in members:  # declared sizes, checked before anything is decompressed
             if info.file_size > MAX_ZIP_MEMBER_BYTES:
-                raise CmrReadError(path, f"member {info.filename} declares {info.file_size / 1e6:.0f} MB uncompressed; "
-                                         f"refused (a cine image is < {MAX_ZIP_MEMBER_BYTES / 1e6:.0f} MB)")
+                raise CmrReadError(path, f"member {info.filename} declares {info.file_size >> 20} MiB uncompressed; "
+                                         f"refused (a cine image is < {MAX_ZIP_MEMBER_BYTES >> 20} MiB)")
         total = sum(info.file_size for info in members)
         if total > MAX_ZIP_TOTAL_BYTES:
-            raise CmrReadError(path, f"members declare {total / 1e9:.1f} GB uncompressed; refused")
+            raise CmrReadError(path, f"members declare {total >> 20} MiB uncompressed in all; refused "
+                                     f"(over {MAX_ZIP_TOTAL_BYTES >> 20} MiB)")
         try:
             datasets = [_read_dicom_bytes(archive.read(info), info.filename, path) for info in members]
         except (zipfile.BadZipFile, OSError, EOFError) as error:  # CRC or length mismatch: a damaged or lying zip

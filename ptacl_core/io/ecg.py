@@ -150,8 +150,11 @@ def read_wfdb(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
     channels: dict[str, np.ndarray] = {}
     units = record.units or [None] * record.n_sig
     gains = record.adc_gain or [1.0] * record.n_sig
-    for index, (name, unit) in enumerate(zip(record.sig_name, units, strict=True)):
-        lead = canonical_lead_name(name)
+    names = record.sig_name or [None] * record.n_sig
+    if len(names) != len(units):
+        raise EcgReadError(path, f"header lists {len(names)} signal names for {len(units)} units")
+    for index, (name, unit) in enumerate(zip(names, units, strict=True)):
+        lead = canonical_lead_name(name or "")  # a damaged header can leave a channel unnamed
         if lead is None or lead in channels:
             continue
         if not np.isfinite(gains[index]) or gains[index] < 0:  # a negative gain silently inverts the lead

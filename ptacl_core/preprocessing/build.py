@@ -212,12 +212,13 @@ def _run_in_workers(jobs: list[tuple], workers: int, collect) -> None:
             try:
                 while pending or in_flight:
                     while pending and len(in_flight) < 2 * workers:
-                        job = pending.pop()
-                        in_flight[pool.submit(worker, job)] = job
+                        future = pool.submit(worker, pending[-1])  # raises BrokenProcessPool once a worker died
+                        in_flight[future] = pending.pop()
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        job = in_flight.pop(future)
-                        collect(future.result())
+                        result = future.result()  # raises BrokenProcessPool while the job is still in flight
+                        del in_flight[future]
+                        collect(result)
             except BrokenProcessPool:
                 for future, job in in_flight.items():
                     if future.done() and not future.cancelled() and future.exception() is None:
