@@ -543,6 +543,8 @@ class PatientViewer:
                                 f"K = {self._num_bins} phase bins per RR (shaded alternately)", fontsize=10)
         self.image_axis.set_title(f"mid short-axis slice ({self._cine['source']})", fontsize=9)
         self.frame.max = self.play.max = n_frames - 1
+        self.ecg_figure.tight_layout()  # room for this subject's titles
+        self.cine_figure.tight_layout()
         self._update_readout()
         if self.frame.value != 0:
             self.frame.value = 0  # set_frame follows through the observer
@@ -721,7 +723,7 @@ class RetrievalExplorer:
                              f"frame; gallery = {self.split_name} split", fontsize=9)
         self.figure.tight_layout()
         _redraw(self.figure)
-        shown = result.assign(cosine=result.cosine.round(3), centred=result.centred.round(3))
+        shown = result.assign(cosine=result.cosine.map("{:.4f}".format), centred=result.centred.map("{:+.3f}".format))
         precision = result.relevant.mean()
         self.table.value = (f"precision@{len(result)} for this query: {precision:.2f} (relevant = among its "
                             f"{self.relevance_k.value} nearest in z-scored phenotype space)" + shown.to_html(index=False, float_format="%.1f"))
