@@ -577,7 +577,7 @@ class PatientViewer:
         current = int(phase * self._num_bins)
         self.current_bin.set_verts([[(b[current], -40), (b[current + 1], -40), (b[current + 1], 3), (b[current], 3)]
                                     for b in self._bin_edges])
-        self.frame_label.value = (f"frame {frame + 1}/{len(image)} · phase {phase:.2f} · bin {current + 1}/{self._num_bins}"
+        self.frame_label.value = (f"frame {frame} of {len(image)} · phase {phase:.2f} · bin {current + 1}/{self._num_bins}"
                                   f" · {_fmt(time_ms, 0)} ms after R")
         _redraw(self.ecg_figure)
         _redraw(self.cine_figure)

@@ -143,7 +143,7 @@ def test_notebook_06_in_jupyterlab_and_chromium(browser, lab):
         return driver.execute_script("return Array.from(arguments[0].querySelectorAll('.widget-html-content'))"
                                      ".map(e => e.innerText).find(t => t.includes('CMR truth vs predicted')) || ''", viewer)
 
-    _wait(lambda: "predicted" in readout(), 30, "the phenotype readout")
+    _wait(lambda: "predicted" in readout() and "frame 0 of" in viewer.text, 30, "the phenotype readout")
     time.sleep(1.5)  # the first frames arrive
     ecg_before, cine_before = _canvas_images(driver, viewer)[:2]
     readout_before = readout()
@@ -168,7 +168,7 @@ def test_notebook_06_in_jupyterlab_and_chromium(browser, lab):
     handle.click()
     for _ in range(6):
         handle.send_keys(Keys.ARROW_RIGHT)
-    _wait(lambda: "frame 1/" not in viewer.text, 30, "the frame label to move")
+    _wait(lambda: "frame 0 of" not in viewer.text, 30, "the frame label to move")
     _wait(lambda: _canvas_images(driver, viewer)[1] != frame_before, 30, "the cine figure to change")
     time.sleep(1.0)
     viewer_element.screenshot(str(SCREENSHOTS / "06_explore_viewer_after.png"))
