@@ -556,3 +556,56 @@ def test_a_dicom_series_declaring_huge_images_is_refused_before_decoding(realdat
         dataset.save_as(folder / source.name)
     with pytest.raises(CmrReadError, match="M voxels.*exceeds the 80 M-voxel limit"):
         read_dicom_series(folder)
+
+
+# --- Checkpoints -----------------------------------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this creates a file: the stand-in for arbitrary code in a crafted checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, capsys):
+    import torch
+
+    from ptacl_core.__main__ import main
+    from ptacl_core.training.runs import find_runs, read_checkpoint
+
+    marker = tmp_path / "pwned"
+    run = tmp_path / "runs" / "ptacl_tiny_seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"config": {}, "payload": _Payload(marker)}, run / "checkpoints" / "last.pt")
+    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+        read_checkpoint(run)
+    assert main(["predict", "--run", str(run), str(tmp_path / "x.hea")]) != 0
+    assert "not a loadable checkpoint" in capsys.readouterr().err
+    found, notes = find_runs(tmp_path / "runs", "tiny")  # what the notebooks do with every run folder
+    assert found == [] and "unreadable checkpoint" in notes[0]
+    assert not marker.exists()
+
+
+def test_a_cine_without_timing_is_cached_with_the_interval_from_its_ecg_and_flagged(cohort, tmp_path):
+    folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b"])
+    manifest = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+    image = nib.load(folder / manifest.loc[0, "cmr"])
+    placeholder = nib.Nifti1Image(np.asarray(image.dataobj), image.affine)
+    placeholder.header.set_zooms((*image.header.get_zooms()[:3], 1.0))  # ACDC-style: 1, unit unknown
+    placeholder.header.set_xyzt_units("mm", "unknown")
+    (folder / "own").mkdir()
+    nib.save(placeholder, folder / "own" / "a_sa.nii.gz")
+    manifest.loc[0, "cmr"] = "own/a_sa.nii.gz"
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    build_cache(folder, tmp_path / "cache", FAST, progress=False)
+    index = Cache.open(tmp_path / "cache").index.set_index("subject_id")
+    assert index.loc["a", "flags"] == "frame_interval_from_ecg" and index.loc["b", "flags"] == ""
+    rr_ms = np.median(np.diff([int(v) for v in index.loc["a", "rpeaks"].split()])) * 1000 / FAST.ecg.fs
+    assert index.loc["a", "frame_interval_ms"] * FAST.cmr.n_frames == pytest.approx(rr_ms)
+    # subject b keeps the interval its file states (its cycle is not the ECG's RR: the flag is the difference)
+    stated = nib.load(folder / manifest.loc[1, "cmr"]).header.get_zooms()[3]
+    source_frames = index.loc["b", "source_frames"]
+    assert index.loc["b", "frame_interval_ms"] == pytest.approx(stated * source_frames / FAST.cmr.n_frames, rel=1e-4)
