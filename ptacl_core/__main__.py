@@ -10,6 +10,7 @@ A notebook that fails exits with 1.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -99,6 +100,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A non-negative, finite number of seconds (0: no limit)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds (0: no limit), got {text}")
+    return value
+
+
 def _predict(args: argparse.Namespace) -> int:
     from ptacl_core.prediction import Predictor, expand_inputs, format_report
 
@@ -168,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--shard", help="I/N: only this shard of the subjects (cluster array jobs)")
     preprocess.add_argument("--allow-outside-paths", action="store_true",
                             help="let manifest paths point outside the cohort folder (absolute or ../); refused by default")
-    preprocess.add_argument("--subject-timeout", type=float, default=300.0,
+    preprocess.add_argument("--subject-timeout", type=_seconds, default=300.0,
                             help="seconds one subject may take before it is recorded as failed (0: no limit)")
     preprocess.set_defaults(handler=_preprocess)
 

@@ -81,10 +81,11 @@ MISSING_MARKERS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL"]  # missing cel
 
 
 def read_kit_csv(path: Path | str, id_columns: tuple[str, ...] = ("subject_id",), **read_csv) -> pd.DataFrame:
-    """A CSV the kit wrote, read back: id columns as text, verbatim (an id ``NA`` or ``007`` stays itself) and
-    unescaped (``escape_cell``); the usual missing markers elsewhere."""
+    """A CSV the kit wrote, read back: id columns as text, verbatim (an id ``NA`` or ``007`` stays itself); every
+    text cell unescaped (``escape_cell``), so a read-and-rewrite (e.g. merging shards) does not escape twice; the
+    usual missing markers outside the id columns."""
     columns = pd.read_csv(path, nrows=0).columns
     dtype = {**{c: str for c in id_columns if c in columns}, **read_csv.pop("dtype", {})}
     table = pd.read_csv(path, dtype=dtype, keep_default_na=False,
                         na_values={c: MISSING_MARKERS for c in columns if c not in id_columns}, **read_csv)
-    return unescape_columns(table, id_columns)
+    return unescape_columns(table, [c for c in table.columns if _is_text(table[c])])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +43,11 @@ class Cine:
 # Bounds checked on the declared sizes before anything is allocated or decompressed. A UK Biobank short-axis cine
 # is ~26 M voxels (208 x 210 x 12 slices x 50 frames); 80 M voxels is 320 MB as float32.
 MAX_CINE_VOXELS = 80_000_000
+# Reading and preprocessing a cine at the voxel limit peaks at ~1 GB of RSS (78 M int16 voxels measured: 0.97 GB).
+# Raise the limit here for bigger (e.g. 512 x 512 interpolated) stacks, with the memory that takes per worker.
 MAX_DICOM_FILE_BYTES = 256 * 1024 * 1024  # one DICOM image file (a multi-frame cine is well under this)
 MAX_ZIP_MEMBER_BYTES = 64 * 1024 * 1024  # one DICOM image inside a UK Biobank zip is ~100 kB
-MAX_ZIP_TOTAL_BYTES = 1024 * 1024 * 1024
+MAX_ZIP_TOTAL_BYTES = 512 * 1024 * 1024  # a UK Biobank short-axis zip is ~60-100 MB uncompressed
 PLAUSIBLE_PIXEL_MM = (0.1, 20.0)  # in-plane spacing
 MAX_SLICE_GAP_MM = 100.0
 
@@ -65,8 +68,8 @@ def _frame_interval_ms(value: float, unit: str) -> float:
         return value / 1000.0
     if unit == "sec" or (unit == "unknown" and value < 1.0):
         return value * 1000.0
-    if unit == "unknown" and value == 1.0:
-        return float("nan")
+    if unit == "unknown" and value == 1.0:  # said here, where the header is read; preprocessing's cycle check
+        return float("nan")                  # (250-2,500 ms) would also catch it, from the frame count
     return value
 
 
@@ -109,7 +112,8 @@ def read_nifti_cine(path: Path | str) -> Cine:
     _check_voxels(image.shape, path)
     if image.get_data_dtype().kind == "c":
         raise CmrReadError(path, f"complex-valued voxels ({image.get_data_dtype()}); store the magnitude image")
-    pixdim = [float(v) for v in raw["pixdim"][1:5]]
+    # a negative pixdim is a converter's sign convention (nibabel reads its magnitude); 0, NaN and inf are not
+    pixdim = [abs(float(v)) for v in raw["pixdim"][1:5]]
     spacing = check_spacing(pixdim[:3], path)
     try:
         data = np.asarray(image.dataobj, dtype=np.float32)
@@ -158,7 +162,7 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
     if one_series and len(by_series) > 1:
         def described(uid: str, items: list) -> str:
             names = [Path(str(getattr(d, "filename", "") or "?")).name for d in items]
-            files = f": {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}" if len(items) <= 3 else ""
+            files = f": {', '.join(names)}" if len(items) <= 3 else ""  # a stray file or two: name them
             return f"{uid or '(no SeriesInstanceUID: truncated or not an image?)'} ({len(items)} images{files})"
         counts = ", ".join(described(uid, items) for uid, items in sorted(by_series.items(), key=lambda kv: -len(kv[1])))
         raise CmrReadError(source, f"mixes {len(by_series)} series: {counts}; give one series per folder")
@@ -237,7 +241,7 @@ def read_dicom_series(folder: Path | str) -> Cine:
         if path.stat().st_size > MAX_DICOM_FILE_BYTES:
             raise CmrReadError(path, f"{path.stat().st_size / 1e6:.0f} MB is too large for one cine DICOM file")
         try:
-            datasets.append(pydicom.dcmread(path))
+            datasets.append(pydicom.dcmread(path, defer_size="1 MB"))  # pixel data read when decoded, not held
         except pydicom.errors.InvalidDicomError:
             continue  # DICOMDIR side files, READMEs, thumbnails
         except Exception as error:  # truncated in the header: named, not a mystery series
@@ -268,7 +272,7 @@ def read_ukb_cmr_zip(path: Path | str, series_description: str | None = None) ->
                                      f"(over {MAX_ZIP_TOTAL_BYTES >> 20} MiB)")
         try:
             datasets = [_read_dicom_bytes(archive.read(info), info.filename, path) for info in members]
-        except (zipfile.BadZipFile, OSError, EOFError) as error:  # CRC or length mismatch: a damaged or lying zip
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:  # a damaged or lying zip
             raise CmrReadError(path, f"damaged zip member ({type(error).__name__}: {error})") from error
     # Derived series (e.g. "CINE_segmented_SAX_InlineVF", the scanner's own analysis) are not images to stack.
     datasets = [d for d in datasets if "inlinevf" not in str(getattr(d, "SeriesDescription", "")).lower()]

@@ -104,7 +104,9 @@ def _wfdb_read_length(header, folder: Path, max_seconds: float | None, path: Pat
             return None
         return max(1, min(int(header.sig_len), int(np.ceil(max_seconds * header.fs))))
     per_file: dict[str, tuple[float, int]] = {}
-    for name, fmt, frame in zip(header.file_name or [], header.fmt or [], header.samps_per_frame or [], strict=False):
+    files = getattr(header, "file_name", None) or []  # a multi-segment header names its segments instead
+    formats, frames_per = getattr(header, "fmt", None) or [], getattr(header, "samps_per_frame", None) or []
+    for name, fmt, frame in zip(files, formats, frames_per, strict=False):
         size, count = per_file.get(name, (_WFDB_BYTES_PER_SAMPLE.get(str(fmt), 0.0), 0))
         per_file[name] = (size, count + int(frame or 1))
     for name, (bytes_per_sample, samples_per_frame) in per_file.items():
@@ -136,7 +138,7 @@ def read_wfdb(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         header = wfdb.rdheader(record_name)
     except Exception as error:
         raise EcgReadError(path, f"WFDB could not read the header ({type(error).__name__}: {error})") from error
-    for name in dict.fromkeys(header.file_name or []):
+    for name in dict.fromkeys(getattr(header, "file_name", None) or []):
         data = header_path.parent / name
         if data.exists() and not data.is_file():
             raise EcgReadError(data, "not a regular file")

@@ -25,7 +25,7 @@ from ptacl_core.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
-from ptacl_core.preprocessing.subject import process_subject, worker
+from ptacl_core.preprocessing.subject import check_timeout, worker
 from ptacl_core.threads import single_threaded
 
 
@@ -117,6 +117,7 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
 
     cohort_dir, out = Path(cohort_dir), Path(out)
     config = config or PreprocessConfig()
+    check_timeout(subject_timeout_s)
     table = read_cohort(cohort_dir).sort_values("subject_id").reset_index(drop=True)
     if not allow_outside_paths:
         check_paths_inside(cohort_dir, table)
@@ -174,11 +175,9 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
             _append_jsonl(out / "rows.jsonl", {**meta, "row": position})
         bar.update()
 
-    if workers <= 1 or len(todo) < 4:
-        for row in todo:
-            collect(process_subject(cohort_dir, row, config, subject_timeout_s))
-    else:
-        _run_in_workers([(str(cohort_dir), row, config.to_dict(), subject_timeout_s) for row in todo], workers, collect)
+    # always in worker processes, even with workers=1: a subject whose process dies (the out-of-memory killer)
+    # must cost that subject, not the build and then every resume
+    _run_in_workers([(str(cohort_dir), row, config.to_dict(), subject_timeout_s) for row in todo], max(workers, 1), collect)
     bar.close()
     seconds = time.perf_counter() - start
 

@@ -99,7 +99,7 @@ class Cache:
         config = PreprocessConfig.from_dict(description["config"])
         if expected_config is not None and expected_config.to_dict() != config.to_dict():
             raise CacheMismatchError(f"{folder}: built with preprocessing {config.to_dict()}, expected {expected_config.to_dict()}")
-        index = read_kit_csv(folder / "index.csv", dtype={"flags": str}).fillna({"flags": ""})
+        index = read_kit_csv(folder / "index.csv", id_columns=("subject_id", "flags"))  # flags: "" is none
         return cls(folder, np.load(folder / "ecg.npy", mmap_mode="r"), np.load(folder / "cmr.npy", mmap_mode="r"),
                    index, config, description["fingerprint"])
 

@@ -125,7 +125,8 @@ def _smallest_in_window(values: np.ndarray) -> tuple[int, bool]:
     """argmin of a per-frame curve, restricted to ``ES_WINDOW`` of the cycle; True when the unrestricted argmin
     lay outside it (an ED-like frame at either end of the cycle: the curve measured the wrong thing)."""
     n_frames = len(values)
-    first, last = int(np.ceil(ES_WINDOW[0] * n_frames)), int(np.floor(ES_WINDOW[1] * n_frames))
+    first = max(int(np.ceil(ES_WINDOW[0] * n_frames)), 1)
+    last = min(int(np.floor(ES_WINDOW[1] * n_frames)), n_frames - 2)
     overall = int(np.argmin(values))
     inside = first + int(np.argmin(values[first:last + 1]))
     return inside, not first <= overall <= last

@@ -3,8 +3,10 @@ shapes. Every failure is returned as (subject, stage, reason), never raised: a b
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,8 +15,9 @@ import numpy as np
 from ptacl_core.preprocessing.config import PreprocessConfig
 
 
-class SubjectTimeout(Exception):
-    """Raised inside ``process_subject`` when a subject takes longer than its time limit."""
+class SubjectTimeout(BaseException):
+    """Raised inside ``process_subject`` when a subject takes longer than its time limit. A BaseException, so that
+    the readers' and libraries' ``except Exception`` cannot turn it into a read error or swallow it."""
 
 
 @contextmanager
@@ -28,12 +31,21 @@ def _time_limit(seconds: float | None):
         raise SubjectTimeout(f"took longer than {seconds:g} s (a blocking or huge input?)")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # a caller's own alarm, re-armed afterwards
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
+
+
+def check_timeout(timeout_s: float | None) -> None:
+    """A per-subject time limit is None/0 (no limit) or a positive finite number of seconds."""
+    if timeout_s is not None and (not math.isfinite(timeout_s) or timeout_s < 0):
+        raise ValueError(f"the subject timeout must be a non-negative number of seconds (0: no limit), got {timeout_s!r}")
 
 
 def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig,
@@ -43,8 +55,9 @@ def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig,
     runs past ``timeout_s`` (stage ``timeout``)."""
 
     subject = row["subject_id"]
+    check_timeout(timeout_s)
 
-    def failure(stage: str, error: Exception) -> tuple[dict, None, None]:
+    def failure(stage: str, error: BaseException) -> tuple[dict, None, None]:
         return {"subject_id": subject, "stage": stage, "reason": str(error)}, None, None
 
     try:
