@@ -1,0 +1,85 @@
+"""``PhaseSimilarityBrowser``: one patient's K x K similarity of projected ECG phase segments and CMR phase
+frames, for each chosen contrastive method."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptacl_core.explore.compute import phase_similarity_matrix, select_subjects
+from ptacl_core.explore.controls import canvas, id_search, list_first, redraw
+from ptacl_core.explore.data import ExploreData
+
+
+class PhaseSimilarityBrowser:
+    """One patient's K x K cosine similarity of projected ECG phase segments (rows) and CMR phase frames
+    (columns) for each chosen method: a bright diagonal is what the local loss asks for. Patients: the first test
+    subjects in the dropdown, any subject by id."""
+
+    def __init__(self, data: ExploreData, subject: str | None = None):
+        import ipywidgets as w
+
+        methods = data.methods(contrastive_only=True)
+        if not methods:
+            raise FileNotFoundError(f"no finished contrastive runs in {data.runs_dir}: nothing has phase projections")
+        self.data = data
+        test_ids = select_subjects(data.index, split="test")
+        self.subject = w.Dropdown(options=test_ids, value=(test_ids or [None])[0], description="patient")
+        self.summary = w.HTML()
+        self.search = id_search(self.show, self.summary)
+        self.methods = w.SelectMultiple(options=methods, value=tuple(methods[:3]), description="methods",
+                                        rows=min(4, len(methods)))
+        self.seed = w.IntText(value=min(data.seeds(methods[0])), description="seed")
+        self.figure, self.canvas = canvas(10.0, 3.4)
+        self.matrices: dict[str, np.ndarray] = {}
+        if subject is not None:
+            self.show(subject)
+        for control in (self.subject, self.methods, self.seed):
+            control.observe(lambda _: self.update(), "value")
+        self.update()
+        self.widget = w.VBox([w.HBox([self.subject, self.search, self.methods, self.seed]), self.canvas,
+                              self.summary])
+
+    def show(self, subject_id: str) -> None:
+        """Browse ``subject_id`` (any subject of the cache; a ValueError naming an unknown id)."""
+        subject_id = str(subject_id).strip()
+        self.data.position(subject_id)
+        list_first(self.subject, subject_id)
+
+    def matrix(self, method: str, seed: int, subject_id: str) -> np.ndarray:
+        import torch
+
+        data = self.data
+        model = data.model(method, seed)
+        with torch.no_grad():
+            features = model.phase_embeddings(data.batch(subject_id), data.fs, data.num_bins(method, seed))
+        return phase_similarity_matrix(features.u_ecg[0].numpy(), features.u_cmr[0].numpy(),
+                                       features.mask[0].numpy())
+
+    def update(self) -> None:
+        if self.subject.value is None:
+            return
+        self.figure.clear()
+        chosen = list(self.methods.value)
+        self.matrices, lines = {}, []
+        for column, method in enumerate(chosen):
+            axis = self.figure.add_subplot(1, max(len(chosen), 1), column + 1)
+            try:
+                matrix = self.matrix(method, self.seed.value, self.subject.value)
+            except FileNotFoundError as error:
+                axis.set_axis_off()
+                axis.set_title(f"{method}: no run", fontsize=8)
+                lines.append(str(error))
+                continue
+            self.matrices[method] = matrix
+            shown = axis.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+            axis.set_xlabel("CMR phase bin")
+            axis.set_ylabel("ECG phase bin")
+            diagonal = np.nanmean(np.diag(matrix))
+            off = np.nanmean(matrix[~np.eye(len(matrix), dtype=bool)])
+            axis.set_title(f"{method} seed {self.seed.value}\nsame phase {diagonal:+.2f}, other {off:+.2f}",
+                           fontsize=8)
+            lines.append(f"{method}: same-phase mean {diagonal:+.3f}, other-phase mean {off:+.3f}")
+        if self.matrices:
+            self.figure.colorbar(shown, ax=self.figure.axes, shrink=0.8, label="cosine")
+        self.summary.value = f"<b>{self.subject.value}</b>: " + "; ".join(lines)
+        redraw(self.figure)
