@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml
 
 # Output guard (.gitattributes: *.ipynb filter=nbstripout): git stores notebooks through nbstripout, so outputs
 # saved by JupyterLab never reach a commit. Local git config of this clone only (no user config needed); skipped
-# outside a git work tree. --keep-id: the committed cell ids stay as they are.
-NBSTRIPOUT = "$(abspath $(BIN))/python" -m nbstripout --keep-id
+# outside a git work tree. ptacl_core/notebook_guard.py: nbstripout with cell ids kept, and the metadata JupyterLab
+# rewrites on open (kernelspec display name, language_info details) pinned, so an opened notebook stays unmodified.
+NBSTRIPOUT = "$(abspath $(BIN))/python" -m ptacl_core.notebook_guard
 notebook-guard:
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && git config filter.nbstripout.smudge cat && \
-	  git config filter.nbstripout.required true && git config diff.ipynb.textconv '$(NBSTRIPOUT) -t' || \
+	  git config filter.nbstripout.required true && git config diff.ipynb.textconv '$(NBSTRIPOUT)' || \
 	  echo "notebook-guard: could not configure the nbstripout git filter (outputs are not stripped on commit)"; \
 	fi
 

@@ -95,14 +95,15 @@ def plan_steps(notebooks: list[Path], output_dir: Path, parameters: dict, twin: 
     physiological cohort, whose report shows the twin beside it. twin=False: one pass."""
     single = [n for n in notebooks if n.name[:2] not in COHORT_NOTEBOOKS]
     per_cohort = [n for n in notebooks if n.name[:2] in COHORT_NOTEBOOKS]
-    steps = [Step(n, parameters, output_dir) for n in single]
+    after = [n for n in single if per_cohort and n.name > per_cohort[-1].name]  # e.g. 06 after 01-03: numeric order
+    steps = [Step(n, parameters, output_dir) for n in single if n not in after]
     main = dict(parameters)
     if twin and per_cohort:
         twin_values = twin_parameters(parameters)
         steps += [Step(n, twin_values, output_dir / TWIN_FOLDER, TWIN_LABEL) for n in per_cohort]
         main.setdefault("twin_figures_dir", twin_values["figures_dir"])
     steps += [Step(n, main, output_dir) for n in per_cohort]
-    return steps
+    return steps + [Step(n, parameters, output_dir) for n in after]
 
 
 def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:

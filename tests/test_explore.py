@@ -214,14 +214,9 @@ def test_retrieval_explorer_centred_scores_differ_between_neighbours(data):
             retrieval.query.value = query
             result = retrieval.result
             assert query not in set(result.subject_id) and len(result) == 5
-            assert result.cosine.is_monotonic_decreasing  # ranked as notebook 04 ranks
+            assert np.all(np.diff(result.cosine.to_numpy()) <= 1e-6)  # ranked as notebook 04 ranks (float32)
             assert np.ptp(result.centred) > 0.05 and np.ptp(result.centred) > 5 * np.ptp(result.cosine)
             assert f"{result.centred.iloc[0]:+.2f}" in " ".join(t.get_text() for a in retrieval.figure.axes for t in [a.title])
-    retrieval.rank_by.value = "centred"
-    assert retrieval.result.centred.is_monotonic_decreasing
-    # relevance: the query's nearest in z-scored phenotype space, the neighbours marked against it
-    retrieval.relevance_k.value = retrieval.relevance_k.max
-    assert retrieval.result.relevant.all()
     with pytest.raises(ValueError, match="split"):
         retrieval.set_query(data.subject_ids[data.splits == "train"][0])
 
@@ -335,6 +330,27 @@ def test_a_30000_subject_cohort_reads_rows_on_demand_and_sends_the_browser_littl
     with pytest.raises(FileNotFoundError, match="needs trained encoders"):
         explore.RetrievalExplorer(data)
 
+    # the retrieval explorer on the same cohort, with a fake run's embeddings: any test subject is a query by id
+    class OneRun(explore.ExploreData):
+        def embedding(self, method, seed, space="ecg"):
+            return fake
+
+    fake = rng.normal(size=(n, 16)).astype(np.float32)
+    index["ed_frame"] = 2
+    ecg.reads.clear()
+    cmr.reads.clear()
+    data = OneRun(cache, None, [SimpleNamespace(method="ptacl", seed=0)], tmp_path / "store", runs_dir=tmp_path)
+    retrieval = explore.RetrievalExplorer(data, k=3)
+    assert len(retrieval.query.options) == explore.MAX_OPTIONS < len(retrieval.gallery_rows)
+    late = data.subject_ids[retrieval.gallery_rows[-1]]  # far beyond the listed ones
+    assert late not in retrieval.query.options
+    retrieval.search.value = late
+    assert retrieval.query.value == late and len(retrieval.query.options) == explore.MAX_OPTIONS
+    assert list(retrieval.result.subject_id) and late not in set(retrieval.result.subject_id)
+    assert all(isinstance(key, int) for key in ecg.reads + cmr.reads) and len(cmr.reads) <= 2 * 4  # query + 3
+    size = len(json.dumps([w.get_state() for w in tree(retrieval.widget)], default=str))
+    assert size < 100_000, f"{size} bytes of widget state"
+
 
 # --- notebook 06 --------------------------------------------------------------------------------------------------
 
@@ -365,3 +381,251 @@ def test_notebook_06_runs_headless(cohort, tiny_cache, trained_runs, tmp_path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 5  # viewer, retrieval, map, scatter, phase similarity
+
+
+# --- review fixes: every control changes what it should ----------------------------------------------------------
+
+def test_a_method_change_updates_every_widget_even_when_the_seed_stays_the_same(data):
+    from ptacl_core.evaluation.retrieval import topk
+
+    assert data.seeds("ptacl") == data.seeds("global") == [0]  # the case ipywidgets sends no seed change for
+    retrieval = explore.RetrievalExplorer(data, k=5)
+    embedding_map, scatter = explore.EmbeddingMap(data), explore.PredictionScatter(data)
+    viewer = explore.PatientViewer(data)
+    before = (list(retrieval.result.subject_id), embedding_map.points.copy(), scatter.points.copy(), viewer.readout.value)
+    for widget in (retrieval, embedding_map, scatter, viewer):
+        widget.method.value = "global"
+    rows = retrieval.gallery_rows
+    x = data.embedding("global", 0)[rows]
+    q = int(np.flatnonzero(data.subject_ids[rows] == retrieval.query.value)[0])
+    expected, _ = topk(x[q:q + 1], x, 5, exclude=np.array([q]))
+    assert list(retrieval.result.subject_id) == data.subject_ids[rows[expected[0]]].tolist()
+    assert list(retrieval.result.subject_id) != before[0] and "global seed 0" in retrieval.figure._suptitle.get_text()
+    assert embedding_map.axis.get_title().startswith("global seed 0") and not np.allclose(embedding_map.points, before[1])
+    test = np.flatnonzero(data.splits == "test")
+    column = EVALUATED.index("LVEF_pct")
+    assert scatter.points[:, 1] == pytest.approx(data.predictions("global", 0)[test, column])
+    assert scatter.axis.get_title().startswith("global seed 0")
+    assert "Global only" in viewer.readout.value or "global" in viewer.readout.value.lower()
+    assert viewer.readout.value != before[3]
+
+
+def test_run_picker_calls_back_once_per_change_and_keeps_the_seed(data):
+    calls = []
+    picker = explore.RunPicker(data, lambda: calls.append(picker.value))
+    assert picker.value == ("ptacl", 0) and calls == []
+    picker.method.value = "global"
+    assert calls == [("global", 0)]
+    picker.method.value = "ptacl"
+    assert calls == [("global", 0), ("ptacl", 0)]
+
+
+def test_patient_viewer_worst_list_and_phase_bins_follow_the_run(data, monkeypatch):
+    viewer = explore.PatientViewer(data)
+    viewer.worst_by.value = "LVEF_pct"
+    viewer.listing.value = "worst"
+    test = np.flatnonzero(data.splits == "test")
+    column = EVALUATED.index("LVEF_pct")
+
+    def worst(method):
+        errors = np.abs(data.predictions(method, 0)[test, column] - data.phenotypes()[test, column])
+        order = np.argsort(-np.where(np.isfinite(errors), errors, -np.inf), kind="stable")
+        return data.subject_ids[test[order[:np.isfinite(errors).sum()]]].tolist()
+
+    assert list(viewer.subject.options) == worst("ptacl")
+    real_bins = data.num_bins
+    monkeypatch.setattr(data, "num_bins", lambda method, seed: 5 if method == "global" else real_bins(method, seed))
+    viewer.method.value = "global"
+    assert list(viewer.subject.options) == worst("global")
+    beats = len(explore.phase_bin_edges(viewer._rpeaks, 5))
+    assert viewer._num_bins == 5 and len(viewer.bin_patches.get_paths()) == beats * 3  # 5 bins: 3 shaded per beat
+    assert "K = 5 phase bins" in viewer.ecg_axis.get_title() and "/5" in viewer.frame_label.value
+    # worst predicted within a condition: the condition is filtered first, then the top n taken
+    condition = data.index.condition.astype(str).to_numpy()
+    viewer.condition.value = "normal"
+    normal = set(data.subject_ids[test[condition[test] == "normal"]])
+    listed = list(viewer.subject.options)
+    assert listed and set(listed) <= normal and viewer.worst_ids(n=3) == [s for s in worst("global") if s in normal][:3]
+
+
+def test_patient_viewer_split_and_condition_filters(data):
+    viewer = explore.PatientViewer(data)
+    splits, conditions = dict(zip(data.subject_ids, data.splits, strict=True)), dict(
+        zip(data.subject_ids, data.index.condition.astype(str), strict=True))
+    viewer.split.value = "train"
+    assert viewer.subject.options and all(splits[s] == "train" for s in viewer.subject.options)
+    viewer.condition.value = "lv_hypertrophy"
+    expected = [s for s in data.subject_ids if splits[s] == "train" and conditions[s] == "lv_hypertrophy"]
+    assert list(viewer.subject.options) == expected
+    viewer.subject.value = expected[-1]
+    assert viewer.subject_id == expected[-1] and expected[-1] in viewer.readout.value
+
+
+def test_retrieval_scores_against_brute_force(data):
+    from ptacl_core.evaluation.retrieval import N_RELEVANT
+
+    retrieval = explore.RetrievalExplorer(data, k=5)
+    rows = retrieval.gallery_rows
+    lvef = data.cache.phenotypes(PHENOTYPES)[:, PHENOTYPES.index("LVEF_pct")]
+    assert set(rows) == set(np.flatnonzero((data.splits == "test") & np.isfinite(lvef)))  # notebook 04's gallery
+    assert retrieval.relevance_k.value == min(N_RELEVANT, len(rows) - 1)  # 10 on a gallery of 11 or more
+    volumes = data.cache.phenotypes(PHENOTYPES)
+    train = data.splits == "train"
+    mean, sd = np.nanmean(volumes[train], 0), np.nanstd(volumes[train], 0)
+    z = np.nan_to_num((volumes[rows] - mean) / np.where(sd > 0, sd, 1.0))
+    for direction, (q_space, g_space) in {"ECG→ECG": ("ecg", "ecg"),
+                                          "ECG→CMR": ("ecg_projected", "cmr_projected")}.items():
+        retrieval.direction.value = direction
+        retrieval.relevance_k.value = 3
+        for query in retrieval.query.options[:3]:
+            retrieval.query.value = query
+            result = retrieval.result
+            q_mean = data.embedding("ptacl", 0, q_space)[data.splits == "train"].mean(0)  # the TRAINING mean
+            g_mean = data.embedding("ptacl", 0, g_space)[data.splits == "train"].mean(0)
+            a = data.embedding("ptacl", 0, q_space)[data.position(query)].astype(np.float64) - q_mean
+            for subject, centred in zip(result.subject_id, result.centred, strict=True):
+                b = data.embedding("ptacl", 0, g_space)[data.position(subject)].astype(np.float64) - g_mean
+                assert centred == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-6)
+            assert np.all(np.diff(result.cosine.to_numpy()) <= 1e-6)  # ranked as notebook 04 ranks (float32 scores)
+            q = int(np.flatnonzero(data.subject_ids[rows] == query)[0])
+            distance = [np.linalg.norm(z[j] - z[q]) if j != q else np.inf for j in range(len(rows))]
+            nearest = set(data.subject_ids[rows[np.argsort(distance, kind="stable")[:3]]])
+            assert result.relevant.tolist() == [s in nearest for s in result.subject_id]
+    retrieval.rank_by.value = "centred"
+    assert np.all(np.diff(retrieval.result.centred.to_numpy()) <= 1e-6)
+
+
+def test_retrieval_query_by_id_and_thumbnails_from_the_cache(data, monkeypatch):
+    retrieval = explore.RetrievalExplorer(data, k=3)
+    monkeypatch.setattr(data, "cine", lambda *a: pytest.fail("the thumbnails read the cohort's NIfTI"))
+    last = data.subject_ids[retrieval.gallery_rows[-1]]
+    retrieval.search.value = last  # typed and submitted
+    assert retrieval.query.value == last and retrieval.result is not None
+    first = retrieval.result.subject_id.iloc[0]
+    thumbnail = retrieval.figure.axes[3].images[0].get_array()  # row 2, column 2: the first neighbour's frame
+    expected = np.asarray(data.cache_cine(first)[data.ed_frame(first)], np.float32)
+    assert np.array_equal(np.asarray(thumbnail), expected)
+    retrieval.search.value = data.subject_ids[data.splits == "train"][0]
+    assert "train split" in retrieval.status.value and retrieval.query.value == last
+
+
+def test_embedding_map_colour_change_reuses_the_coordinates_and_drops_the_colourbar(data):
+    embedding_map = explore.EmbeddingMap(data)
+    points = embedding_map.points
+    assert len(embedding_map.figure.axes) == 2  # map and colourbar
+    embedding_map.colour_by.value = "condition"
+    assert embedding_map.points is points and len(embedding_map.figure.axes) == 1
+    embedding_map.colour_by.value = "LVEDV_mL"
+    assert embedding_map.points is points and len(embedding_map.figure.axes) == 2
+    assert "LVEDV_mL" in embedding_map._colourbar.ax.get_ylabel()
+
+
+def test_clicking_the_map_sets_the_retrieval_query(data):
+    retrieval = explore.RetrievalExplorer(data, k=3)
+    embedding_map = explore.EmbeddingMap(data, retrieval=retrieval)
+    row = next(i for i, p in enumerate(embedding_map.rows) if p in set(retrieval.gallery_rows[5:]))
+    embedding_map.open_point(row)
+    assert retrieval.query.value == embedding_map.point_ids[row]
+
+
+def test_prediction_scatter_follows_the_phenotype(data):
+    scatter = explore.PredictionScatter(data)
+    test = np.flatnonzero(data.splits == "test")
+    column = EVALUATED.index("LVEDV_mL")
+    scatter.phenotype.value = "LVEDV_mL"
+    true, predicted = data.phenotypes()[test, column], data.predictions("ptacl", 0)[test, column]
+    known = np.isfinite(true) & np.isfinite(predicted)
+    assert scatter.points[:, 0] == pytest.approx(true[known]) and scatter.points[:, 1] == pytest.approx(predicted[known])
+    assert "LVEDV_mL" in scatter.axis.get_xlabel()
+
+
+def test_one_subject_batch_equals_the_datasets_and_caches_are_bounded(data):
+    from ptacl_core.dataset import CacheDataset
+
+    subject = data.subject_ids[3]
+    ours, theirs = data.batch(subject), CacheDataset(data.cache, None).batch([3])
+    assert ours["subject_id"] == theirs["subject_id"]
+    for key in ("ecg", "cmr", "rpeaks", "phenotypes"):
+        assert torch.equal(ours[key], theirs[key]), key
+    browser = explore.PhaseSimilarityBrowser(data)
+    browser.search.value = data.subject_ids[0]  # any subject by id, not only the listed test subjects
+    assert browser.subject.value == data.subject_ids[0] and data.subject_ids[0] in browser.summary.value
+    assert len(data._models) <= 3 and len(data._embeddings) <= 8
+
+
+def _cohort_subset(source, out, n=3):
+    """A cohort folder with the first ``n`` subjects of ``source`` (files linked, tables rewritten)."""
+    out.mkdir()
+    for name in ("ecg", "cmr"):
+        (out / name).symlink_to(source / name, target_is_directory=True)
+    manifest = pd.read_csv(source / "manifest.csv", dtype=str).head(n)
+    phenotypes = pd.read_csv(source / "phenotypes.csv", dtype={"subject_id": str})
+    manifest.to_csv(out / "manifest.csv", index=False)
+    phenotypes[phenotypes.subject_id.isin(manifest.subject_id)].to_csv(out / "phenotypes.csv", index=False)
+    return manifest
+
+
+def test_patient_viewer_shows_a_cine_without_frame_timing(cohort, tmp_path):
+    import nibabel as nib
+
+    from ptacl_core.preprocessing.build import build_cache
+    from ptacl_core.preprocessing.cache import Cache
+    from ptacl_core.preprocessing.config import PreprocessConfig
+
+    folder = tmp_path / "cohort"
+    manifest = _cohort_subset(cohort, folder)
+    image = nib.load(folder / manifest.cmr[0])
+    untimed = nib.Nifti1Image(np.asarray(image.dataobj), image.affine)
+    untimed.header.set_zooms((*image.header.get_zooms()[:3], 1.0))  # a file that stores no timing
+    untimed.header.set_xyzt_units("mm", "unknown")
+    (folder / "own").mkdir()
+    nib.save(untimed, folder / "own" / "untimed_sa.nii.gz")
+    manifest.loc[0, "cmr"] = "own/untimed_sa.nii.gz"
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    build_cache(folder, tmp_path / "cache", PreprocessConfig.preset("tiny"), workers=1, progress=False)
+    cache = Cache.open(tmp_path / "cache")
+    data = explore.ExploreData(cache, folder, [], tmp_path / "store", runs_dir=tmp_path / "runs")
+    untimed_id, timed_id = manifest.subject_id[0], manifest.subject_id[1]
+    viewer = explore.PatientViewer(data, timed_id)
+    viewer.show(untimed_id)
+    cine = data.cine(untimed_id)
+    index = cache.index.set_index("subject_id")
+    expected = index.loc[untimed_id, "frame_interval_ms"] * cache.cmr.shape[-3] / index.loc[untimed_id, "source_frames"]
+    assert cine["source"] == "cohort" and cine["interval_from_ecg"] and cine["frame_interval_ms"] == pytest.approx(expected)
+    assert np.isfinite(viewer.volume_axis.get_xlim()).all() and viewer.subject_id == untimed_id
+    assert "frame_interval_from_ecg" in viewer.readout.value and "interval from the ECG" in viewer.frame_label.value
+    viewer.frame.value = 4
+    assert viewer.volume_cursor.get_xdata()[0] == pytest.approx(4 * expected)
+    # the file with timing keeps it: the cached interval scaled back to its own frames is the header's
+    stated = nib.load(folder / manifest.cmr[1]).header.get_zooms()[3]
+    assert data.cine(timed_id)["frame_interval_ms"] == pytest.approx(stated, rel=1e-3) and not data.cine(timed_id)[
+        "interval_from_ecg"]
+    # no timing anywhere (an older cache): frames on the axis, never a crash
+    data.cache.index.loc[data.position(timed_id), "frame_interval_ms"] = np.nan
+    viewer.show(timed_id)
+    assert viewer.volume_axis.get_xlabel() == "frame (no frame timing)" and "no frame timing" in viewer.readout.value
+
+
+def test_only_with_06_runs_it_after_the_notebooks_it_reads(tmp_path):
+    from ptacl_core.runner import TWIN_LABEL, list_notebooks, plan_steps
+
+    steps = plan_steps(list_notebooks(only=["01", "02", "03", "06"]), tmp_path, {"cohort_dir": "/x/cohort"})
+    assert [(s.notebook.name[:2], s.label) for s in steps] == [
+        ("01", TWIN_LABEL), ("02", TWIN_LABEL), ("03", TWIN_LABEL), ("01", ""), ("02", ""), ("03", ""), ("06", "")]
+    assert [s.notebook.name[:2] for s in plan_steps(list_notebooks(only=["00", "06"]), tmp_path, {})] == ["00", "06"]
+
+
+@pytest.mark.slow
+def test_notebook_06_without_runs_says_so_instead_of_failing(cohort, tiny_cache, tmp_path):
+    from ptacl_core.runner import run_notebooks
+
+    (tmp_path / "no_runs").mkdir()
+    parameters = {"cohort_dir": str(cohort), "cache_dir": str(tiny_cache), "runs_dir": str(tmp_path / "no_runs"),
+                  "embeddings_dir": str(tmp_path / "embeddings")}
+    runs = run_notebooks([NOTEBOOK], tmp_path / "out", parameters, progress_bar=False, log=lambda *a, **k: None)
+    executed = json.loads(runs[0].executed.read_text())
+    outputs = [o for cell in executed["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    printed = "".join("".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream")
+    assert printed.count(explore.NO_RUNS) == 4  # retrieval, map, scatter, phase similarity
+    assert sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs) == 1  # the viewer

@@ -2,6 +2,7 @@
 executed and saved with its outputs is committed without them, and the committed notebooks pass unchanged."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,9 +33,9 @@ def guarded_clone(tmp_path: Path) -> Path:
     venv = Path(sys.executable).parent.parent
     # the Makefile's own recipe (what `make setup` runs after installing the kit), in the clone
     result = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "notebook-guard", f"VENV={venv}"], cwd=repo,
-                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+                            capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "nbstripout" in git(repo, "config", "--get", "filter.nbstripout.clean")
+    assert "ptacl_core.notebook_guard" in git(repo, "config", "--get", "filter.nbstripout.clean")
     return repo
 
 
@@ -80,5 +81,27 @@ def test_the_guard_is_skipped_outside_a_git_work_tree(tmp_path):
     folder = tmp_path / "not_a_repo"
     folder.mkdir()
     result = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "notebook-guard", f"VENV={venv}"], cwd=folder, capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+                            env={**os.environ, "HOME": str(tmp_path), "GIT_CEILING_DIRECTORIES": str(tmp_path)})
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_a_notebook_jupyterlab_opened_and_saved_is_unmodified_for_git(clone):
+    """JupyterLab rewrites the kernelspec (its kernel's display name) and fills in language_info on every open,
+    and saves cell metadata such as ``execution`` timings: none of it may show as a change."""
+    (clone / "notebooks").mkdir()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        committed = notebook.read_text()
+        nb = json.loads(committed)
+        nb["metadata"]["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+        nb["metadata"]["language_info"] = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                                           "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                                           "pygments_lexer": "ipython3", "version": "3.11.2"}
+        nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                cell["execution_count"] = 3
+                cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["x\n"]}]
+                cell["metadata"]["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}
+        (clone / "notebooks" / notebook.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        git(clone, "add", f"notebooks/{notebook.name}")
+        assert git(clone, "show", f":notebooks/{notebook.name}") == committed, notebook.name

@@ -1,0 +1,59 @@
+"""The output guard's git filter (``.gitattributes``: ``*.ipynb filter=nbstripout``; ``make notebook-guard``
+configures it): a notebook enters git as nbstripout strips it (outputs, execution counts, widget state; cell ids
+kept), and with the metadata JupyterLab rewrites on every open pinned to what the kit commits (kernelspec
+display name, the details of ``language_info``), so opening and saving a notebook in JupyterLab leaves it
+unmodified for git.
+
+    python -m ptacl_core.notebook_guard < in.ipynb > out.ipynb    git's clean filter
+    python -m ptacl_core.notebook_guard notebook.ipynb            git's diff textconv (the stripped file on stdout)
+
+``strip_text`` is the same filter in memory (what the no-outputs test applies to the working copy)."""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"name": "python"}
+# what nbstripout's command line strips besides outputs and counts (its Python API leaves these to the caller)
+EXTRA_KEYS = ("metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
+              "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
+              "cell.metadata.scrolled")
+
+
+def strip(nb):
+    """The notebook node as git stores it (modified in place and returned)."""
+    import nbformat
+    from nbstripout import strip_output
+
+    nb = strip_output(nb, keep_output=False, keep_count=False, keep_id=True, extra_keys=list(EXTRA_KEYS))
+    if "kernelspec" in nb.metadata and nb.metadata.kernelspec.get("language", "python") == "python":
+        nb.metadata["kernelspec"] = nbformat.from_dict(KERNELSPEC)
+    if nb.metadata.get("language_info", {}).get("name") == "python":
+        nb.metadata["language_info"] = nbformat.from_dict(LANGUAGE_INFO)
+    return nb
+
+
+def strip_text(text: str) -> str:
+    """A notebook file's text as git stores it (byte-for-byte what the clean filter writes)."""
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        out = io.StringIO()
+        nbformat.write(strip(nb), out)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    text = open(argv[0], encoding="utf-8").read() if argv else sys.stdin.buffer.read().decode("utf-8")
+    sys.stdout.buffer.write(strip_text(text).encode("utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
