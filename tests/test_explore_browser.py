@@ -74,6 +74,7 @@ def lab(tmp_path, cohort, tiny_cache, trained_runs):
         "cohort_dir": str(cohort), "cache_dir": str(tiny_cache), "runs_dir": str(trained_runs),
         "embeddings_dir": str(tmp_path / "embeddings")}.items())
     nbformat.write(nb, folder / "06_explore.ipynb")
+    written = (folder / "06_explore.ipynb").read_text()
     port, token = _free_port(), secrets.token_hex(16)
     environment = {**os.environ, "JUPYTER_PATH": str(_kernel_spec_dir()), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
                    "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
@@ -94,7 +95,7 @@ def lab(tmp_path, cohort, tiny_cache, trained_runs):
             return server.poll() is not None and pytest.fail((tmp_path / "jupyter.log").read_text()[-3000:])
 
     _wait(up, 60, "JupyterLab to start")
-    yield {"url": url, "token": token, "folder": folder}
+    yield {"url": url, "token": token, "folder": folder, "written": written}
     server.terminate()
     server.wait(timeout=20)
     log.close()
@@ -193,4 +194,8 @@ def test_notebook_06_in_jupyterlab_and_chromium(browser, lab):
     staged = json.loads(subprocess.run(["git", "show", ":06_explore.ipynb"], cwd=lab["folder"], check=True,
                                        capture_output=True, text=True).stdout)
     assert all(not cell.get("outputs") for cell in staged["cells"] if cell["cell_type"] == "code")
+    # and what JupyterLab rewrote on opening (kernelspec, language_info) is no change for git
+    staged_text = subprocess.run(["git", "show", ":06_explore.ipynb"], cwd=lab["folder"], check=True,
+                                 capture_output=True, text=True).stdout
+    assert staged_text == lab["written"], "JupyterLab's save differs from the opened notebook after the guard"
     print(f"browser test: {time.monotonic() - started:.1f} s in the browser; screenshots in {SCREENSHOTS}")
