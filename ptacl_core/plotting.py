@@ -19,6 +19,7 @@ CONDITION_COLOURS = {
     "conduction_delay": "#8172B3",
 }
 LABEL_COLOURS = {1: "#e41a1c", 2: "#4daf4a", 3: "#377eb8"}  # LV cavity, LV myocardium, RV cavity
+MARK_COLOUR = "#C44E52"  # R peaks, end-systole, warnings
 
 
 def use_kit_style() -> None:

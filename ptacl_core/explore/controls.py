@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ptacl_core import plotting
 from ptacl_core.explore.compute import MAX_OPTIONS
 from ptacl_core.explore.data import DEFAULT_METHOD, ExploreData
 
@@ -110,4 +111,4 @@ def fmt(value: float, digits: int = 1) -> str:
 
 
 def error_html(error) -> str:
-    return f"<span style='color:#C44E52'>{error}</span>"
+    return f"<span style='color:{plotting.MARK_COLOUR}'>{error}</span>"

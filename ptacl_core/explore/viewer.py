@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ptacl_core import plotting
 from ptacl_core.explore.compute import MAX_OPTIONS, phase_bin_edges, phase_samples, select_subjects, worst_predicted
 from ptacl_core.explore.controls import RunPicker, canvas, error_html, fmt, id_search, list_first, redraw, table
 from ptacl_core.explore.data import DEFAULT_BINS, ExploreData, label_fractions
@@ -77,7 +78,7 @@ class PatientViewer:
         axis.add_collection(self.bin_patches)
         axis.add_collection(self.current_bin)
         self.lead_lines = [axis.plot([], [], lw=0.6, color="k")[0] for _ in LEAD_NAMES]
-        self.rpeak_marks = axis.plot([], [], "v", color="#C44E52", ms=4)[0]
+        self.rpeak_marks = axis.plot([], [], "v", color=plotting.MARK_COLOUR, ms=4)[0]
         self.ecg_cursors = LineCollection([], colors="#DD8452", linewidths=1.2)
         axis.add_collection(self.ecg_cursors)
         axis.set_yticks(-3.0 * np.arange(12), LEAD_NAMES)
