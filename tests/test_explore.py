@@ -629,3 +629,23 @@ def test_notebook_06_without_runs_says_so_instead_of_failing(cohort, tiny_cache,
     printed = "".join("".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream")
     assert printed.count(explore.NO_RUNS) == 4  # retrieval, map, scatter, phase similarity
     assert sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs) == 1  # the viewer
+
+
+def test_the_embedding_map_is_pca_of_standardised_embeddings_as_a_loop_computes_it():
+    from ptacl_core.evaluation.maps import embedding_map
+
+    x = np.random.default_rng(8).normal(size=(60, 5)) * np.array([1.0, 10.0, 0.1, 3.0, 1.0]) + 4.0
+    z = np.empty_like(x)
+    for j in range(x.shape[1]):  # each dimension by hand: mean 0, SD 1 (population SD)
+        column = x[:, j]
+        mean = sum(column) / len(column)
+        sd = (sum((v - mean) ** 2 for v in column) / len(column)) ** 0.5
+        z[:, j] = (column - mean) / (sd + 1e-6)
+    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    reference = (z - z.mean(0)) @ vt[:2].T
+    coordinates = embedding_map(x, "pca")
+    for k in range(2):  # components are defined up to sign
+        sign = np.sign(coordinates[:, k] @ reference[:, k])
+        np.testing.assert_allclose(coordinates[:, k] * sign, reference[:, k], atol=1e-8)
+    rows, subset = explore.map_coordinates(x, "pca")
+    np.testing.assert_allclose(subset, coordinates)

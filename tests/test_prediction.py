@@ -175,7 +175,7 @@ def test_comparison_figure_inputs(trained_runs, tiny_cache, tmp_path):
         assert all(r["frame"].shape == query["own_frame"].shape for r in query["retrieved"])
     maps = comparison.embedding_maps(("random", "ptacl", "mae_ecg"), "pca")
     assert set(maps) == {"random", "ptacl"} and all(m.shape == (len(comparison.view.subject_ids), 2) for m in maps.values())
-    with pytest.raises(ValueError, match="tsne' or 'pca"):
+    with pytest.raises(ValueError, match="map method must be one of"):
         comparison.embedding_maps(how="umap")
     assert comparison.first_run("global").seed == 0 and comparison.first_run("local") is None
 

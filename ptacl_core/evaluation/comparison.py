@@ -16,6 +16,7 @@ import torch
 
 from ptacl_core.encoders import ModelConfig
 from ptacl_core.evaluation.embeddings import cache_embeddings, default_store
+from ptacl_core.evaluation.maps import embedding_map
 from ptacl_core.evaluation.retrieval import KS, score_retrieval, topk, zscore_phenotypes
 from ptacl_core.evaluation.statistics import (
     interval,
@@ -269,22 +270,11 @@ class Comparison:
 
     def embedding_maps(self, methods=("random", "global", "ptacl"), how: str = "tsne") -> dict[str, np.ndarray]:
         """2-D maps (N, 2) of the lowest seed's standardised ECG embedding per method (t-SNE or PCA)."""
-        from sklearn.decomposition import PCA
-        from sklearn.manifold import TSNE
-
-        if how not in ("tsne", "pca"):
-            raise ValueError(f"map method must be 'tsne' or 'pca', got {how!r}")
         coordinates = {}
         for method in methods:
             seeds = sorted(seed for m, seed in self.embeddings if m == method)
-            if not seeds:
-                continue
-            x = self.embeddings[(method, seeds[0])]
-            x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-            if how == "tsne":
-                coordinates[method] = TSNE(perplexity=min(30, len(x) // 4), init="pca", random_state=0).fit_transform(x)
-            else:
-                coordinates[method] = PCA(n_components=2, random_state=0).fit_transform(x)
+            if seeds:
+                coordinates[method] = embedding_map(self.embeddings[(method, seeds[0])], how)
         return coordinates
 
     def seeds(self) -> pd.DataFrame:

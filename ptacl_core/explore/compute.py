@@ -126,17 +126,11 @@ def probe_predictions(x: np.ndarray, phenotypes: np.ndarray, splits: np.ndarray,
 
 def map_coordinates(x: np.ndarray, how: str = "pca", max_points: int = MAP_MAX_POINTS_TSNE, seed: int = 0
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """2-D map of standardised embeddings (as notebook 05): returns (rows (M,), coordinates (M, 2)). PCA maps
-    every row; t-SNE a seeded subset of at most ``max_points`` rows."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
+    """2-D map of standardised embeddings (notebook 05's ``embedding_map``): returns (rows (M,), coordinates
+    (M, 2)). PCA maps every row; t-SNE a seeded subset of at most ``max_points`` rows."""
+    from ptacl_core.evaluation.maps import embedding_map
 
-    if how not in ("pca", "tsne"):
-        raise ValueError(f"map method must be 'pca' or 'tsne', got {how!r}")
     rows = np.arange(len(x))
     if how == "tsne" and len(x) > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
-    z = (x[rows] - x[rows].mean(0)) / (x[rows].std(0) + 1e-6)
-    if how == "tsne":
-        return rows, TSNE(perplexity=min(30, max(2, len(z) // 4)), init="pca", random_state=seed).fit_transform(z)
-    return rows, PCA(n_components=2, random_state=seed).fit_transform(z)
+    return rows, embedding_map(x[rows], how, seed)
