@@ -737,3 +737,29 @@ def test_build_manifest_writes_formula_safe_cells_read_back_verbatim(tmp_path):
     _safe_cells(tmp_path / "manifest.csv")
     manifest = read_manifest(tmp_path)
     assert manifest.subject_id.tolist() == ["=cmd"] and manifest.ecg.tolist() == ["ecg/=cmd.hea"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the test's worker inherits a patched function through fork")
+def test_a_worker_that_ignores_its_time_limit_is_killed_by_the_watchdog(cohort, tmp_path, monkeypatch):
+    import time
+
+    import ptacl_core.preprocessing.build as build_module
+    import ptacl_core.preprocessing.subject as subject_module
+
+    folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c"])
+    original = subject_module.process_subject
+
+    def deaf_on_b(cohort_dir, row, *args, **kwargs):
+        if row["subject_id"] == "b":  # as a process blocked in the kernel: no alarm gets through
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(60)
+        return original(cohort_dir, row, *args, **kwargs)
+
+    monkeypatch.setattr(subject_module, "process_subject", deaf_on_b)
+    monkeypatch.setattr(build_module, "WATCHDOG_GRACE_S", 1.0)
+    start = time.perf_counter()
+    summary = build_cache(folder, tmp_path / "cache", FAST, workers=1, progress=False, subject_timeout_s=5.0)
+    assert time.perf_counter() - start < 30
+    failures = read_kit_csv(tmp_path / "cache/failures.csv")
+    assert summary["complete"] and summary["n_cached"] == 2 and failures.subject_id.tolist() == ["b"]
+    assert failures.stage.tolist() == ["timeout"] and "ignored its time limit" in failures.reason[0]

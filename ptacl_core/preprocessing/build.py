@@ -197,33 +197,51 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
     return summary
 
 
+WATCHDOG_GRACE_S = 60.0  # past the subject timeout: a worker that ignored its alarm is stuck (e.g. in the kernel)
+
+
+def _answer_within(job: tuple) -> float | None:
+    """Seconds the parent waits for a job's worker before killing it: its subject timeout plus a grace period."""
+    timeout_s = job[3]
+    return timeout_s + WATCHDOG_GRACE_S if timeout_s else None
+
+
 def _run_in_workers(jobs: list[tuple], workers: int, collect) -> None:
     """Run ``worker(job)`` for every job in a process pool, ``collect`` each result as it comes.
 
     At most ``2 * workers`` jobs are in flight. When a worker dies (the pool breaks), the jobs in flight are the
     suspects: each is rerun alone in a process of its own, where a second death names the culprit, recorded as
-    its failure; the pool is restarted for the rest."""
+    its failure; the pool is restarted for the rest. A watchdog: when no job finishes within the subject timeout
+    plus ``WATCHDOG_GRACE_S`` (a worker ignoring its alarm, e.g. blocked in an uninterruptible read), the workers
+    are killed and the jobs in flight become suspects in the same way."""
     pending = list(reversed(jobs))
+    patience = _answer_within(jobs[0]) if jobs else None
     while pending:
-        suspects = []
-        with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
-            in_flight = {}
-            try:
-                while pending or in_flight:
-                    while pending and len(in_flight) < 2 * workers:
-                        future = pool.submit(worker, pending[-1])  # raises BrokenProcessPool once a worker died
-                        in_flight[future] = pending.pop()
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        result = future.result()  # raises BrokenProcessPool while the job is still in flight
-                        del in_flight[future]
-                        collect(result)
-            except BrokenProcessPool:
-                for future, job in in_flight.items():
-                    if future.done() and not future.cancelled() and future.exception() is None:
-                        collect(future.result())
-                    else:
-                        suspects.append(job)
+        suspects, killed = [], False
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=single_threaded)
+        in_flight = {}
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < 2 * workers:
+                    future = pool.submit(worker, pending[-1])  # raises BrokenProcessPool once a worker died
+                    in_flight[future] = pending.pop()
+                done, _ = wait(in_flight, timeout=patience, return_when=FIRST_COMPLETED)
+                if not done:  # nothing finished in time: the busy workers are stuck
+                    for process in list((getattr(pool, "_processes", None) or {}).values()):
+                        process.kill()
+                    killed = True
+                for future in done:
+                    result = future.result()  # raises BrokenProcessPool while the job is still in flight
+                    del in_flight[future]
+                    collect(result)
+        except BrokenProcessPool:
+            for future, job in in_flight.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    collect(future.result())
+                else:
+                    suspects.append(job)
+        finally:
+            pool.shutdown(wait=not killed, cancel_futures=True)  # a process stuck in the kernel is not waited for
         for job in suspects:
             collect(_run_alone(job))
 
@@ -235,14 +253,25 @@ def _alone(connection, job) -> None:
 
 
 def _run_alone(job: tuple):
-    """``worker(job)`` in a process of its own; if that process dies, the subject's failure naming the signal."""
+    """``worker(job)`` in a process of its own; if that process dies, or does not answer within the subject timeout
+    plus the grace period, the subject's failure (stage ``worker_died`` naming the signal, or ``timeout``)."""
     context = multiprocessing.get_context()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_alone, args=(sender, job), daemon=True)
     process.start()
     sender.close()
+    patience = _answer_within(job)
+    subject = job[1]["subject_id"]
+    result = None
     try:
-        result = receiver.recv()
+        if receiver.poll(patience):
+            result = receiver.recv()
+        else:
+            process.kill()
+            process.join(5)
+            reason = (f"no answer in {patience:g} s: the worker ignored its time limit and was killed (a read stuck in "
+                      "the kernel, e.g. a hung network mount?)")
+            return {"subject_id": subject, "stage": "timeout", "reason": reason}, None, None
     except EOFError:
         result = None
     process.join()
@@ -251,7 +280,7 @@ def _run_alone(job: tuple):
     code = process.exitcode
     how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
     reason = f"worker died: {how} (out of memory? the subject was retried alone and its process died again)"
-    return {"subject_id": job[1]["subject_id"], "stage": "worker_died", "reason": reason}, None, None
+    return {"subject_id": subject, "stage": "worker_died", "reason": reason}, None, None
 
 
 def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: list[dict]) -> None:
