@@ -763,3 +763,30 @@ def test_a_worker_that_ignores_its_time_limit_is_killed_by_the_watchdog(cohort, 
     failures = read_kit_csv(tmp_path / "cache/failures.csv")
     assert summary["complete"] and summary["n_cached"] == 2 and failures.subject_id.tolist() == ["b"]
     assert failures.stage.tolist() == ["timeout"] and "ignored its time limit" in failures.reason[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the test's worker inherits a patched function through fork")
+def test_workers_that_do_not_die_when_killed_are_given_up_on(cohort, tmp_path, monkeypatch):
+    import multiprocessing.process
+    import time
+
+    import ptacl_core.preprocessing.build as build_module
+    import ptacl_core.preprocessing.subject as subject_module
+
+    folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c"])
+    original = subject_module.process_subject
+
+    def deaf_on_b(cohort_dir, row, *args, **kwargs):
+        if row["subject_id"] == "b":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(25)
+        return original(cohort_dir, row, *args, **kwargs)
+
+    monkeypatch.setattr(subject_module, "process_subject", deaf_on_b)
+    monkeypatch.setattr(build_module, "WATCHDOG_GRACE_S", 0.5)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "kill", lambda self: None)  # as a process in state D
+    start = time.perf_counter()
+    summary = build_cache(folder, tmp_path / "cache", FAST, workers=1, progress=False, subject_timeout_s=3.0)
+    assert time.perf_counter() - start < 45
+    failures = read_kit_csv(tmp_path / "cache/failures.csv")
+    assert summary["complete"] and summary["n_cached"] == 2 and failures.stage.tolist() == ["timeout"]

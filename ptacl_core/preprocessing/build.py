@@ -227,6 +227,8 @@ def _run_in_workers(jobs: list[tuple], workers: int, collect) -> None:
                     in_flight[future] = pending.pop()
                 done, _ = wait(in_flight, timeout=patience, return_when=FIRST_COMPLETED)
                 if not done:  # nothing finished in time: the busy workers are stuck
+                    if killed:  # killed, and still nothing: give up on this pool, its jobs are suspects
+                        raise BrokenProcessPool("the pool's workers did not die when killed")
                     for process in list((getattr(pool, "_processes", None) or {}).values()):
                         process.kill()
                     killed = True
