@@ -10,7 +10,6 @@ A notebook that fails exits with 1.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -101,13 +100,14 @@ def _positive_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    """A non-negative, finite number of seconds (0: no limit)."""
+    """A subject time limit: a non-negative, finite number of seconds (0: no limit)."""
+    from ptacl_core.preprocessing.subject import check_timeout
+
     try:
         value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds (0: no limit), got {text}")
+        check_timeout(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return value
 
 
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=_synth)
 
     from ptacl_core.preprocessing.config import PRESETS
+    from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S
 
     preprocess = commands.add_parser("preprocess", help="build the memory-mapped training cache from a cohort")
     preprocess.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.csv, ...)")
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--shard", help="I/N: only this shard of the subjects (cluster array jobs)")
     preprocess.add_argument("--allow-outside-paths", action="store_true",
                             help="let manifest paths point outside the cohort folder (absolute or ../); refused by default")
-    preprocess.add_argument("--subject-timeout", type=_seconds, default=300.0,
+    preprocess.add_argument("--subject-timeout", type=_seconds, default=SUBJECT_TIMEOUT_S,
                             help="seconds one subject may take before it is recorded as failed (0: no limit)")
     preprocess.set_defaults(handler=_preprocess)
 

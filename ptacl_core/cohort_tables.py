@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptacl_core.csv_cells import unescape_columns
+from ptacl_core.csv_cells import read_kit_csv
 
 MANIFEST_COLUMNS = ("subject_id", "ecg", "cmr", "split")
 SPLITS = ("train", "val", "test")
@@ -17,18 +17,11 @@ class CohortError(ValueError):
     """A cohort table that breaks the data contract; the message names the file and the problem."""
 
 
-MISSING_MARKERS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL"]  # empty cells, except in subject_id
-
-
 def read_table(path: Path) -> pd.DataFrame:
     """A cohort CSV with subject_id read as text, verbatim (an id "NA" or "007" stays itself), the usual missing
     markers elsewhere; an empty, undecodable or malformed file is a ``CohortError`` naming it."""
-    try:
-        columns = pd.read_csv(path, nrows=0, encoding="utf-8").columns
-        table = pd.read_csv(path, dtype={"subject_id": str}, encoding="utf-8", keep_default_na=False,
-                            na_values={c: MISSING_MARKERS for c in columns if c != "subject_id"})
-        # a manifest written by build-manifest carries formula-safe cells (ptacl_core.csv_cells)
-        return unescape_columns(table, ("subject_id", "ecg", "cmr", "cmr_seg"))
+    try:  # a manifest written by build-manifest carries formula-safe cells (ptacl_core.csv_cells)
+        return read_kit_csv(path, encoding="utf-8")
     except pd.errors.EmptyDataError as error:
         raise CohortError(f"{path}: the file is empty (expected a CSV header and rows)") from error
     except UnicodeDecodeError as error:

@@ -84,7 +84,7 @@ def read_kit_csv(path: Path | str, id_columns: tuple[str, ...] = ("subject_id",)
     """A CSV the kit wrote, read back: id columns as text, verbatim (an id ``NA`` or ``007`` stays itself); every
     text cell unescaped (``escape_cell``), so a read-and-rewrite (e.g. merging shards) does not escape twice; the
     usual missing markers outside the id columns."""
-    columns = pd.read_csv(path, nrows=0).columns
+    columns = pd.read_csv(path, nrows=0, encoding=read_csv.get("encoding")).columns
     dtype = {**{c: str for c in id_columns if c in columns}, **read_csv.pop("dtype", {})}
     table = pd.read_csv(path, dtype=dtype, keep_default_na=False,
                         na_values={c: MISSING_MARKERS for c in columns if c not in id_columns}, **read_csv)

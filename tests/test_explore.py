@@ -551,6 +551,9 @@ def test_one_subject_batch_equals_the_datasets_and_caches_are_bounded(data):
     browser.search.value = data.subject_ids[0]  # any subject by id, not only the listed test subjects
     assert browser.subject.value == data.subject_ids[0] and data.subject_ids[0] in browser.summary.value
     assert len(data._models) <= 3 and len(data._embeddings) <= 8
+    built = data._dataset
+    data.batch(data.subject_ids[0])
+    assert built is not None and data._dataset is built  # one dataset for the session, not one per update
 
 
 def _cohort_subset(source, out, n=3):

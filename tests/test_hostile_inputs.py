@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -342,8 +344,6 @@ def test_the_cli_refuses_outside_paths_in_one_line_and_accepts_the_flag(cohort, 
 # --- Time and dying workers ------------------------------------------------------------------------------------
 
 def test_a_subject_past_its_time_limit_is_recorded_and_the_build_goes_on(cohort, tmp_path, monkeypatch):
-    import time
-
     import wfdb
 
     folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c"])
@@ -363,23 +363,41 @@ def test_a_subject_past_its_time_limit_is_recorded_and_the_build_goes_on(cohort,
     assert failures.stage.tolist() == ["timeout"] and "longer than 1 s" in failures.reason[0]
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the test's worker inherits a patched function through fork")
-def test_a_worker_killed_mid_subject_costs_that_subject_only_and_resume_skips_it(cohort, tmp_path, monkeypatch):
-    import multiprocessing
+# A subject that kills or wedges its worker: process_subject patched in this process, inherited by the forked workers.
+FORK_ONLY = pytest.mark.skipif(sys.platform != "linux" or multiprocessing.get_all_start_methods()[0] != "fork",
+                               reason="the test's workers inherit a patched function through fork")
 
+
+def _misbehave_on(monkeypatch, subject: str, action) -> None:
+    """``process_subject`` runs ``action()`` first in the worker that takes ``subject``."""
     import ptacl_core.preprocessing.subject as subject_module
 
-    if multiprocessing.get_start_method() != "fork":
-        pytest.skip("needs the fork start method to patch the worker")
-    folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c", "d", "e", "f"])
     original = subject_module.process_subject
 
-    def killed_on_c(cohort_dir, row, *args, **kwargs):
-        if row["subject_id"] == "c":
-            os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
+    def patched(cohort_dir, row, *args, **kwargs):
+        if row["subject_id"] == subject:
+            action()
         return original(cohort_dir, row, *args, **kwargs)
 
-    monkeypatch.setattr(subject_module, "process_subject", killed_on_c)
+    monkeypatch.setattr(subject_module, "process_subject", patched)
+
+
+def _sigkill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
+
+
+def _deaf_for(seconds: float):
+    """A worker blocked as in the kernel: no alarm gets through while it waits."""
+    def action() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(seconds)
+    return action
+
+
+@FORK_ONLY
+def test_a_worker_killed_mid_subject_costs_that_subject_only_and_resume_skips_it(cohort, tmp_path, monkeypatch):
+    folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c", "d", "e", "f"])
+    _misbehave_on(monkeypatch, "c", _sigkill)
     summary = build_cache(folder, tmp_path / "cache", FAST, workers=2, progress=False)
     failures = read_kit_csv(tmp_path / "cache/failures.csv")
     assert summary["complete"] and summary["n_cached"] == 5, (summary, failures)
@@ -677,19 +695,10 @@ def test_the_subject_timer_leaves_a_callers_alarm_running(cohort):
     assert ecg is not None and 20.0 < remaining <= 30.0
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the test's worker inherits a patched function through fork")
+@FORK_ONLY
 def test_with_one_worker_a_killed_subject_costs_that_subject_only(cohort, tmp_path, monkeypatch):
-    import ptacl_core.preprocessing.subject as subject_module
-
     folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c"])
-    original = subject_module.process_subject
-
-    def killed_on_b(cohort_dir, row, *args, **kwargs):
-        if row["subject_id"] == "b":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(cohort_dir, row, *args, **kwargs)
-
-    monkeypatch.setattr(subject_module, "process_subject", killed_on_b)
+    _misbehave_on(monkeypatch, "b", _sigkill)
     summary = build_cache(folder, tmp_path / "cache", FAST, workers=1, progress=False)
     failures = read_kit_csv(tmp_path / "cache/failures.csv")
     assert summary["complete"] and summary["n_cached"] == 2 and failures.stage.tolist() == ["worker_died"]
@@ -739,23 +748,12 @@ def test_build_manifest_writes_formula_safe_cells_read_back_verbatim(tmp_path):
     assert manifest.subject_id.tolist() == ["=cmd"] and manifest.ecg.tolist() == ["ecg/=cmd.hea"]
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the test's worker inherits a patched function through fork")
+@FORK_ONLY
 def test_a_worker_that_ignores_its_time_limit_is_killed_by_the_watchdog(cohort, tmp_path, monkeypatch):
-    import time
-
     import ptacl_core.preprocessing.build as build_module
-    import ptacl_core.preprocessing.subject as subject_module
 
     folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c"])
-    original = subject_module.process_subject
-
-    def deaf_on_b(cohort_dir, row, *args, **kwargs):
-        if row["subject_id"] == "b":  # as a process blocked in the kernel: no alarm gets through
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            time.sleep(60)
-        return original(cohort_dir, row, *args, **kwargs)
-
-    monkeypatch.setattr(subject_module, "process_subject", deaf_on_b)
+    _misbehave_on(monkeypatch, "b", _deaf_for(60))
     monkeypatch.setattr(build_module, "WATCHDOG_GRACE_S", 1.0)
     start = time.perf_counter()
     summary = build_cache(folder, tmp_path / "cache", FAST, workers=1, progress=False, subject_timeout_s=5.0)
@@ -765,24 +763,14 @@ def test_a_worker_that_ignores_its_time_limit_is_killed_by_the_watchdog(cohort, 
     assert failures.stage.tolist() == ["timeout"] and "ignored its time limit" in failures.reason[0]
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the test's worker inherits a patched function through fork")
+@FORK_ONLY
 def test_workers_that_do_not_die_when_killed_are_given_up_on(cohort, tmp_path, monkeypatch):
     import multiprocessing.process
-    import time
 
     import ptacl_core.preprocessing.build as build_module
-    import ptacl_core.preprocessing.subject as subject_module
 
     folder = _cohort_with_ids(cohort, tmp_path / "cohort", ["a", "b", "c"])
-    original = subject_module.process_subject
-
-    def deaf_on_b(cohort_dir, row, *args, **kwargs):
-        if row["subject_id"] == "b":
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            time.sleep(25)
-        return original(cohort_dir, row, *args, **kwargs)
-
-    monkeypatch.setattr(subject_module, "process_subject", deaf_on_b)
+    _misbehave_on(monkeypatch, "b", _deaf_for(25))
     monkeypatch.setattr(build_module, "WATCHDOG_GRACE_S", 0.5)
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "kill", lambda self: None)  # as a process in state D
     start = time.perf_counter()

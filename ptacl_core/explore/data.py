@@ -68,7 +68,7 @@ class ExploreData:
     _ids: np.ndarray | None = field(default=None, repr=False)
     _positions: dict | None = field(default=None, repr=False)
     _phenotypes: np.ndarray | None = field(default=None, repr=False)
-    _batch_phenotypes: np.ndarray | None = field(default=None, repr=False)
+    _dataset: object = field(default=None, repr=False)  # dataset.CacheDataset over every subject, built once
     _volumes: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
@@ -199,24 +199,13 @@ class ExploreData:
                 "rv_ml": None, "frame_interval_ms": interval, "interval_from_ecg": from_ecg, "source": "cache"}
 
     def batch(self, subject_id: str) -> dict:
-        """One subject as ``dataset.CacheDataset(cache, None).batch`` gives it (no augmentation), read from its
-        own cache rows only (no per-cohort set-up)."""
-        import torch
+        """One subject as the training input path gives it (``dataset.CacheDataset.batch``, no augmentation). The
+        dataset (which parses every subject's R peaks once) is built on first use and kept."""
+        if self._dataset is None:
+            from ptacl_core.dataset import CacheDataset
 
-        from ptacl_core.dataset import MAX_BEATS
-
-        position = self.position(subject_id)
-        row = self._row(position)
-        peaks = np.asarray(self.cache.rpeaks(position))[:MAX_BEATS]
-        padded = np.full((1, MAX_BEATS), -1, dtype=np.int64)
-        padded[0, :len(peaks)] = peaks
-        if self._batch_phenotypes is None:
-            self._batch_phenotypes = np.asarray(self.cache.phenotypes(), np.float32)  # CacheDataset's columns
-        phenotypes = self._batch_phenotypes[position:position + 1]
-        return {"ecg": torch.from_numpy(np.asarray(self.cache.ecg[row], np.float32)[None].copy()),
-                "cmr": torch.from_numpy(np.asarray(self.cache.cmr[row], np.float32)[None].copy()),
-                "rpeaks": torch.from_numpy(padded), "phenotypes": torch.from_numpy(phenotypes.copy()),
-                "subject_id": [str(self.subject_ids[position])]}
+            self._dataset = CacheDataset(self.cache, split=None)
+        return self._dataset.batch([self.position(subject_id)])
 
     def _cohort_manifest(self) -> pd.DataFrame:
         if self._manifest is None:

@@ -25,7 +25,7 @@ from ptacl_core.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
-from ptacl_core.preprocessing.subject import check_timeout, worker
+from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S, check_timeout, worker
 from ptacl_core.threads import single_threaded
 
 
@@ -76,9 +76,6 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 # Everything a cache folder (or a killed build's leftovers) may hold; any other file means --out is someone's folder.
 CACHE_FILES = frozenset({"cache.json", "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
-
-
-SUBJECT_TIMEOUT_S = 300.0  # one subject takes ~0.1-2 s; a subject still running after 5 min is stuck
 
 
 def check_paths_inside(cohort_dir: Path, table: pd.DataFrame) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 
 from ptacl_core.preprocessing.config import PreprocessConfig
 
+SUBJECT_TIMEOUT_S = 300.0  # one subject takes ~0.1-2 s; a subject still running after 5 min is stuck
+
 
 class SubjectTimeout(BaseException):
     """Raised inside ``process_subject`` when a subject takes longer than its time limit. A BaseException, so that
