@@ -41,10 +41,10 @@ class Cine:
 
 
 # Bounds checked on the declared sizes before anything is allocated or decompressed. A UK Biobank short-axis cine
-# is ~26 M voxels (208 x 210 x 12 slices x 50 frames); 80 M voxels is 320 MB as float32.
+# is ~26 M voxels (208 x 210 x 12 slices x 50 frames); 80 M voxels is 320 MB as float32. Reading and preprocessing
+# a cine at the limit peaks at ~1 GB of RSS (78 M int16 voxels measured: 0.97 GB). Raise it for bigger (e.g.
+# 512 x 512 interpolated) stacks, with the memory that takes per worker.
 MAX_CINE_VOXELS = 80_000_000
-# Reading and preprocessing a cine at the voxel limit peaks at ~1 GB of RSS (78 M int16 voxels measured: 0.97 GB).
-# Raise the limit here for bigger (e.g. 512 x 512 interpolated) stacks, with the memory that takes per worker.
 MAX_DICOM_FILE_BYTES = 256 * 1024 * 1024  # one DICOM image file (a multi-frame cine is well under this)
 MAX_ZIP_MEMBER_BYTES = 64 * 1024 * 1024  # one DICOM image inside a UK Biobank zip is ~100 kB
 MAX_ZIP_TOTAL_BYTES = 512 * 1024 * 1024  # a UK Biobank short-axis zip is ~60-100 MB uncompressed

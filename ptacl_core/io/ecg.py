@@ -162,7 +162,7 @@ def read_wfdb(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         if not np.isfinite(gains[index]) or gains[index] < 0:  # a negative gain silently inverts the lead
             raise EcgReadError(path, f"channel {name!r}: ADC gain {gains[index]!r} is not a non-negative finite number")
         channels[lead] = record.p_signal[:, index] * _unit_scale(unit, path, name)
-    return Ecg(signal=_select_leads(channels, path), fs=_checked_rate(record.fs, path), source=str(path))
+    return _assemble(channels, _checked_rate(record.fs, path), path)
 
 
 def _check_header_rate(header: Path) -> None:
