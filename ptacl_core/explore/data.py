@@ -131,6 +131,11 @@ class ExploreData:
             self._phenotypes = self.cache.phenotypes(EVALUATED)
         return self._phenotypes
 
+    def measured_phenotypes(self) -> list[str]:
+        """The evaluated phenotypes the cache has a value of for at least one subject."""
+        known = np.isfinite(self.phenotypes()).any(axis=0)
+        return [name for name, measured in zip(EVALUATED, known, strict=True) if measured]
+
     def volumes(self) -> np.ndarray:
         """(N, len(PHENOTYPES)) the phenotypes retrieval's relevance is computed on (NaN where unknown), read once."""
         if self._volumes is None:

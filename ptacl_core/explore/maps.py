@@ -79,7 +79,7 @@ class EmbeddingMap(PointPicker):
         self.data, self.viewer, self.how, self.retrieval = data, viewer, how, retrieval
         self.runs = RunPicker(data, self.update)
         self.method, self.seed = self.runs.method, self.runs.seed
-        present = [p for p in EVALUATED if np.isfinite(data.phenotypes()[:, EVALUATED.index(p)]).any()]
+        present = data.measured_phenotypes()
         colours = (["condition"] if "condition" in data.index else []) + present
         self.colour_by = w.Dropdown(options=colours, value="LVEF_pct" if "LVEF_pct" in colours else colours[0],
                                     description="colour")
@@ -144,7 +144,7 @@ class PredictionScatter(PointPicker):
         self.data, self.viewer, self.retrieval = data, viewer, retrieval
         self.runs = RunPicker(data, self.update)
         self.method, self.seed = self.runs.method, self.runs.seed
-        present = [p for p in EVALUATED if np.isfinite(data.phenotypes()[:, EVALUATED.index(p)]).any()]
+        present = data.measured_phenotypes()
         self.phenotype = w.Dropdown(options=present, value="LVEF_pct" if "LVEF_pct" in present else present[0],
                                     description="phenotype")
         self.fraction = w.Dropdown(options=[(f"{f:.0%} labels", f) for f in label_fractions()], value=1.0,
