@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 
 # Output guard (.gitattributes: *.ipynb filter=nbstripout): git stores notebooks through nbstripout, so outputs
 # saved by JupyterLab never reach a commit. Local git config of this clone only (no user config needed); skipped
-# outside a git work tree. ptacl_core/notebook_guard.py: nbstripout with cell ids kept, and the metadata JupyterLab
+# outside a git work tree. ptacl_core/tools/notebook_guard.py: nbstripout with cell ids kept, and the metadata JupyterLab
 # rewrites on open (kernelspec display name, language_info details) pinned, so an opened notebook stays unmodified.
-NBSTRIPOUT = "$(abspath $(BIN))/python" -m ptacl_core.notebook_guard
+NBSTRIPOUT = "$(abspath $(BIN))/python" -m ptacl_core.tools.notebook_guard
 notebook-guard:
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && git config filter.nbstripout.smudge cat && \

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from ptacl_core.encoders import MODEL_PRESETS
+from ptacl_core.model.encoders import MODEL_PRESETS
 from ptacl_core.training.config import TrainConfig
 from ptacl_core.training.objective import Objective
 

@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ptacl_core.losses import local_temporal_loss
+from ptacl_core.model.losses import local_temporal_loss
 
 
 def loop_reference(u_ecg, u_cmr, mask, temperature=0.1):

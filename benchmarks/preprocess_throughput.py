@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from ptacl_core.dataset import CacheDataset
 from ptacl_core.preprocessing.build import build_cache
 from ptacl_core.preprocessing.config import PreprocessConfig
+from ptacl_core.preprocessing.dataset import CacheDataset
 from ptacl_core.preprocessing.subject import process_subject
 from ptacl_core.synthetic import generate_cohort
 

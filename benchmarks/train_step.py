@@ -79,7 +79,7 @@ def build(row: str):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ptacl_core.encoders import MODEL_PRESETS, TINY_V1
+    from ptacl_core.model.encoders import MODEL_PRESETS, TINY_V1
     from ptacl_core.training.config import TrainConfig
     from ptacl_core.training.objective import Objective
 

@@ -18,13 +18,13 @@ DEFAULT_WORKERS = None  # every command with --workers: None = all cores (``thre
 
 
 def _workers(value: int | None) -> int:
-    from ptacl_core.threads import resolve_workers
+    from ptacl_core.tools.threads import resolve_workers
 
     return resolve_workers(value)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ptacl_core.runner import NotebookFailed, list_notebooks, parse_value, profile_parameters, run_notebooks
+    from ptacl_core.tools.runner import NotebookFailed, list_notebooks, parse_value, profile_parameters, run_notebooks
 
     only = args.only.split(",") if args.only else None
     notebooks = list_notebooks(Path(args.notebooks) if args.notebooks else None, only)
@@ -73,7 +73,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from ptacl_core.manifest_builder import build_manifest
+    from ptacl_core.io.manifest_builder import build_manifest
 
     rows, problems = build_manifest(args.cohort, layout=args.layout)
     print(f"{len(rows)} subjects with both modalities written to {Path(args.cohort) / 'manifest.csv'}")
@@ -125,7 +125,7 @@ def _predict(args: argparse.Namespace) -> int:
               "they are not a measurement of this patient.")
     predictions, neighbours = predictor.predict(expand_inputs(args.files), top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
-    from ptacl_core.csv_cells import write_csv
+    from ptacl_core.io.csv_cells import write_csv
     from ptacl_core.training.runs import run_folder
 
     run_name = run_folder(args.run).name

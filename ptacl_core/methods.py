@@ -58,7 +58,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
 CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)
 SELF_SUPERVISED = tuple(name for name, method in METHODS.items() if method.self_supervised)
-PTACL_VARIANTS = ("ptacl", "ptacl_cross", "ptacl_sham", "ptacl_noaug", "ptacl_mae")  # PTACL rows of the comparison
 REFERENCE_FEATURES = ("condition_label", "ecg_measures", "generator_latents")  # not encoders: probed, not searched
 OTHER_COLOUR = "#777777"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ptacl_core.cohort_tables import CohortError, read_cohort, read_manifest
+from ptacl_core.io.cohort_tables import CohortError, read_cohort, read_manifest
 
 GOOD_MANIFEST = "subject_id,ecg,cmr,split\na,ecg/a.hea,cmr/a.nii.gz,train\nb,ecg/b.hea,cmr/b.nii.gz,test\n"
 GOOD_PHENOTYPES = "subject_id,LVEF_pct\nb,55\na,60\n"

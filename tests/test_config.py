@@ -5,12 +5,12 @@ import dataclasses
 import pytest
 
 from ptacl_core.config import override, parse_overrides
-from ptacl_core.encoders import MODEL_PRESETS
 from ptacl_core.evaluation.probing import ProbeConfig
 from ptacl_core.methods import METHODS, TRAINABLE, label, ordered
+from ptacl_core.model.encoders import MODEL_PRESETS
+from ptacl_core.model.presets import PRESETS, preprocessing_preset
 from ptacl_core.preprocessing.config import PRESETS as PREPROCESSING_PRESETS
 from ptacl_core.preprocessing.config import PreprocessConfig
-from ptacl_core.presets import PRESETS, preprocessing_preset
 from ptacl_core.synthetic import SynthConfig
 from ptacl_core.training.config import TrainConfig
 
@@ -143,7 +143,7 @@ def test_checkpoint_path_and_run_folder(tmp_path):
 def test_the_presets_phase_bins_are_at_least_a_token_wide():
     """Geometry (METHOD.md §4): each preset's K leaves a bin (RR / K) at least one ECG token wide at the default
     cohort's median RR (0.9 s) and at 0.75 s (its 10th percentile)."""
-    from ptacl_core.geometry import check_geometry, phase_geometry
+    from ptacl_core.model.geometry import check_geometry, phase_geometry
 
     for name, preset in PRESETS.items():
         model = MODEL_PRESETS[name]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from wfdb import processing
 
-from ptacl_core.ecg_measures import bandpass, detect_rpeaks, measure_ecg, median_beat, qrs_bounds
 from ptacl_core.io.ecg import read_ecg
-from ptacl_core.synthetic.ecg import _sum_of_pulses
+from ptacl_core.preprocessing.ecg_measures import bandpass, detect_rpeaks, measure_ecg, median_beat, qrs_bounds
+from ptacl_core.synthetic.dipole_ecg import _sum_of_pulses
 
 
 def test_pulse_sum_matches_dense_computation():

@@ -90,7 +90,7 @@ def test_phase_similarity_matrix_matches_a_loop_with_absent_bins():
 
 
 def test_phase_cursor_and_bins_follow_the_kits_phase_definition():
-    from ptacl_core.phases import ecg_token_phases
+    from ptacl_core.model.phases import ecg_token_phases
 
     rpeaks = np.array([40, 260, 470, 700, 905])
     for phase in (0.0, 0.25, 0.6, 0.95):
@@ -255,8 +255,8 @@ def test_prediction_scatter_shows_the_probe_on_the_test_split(data):
 
 
 def test_phase_similarity_browser_equals_the_batched_diagnostic(data):
-    from ptacl_core.dataset import CacheDataset
     from ptacl_core.evaluation.diagnostics import phase_similarity
+    from ptacl_core.preprocessing.dataset import CacheDataset
 
     browser = explore.PhaseSimilarityBrowser(data)
     assert set(browser.matrices) == {"global", "ptacl"}
@@ -358,7 +358,7 @@ NOTEBOOK = paths.notebooks_dir() / "06_explore.ipynb"
 
 
 def test_committed_notebook_06_is_clean_and_not_part_of_the_default_run():
-    from ptacl_core.runner import list_notebooks
+    from ptacl_core.tools.runner import list_notebooks
 
     nb = json.loads(NOTEBOOK.read_text())
     code = [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
@@ -371,7 +371,7 @@ def test_committed_notebook_06_is_clean_and_not_part_of_the_default_run():
 
 @pytest.mark.slow
 def test_notebook_06_runs_headless(cohort, tiny_cache, trained_runs, tmp_path):
-    from ptacl_core.runner import run_notebooks
+    from ptacl_core.tools.runner import run_notebooks
 
     parameters = {"cohort_dir": str(cohort), "cache_dir": str(tiny_cache), "runs_dir": str(trained_runs),
                   "embeddings_dir": str(tmp_path / "embeddings")}
@@ -540,7 +540,7 @@ def test_prediction_scatter_follows_the_phenotype(data):
 
 
 def test_one_subject_batch_equals_the_datasets_and_caches_are_bounded(data):
-    from ptacl_core.dataset import CacheDataset
+    from ptacl_core.preprocessing.dataset import CacheDataset
 
     subject = data.subject_ids[3]
     ours, theirs = data.batch(subject), CacheDataset(data.cache, None).batch([3])
@@ -610,7 +610,7 @@ def test_patient_viewer_shows_a_cine_without_frame_timing(cohort, tmp_path):
 
 
 def test_only_with_06_runs_it_after_the_notebooks_it_reads(tmp_path):
-    from ptacl_core.runner import TWIN_LABEL, list_notebooks, plan_steps
+    from ptacl_core.tools.runner import TWIN_LABEL, list_notebooks, plan_steps
 
     steps = plan_steps(list_notebooks(only=["01", "02", "03", "06"]), tmp_path, {"cohort_dir": "/x/cohort"})
     assert [(s.notebook.name[:2], s.label) for s in steps] == [
@@ -620,7 +620,7 @@ def test_only_with_06_runs_it_after_the_notebooks_it_reads(tmp_path):
 
 @pytest.mark.slow
 def test_notebook_06_without_runs_says_so_instead_of_failing(cohort, tiny_cache, tmp_path):
-    from ptacl_core.runner import run_notebooks
+    from ptacl_core.tools.runner import run_notebooks
 
     (tmp_path / "no_runs").mkdir()
     parameters = {"cohort_dir": str(cohort), "cache_dir": str(tiny_cache), "runs_dir": str(tmp_path / "no_runs"),
@@ -635,7 +635,7 @@ def test_notebook_06_without_runs_says_so_instead_of_failing(cohort, tiny_cache,
 
 
 def test_the_embedding_map_is_pca_of_standardised_embeddings_as_a_loop_computes_it():
-    from ptacl_core.evaluation.maps import embedding_map
+    from ptacl_core.evaluation.embedding_maps import embedding_map
 
     x = np.random.default_rng(8).normal(size=(60, 5)) * np.array([1.0, 10.0, 0.1, 3.0, 1.0]) + 4.0
     z = np.empty_like(x)

@@ -65,7 +65,7 @@ def lab(tmp_path, cohort, tiny_cache, trained_runs):
     folder is a git work tree with the output guard installed."""
     from test_explore_guard import guarded_clone
 
-    from ptacl_core.runner import _kernel_spec_dir
+    from ptacl_core.tools.runner import _kernel_spec_dir
 
     folder = guarded_clone(tmp_path)
     nb = nbformat.read(paths.notebooks_dir() / "06_explore.ipynb", as_version=4)

@@ -35,7 +35,7 @@ def guarded_clone(tmp_path: Path) -> Path:
     result = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "notebook-guard", f"VENV={venv}"], cwd=repo,
                             capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ptacl_core.notebook_guard" in git(repo, "config", "--get", "filter.nbstripout.clean")
+    assert "ptacl_core.tools.notebook_guard" in git(repo, "config", "--get", "filter.nbstripout.clean")
     return repo
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ptacl_core.geometry import (
+from ptacl_core.model.geometry import (
     GeometryError,
     check_geometry,
     cohort_geometry,

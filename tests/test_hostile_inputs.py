@@ -22,13 +22,13 @@ import pandas as pd
 import pytest
 
 from ptacl_core import paths
-from ptacl_core.cohort_tables import CohortError
-from ptacl_core.csv_cells import FORMULA_STARTS, escape_cell, read_kit_csv, unescape_cell
 from ptacl_core.io.cmr import MAX_CINE_VOXELS, CmrReadError, read_cmr, read_dicom_series, read_nifti_cine
+from ptacl_core.io.cohort_tables import CohortError
+from ptacl_core.io.csv_cells import FORMULA_STARTS, escape_cell, read_kit_csv, unescape_cell
 from ptacl_core.io.ecg import EcgReadError, read_ecg, write_wfdb
 from ptacl_core.preprocessing.build import build_cache
 from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.preprocessing.cmr import (
+from ptacl_core.preprocessing.cine_cropping import (
     ES_WINDOW,
     CmrQualityError,
     check_cine_quality,
@@ -734,8 +734,8 @@ def test_text_phenotype_cells_are_escaped_and_merged_shards_do_not_escape_twice(
 
 
 def test_build_manifest_writes_formula_safe_cells_read_back_verbatim(tmp_path):
-    from ptacl_core.cohort_tables import read_manifest
-    from ptacl_core.manifest_builder import build_manifest
+    from ptacl_core.io.cohort_tables import read_manifest
+    from ptacl_core.io.manifest_builder import build_manifest
 
     (tmp_path / "ecg").mkdir()
     (tmp_path / "cmr").mkdir()

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptacl_core.losses import (
+from ptacl_core.model.losses import (
     GlobalContrastiveLoss,
     LocalTemporalLoss,
     PTACLLoss,

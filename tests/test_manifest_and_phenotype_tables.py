@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ptacl_core.io.manifest_builder import SPLIT_FRACTIONS, build_manifest, split_for
 from ptacl_core.io.phenotype_tables import (
     UKB_PHENOTYPE_FIELDS,
     PhenotypeTableError,
@@ -14,7 +15,6 @@ from ptacl_core.io.phenotype_tables import (
     read_ukb_phenotypes,
     ukb_column_map,
 )
-from ptacl_core.manifest_builder import SPLIT_FRACTIONS, build_manifest, split_for
 from ptacl_core.phenotypes import PHENOTYPES
 
 # ---------------------------------------------------------------- manifest: kit layout
@@ -231,7 +231,7 @@ def test_kit_layout_lists_muse_and_dicom_ecgs(tmp_path, realdata):
 
     from pydicom.data import get_testdata_file
 
-    from ptacl_core.manifest_builder import build_manifest
+    from ptacl_core.io.manifest_builder import build_manifest
 
     (tmp_path / "ecg").mkdir()
     (tmp_path / "cmr").mkdir()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ptacl_core import paths
-from ptacl_core.runner import NotebookFailed, list_notebooks, parse_value, run_notebooks
+from ptacl_core.tools.runner import NotebookFailed, list_notebooks, parse_value, run_notebooks
 
 NOTEBOOKS = list_notebooks()
 ALL_NOTEBOOKS = sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))  # with the interactive 06
@@ -21,8 +21,8 @@ def test_there_are_numbered_notebooks():
 
 def as_git_stores_it(notebook) -> dict:
     """The working-copy notebook stripped in memory exactly as the output guard's git filter strips it on
-    ``git add`` (``ptacl_core.notebook_guard``, what ``make notebook-guard`` configures)."""
-    from ptacl_core.notebook_guard import strip_text
+    ``git add`` (``ptacl_core.tools.notebook_guard``, what ``make notebook-guard`` configures)."""
+    from ptacl_core.tools.notebook_guard import strip_text
 
     return json.loads(strip_text(notebook.read_text()))
 
@@ -130,7 +130,7 @@ def test_unknown_parameter_is_refused_before_running(tmp_path):
 def test_profiles_are_declared_notebook_parameters():
     import papermill
 
-    from ptacl_core.runner import PROFILES, profile_parameters
+    from ptacl_core.tools.runner import PROFILES, profile_parameters
 
     declared = set().union(*(papermill.inspect_notebook(str(n)) for n in NOTEBOOKS))
     for name in PROFILES:
@@ -141,7 +141,7 @@ def test_profiles_are_declared_notebook_parameters():
 
 
 def test_the_twin_pass_gets_its_own_folders(tmp_path):
-    from ptacl_core.runner import TWIN_LABEL, plan_steps, twin_parameters
+    from ptacl_core.tools.runner import TWIN_LABEL, plan_steps, twin_parameters
 
     twin = twin_parameters({"cohort_dir": "/x/cohort", "runs_dir": "/x/runs", "figures_dir": "/x/fig", "seeds": 5})
     assert twin["cohort_dir"] == "/x/cohort_null" and twin["runs_dir"] == "/x/runs/null_twin"
@@ -169,7 +169,7 @@ def test_a_missing_twin_is_skipped_with_a_note(tmp_path):
 def test_each_interpreter_gets_its_own_kernel_spec(monkeypatch):
     """Two checkouts running notebooks at once (e.g. `make reproduce` and `make test`) must not overwrite each
     other's kernel spec: a notebook would run with the other checkout's interpreter and package."""
-    from ptacl_core import runner
+    from ptacl_core.tools import runner
 
     mine = runner._kernel_spec_dir()
     assert json.loads((mine / "kernels/python3/kernel.json").read_text())["argv"][0] == sys.executable

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ptacl_core.encoders import MODEL_PRESETS, PTACLModel
-from ptacl_core.phases import cmr_frame_assignment, ecg_token_phases, phase_bin_assignment, phase_bin_means
+from ptacl_core.model.encoders import MODEL_PRESETS, PTACLModel
+from ptacl_core.model.phases import cmr_frame_assignment, ecg_token_phases, phase_bin_assignment, phase_bin_means
 
 pytestmark = pytest.mark.usefixtures("double_precision")  # loop references are compared in float64
 

@@ -54,7 +54,7 @@ def test_bad_masks_are_refused():
 # --- temporal phenotypes of the LV volume curve ------------------------------------------------------------
 
 def _cycle(n_frames=50, rr_s=0.9, edv=150.0, ef=0.6, ejection_start=0.06, end_systole=0.36, early=0.7, atrial_start=None):
-    from ptacl_core.synthetic.cine import volume_curve
+    from ptacl_core.synthetic.cine_phantom import volume_curve
 
     times = np.arange(n_frames) * rr_s / n_frames
     return volume_curve(times, rr_s, edv, ef, ejection_start, end_systole, early, atrial_start), 1000.0 * rr_s / n_frames

@@ -115,7 +115,7 @@ def test_predict_refuses_a_run_without_checkpoint_or_cache(trained_runs, tmp_pat
 
 
 def test_unforeseen_preprocessing_failure_is_one_files_error(trained_runs, real_ecgs, tmp_path, monkeypatch):
-    import ptacl_core.prediction as prediction
+    import ptacl_core.prediction.predictor as prediction
 
     predictor = Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path)
     original = prediction.preprocess_ecg

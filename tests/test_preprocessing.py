@@ -10,14 +10,21 @@ import torch
 import wfdb
 from scipy import signal as sps
 
-from ptacl_core.dataset import MAX_BEATS, Augmentation, CacheDataset, augment_batch, cmr_parameters, transform_cmr
 from ptacl_core.io.ecg import read_ecg
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.preprocessing.build import Shard, build_cache
 from ptacl_core.preprocessing.cache import Cache, CacheMismatchError
-from ptacl_core.preprocessing.cmr import preprocess_cmr, resample_cycle
+from ptacl_core.preprocessing.cine_cropping import preprocess_cmr, resample_cycle
 from ptacl_core.preprocessing.config import CmrConfig, EcgConfig, PreprocessConfig
-from ptacl_core.preprocessing.ecg import EcgQualityError, clipped_leads, filter_ecg, preprocess_ecg
+from ptacl_core.preprocessing.dataset import (
+    MAX_BEATS,
+    Augmentation,
+    CacheDataset,
+    augment_batch,
+    cmr_parameters,
+    transform_cmr,
+)
+from ptacl_core.preprocessing.ecg_filtering import EcgQualityError, clipped_leads, filter_ecg, preprocess_ecg
 from ptacl_core.preprocessing.merge import merge_caches
 
 FAST = PreprocessConfig(ecg=EcgConfig(fs=250), cmr=CmrConfig(size=32, n_frames=20))
@@ -279,7 +286,7 @@ def test_cache_where_every_subject_failed_still_opens(small_cohort, tmp_path):
 
 
 def test_unexpected_error_in_one_subject_is_recorded(small_cohort, tmp_path, monkeypatch):
-    import ptacl_core.preprocessing.cmr as cmr_module
+    import ptacl_core.preprocessing.cine_cropping as cmr_module
 
     calls = {"n": 0}
     original = cmr_module.preprocess_cmr

@@ -250,7 +250,7 @@ def test_a_phenotype_with_missing_labels_is_scored_on_the_shared_resamples_restr
 def test_heart_rate_probe_reads_the_rate_an_embedding_carries(tiny_cache):
     """An embedding that is the heart rate (plus noise) probes to R² near 1; a random one near or below 0."""
     from ptacl_core.evaluation.diagnostics import heart_rate_probe
-    from ptacl_core.geometry import median_rr_s
+    from ptacl_core.model.geometry import median_rr_s
     from ptacl_core.preprocessing.cache import Cache
 
     cache = Cache.open(tiny_cache)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptacl_core.realism import ECG_MEASURES, ecg_realism_table, phenotype_realism_table, realism_report
+from ptacl_core.synthetic.realism import ECG_MEASURES, ecg_realism_table, phenotype_realism_table, realism_report
 
 
 def test_ecg_table_statistics_are_those_of_the_inputs():
@@ -34,7 +34,7 @@ def test_full_report_with_real_recordings(cohort, realdata):
 
 
 def test_systolic_time_intervals_table_against_weissler(cohort):
-    from ptacl_core.realism import systolic_time_interval_table
+    from ptacl_core.synthetic.realism import systolic_time_interval_table
 
     table = systolic_time_interval_table(pd.read_csv(cohort / "latents.csv"))
     assert set(table.index.get_level_values("interval")) == {"PEP", "LVET", "QS2"}
@@ -44,7 +44,7 @@ def test_systolic_time_intervals_table_against_weissler(cohort):
 
 
 def test_systolic_time_interval_regressions_are_those_of_the_inputs():
-    from ptacl_core.realism import systolic_time_interval_table
+    from ptacl_core.synthetic.realism import systolic_time_interval_table
 
     hr = np.array([50.0, 60.0, 70.0, 80.0])
     latents = pd.DataFrame({"condition": "normal", "sex": "male", "heart_rate_bpm": hr,

@@ -10,11 +10,11 @@ import pytest
 import wfdb
 from scipy.stats import spearmanr
 
-from ptacl_core.cohort_tables import read_cohort
-from ptacl_core.ecg_measures import bandpass, detect_rpeaks, measure_ecg, median_beat, t_wave_end
+from ptacl_core.io.cohort_tables import read_cohort
 from ptacl_core.io.ecg import read_wfdb
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES, label_volume_curves, phenotypes_from_masks
+from ptacl_core.preprocessing.ecg_measures import bandpass, detect_rpeaks, measure_ecg, median_beat, t_wave_end
 from ptacl_core.synthetic import CONDITIONS, CohortMismatchError, SynthConfig, generate_cohort, make_subject
 
 
@@ -238,7 +238,7 @@ def test_the_preprocessing_r_peaks_sit_on_the_cine_trigger_for_every_condition(c
     """What training sees: R peaks of the cached (filtered, resampled) ECG within 5 ms (median) of the
     generator's R time, the cine's frame 0, for every condition (wide QRS included)."""
     from ptacl_core.preprocessing.config import PreprocessConfig
-    from ptacl_core.preprocessing.ecg import preprocess_ecg
+    from ptacl_core.preprocessing.ecg_filtering import preprocess_ecg
 
     config = PreprocessConfig.preset(preset).ecg
     table = read_cohort(cohort)

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from ptacl_core.encoders import MODEL_PRESETS, CmrEncoder, EcgEncoder, EcgEncoderConfig, MaskedAutoencoder, PTACLModel
 from ptacl_core.evaluation.diagnostics import quick_probe
+from ptacl_core.model.encoders import (
+    MODEL_PRESETS,
+    CmrEncoder,
+    EcgEncoder,
+    EcgEncoderConfig,
+    MaskedAutoencoder,
+    PTACLModel,
+)
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training import TrainConfig, load_config, load_model, train
 
@@ -104,7 +111,7 @@ def test_phase_clock_margin_is_logged_every_epoch(tiny_cache, tmp_path):
 
 
 def test_a_local_loss_with_bins_narrower_than_tokens_is_refused(tiny_cache, tmp_path):
-    from ptacl_core.geometry import GeometryError
+    from ptacl_core.model.geometry import GeometryError
 
     with pytest.raises(GeometryError, match="narrower than an ECG token"):
         train(_config(tiny_cache, tmp_path, **{"loss.num_bins": 12}), progress=False)

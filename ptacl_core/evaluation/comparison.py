@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ptacl_core.encoders import ModelConfig
+from ptacl_core.evaluation.embedding_maps import embedding_map
 from ptacl_core.evaluation.embeddings import cache_embeddings, default_store
-from ptacl_core.evaluation.maps import embedding_map
 from ptacl_core.evaluation.retrieval import KS, score_retrieval, topk, zscore_phenotypes
 from ptacl_core.evaluation.statistics import (
     interval,
@@ -25,6 +24,7 @@ from ptacl_core.evaluation.statistics import (
     seed_sd,
 )
 from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, label, ordered
+from ptacl_core.model.encoders import ModelConfig
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training.runs import RunInfo, find_runs, load_model, random_init_model
@@ -196,8 +196,8 @@ class Comparison:
         random_seeds: how many random-init models (default: one per seed of the PTACL runs); references: add the
         reference rows (condition label, hand-crafted ECG measurements, generator latents where known)."""
         from ptacl_core import paths
+        from ptacl_core.model.presets import preprocessing_preset
         from ptacl_core.preprocessing.cache import default_cache_dir
-        from ptacl_core.presets import preprocessing_preset
 
         cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, preprocessing_preset(preset))

@@ -11,12 +11,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from ptacl_core.dataset import CacheDataset
-from ptacl_core.encoders import PTACLModel
 from ptacl_core.evaluation.embeddings import cache_embeddings
 from ptacl_core.evaluation.probing import ProbeConfig, probe_methods
+from ptacl_core.model.encoders import PTACLModel
 from ptacl_core.phenotypes import EVALUATED
 from ptacl_core.preprocessing.cache import Cache
+from ptacl_core.preprocessing.dataset import CacheDataset
 
 QUICK_PHENOTYPES = ("LVEF_pct", "LVEDV_mL")
 
@@ -85,7 +85,7 @@ def heart_rate_probe(embeddings: dict[tuple[str, int], np.ndarray], cache: Cache
     embeddings: {(method, seed): (N, D) in cache order}. Returns rows method, seed, r2.
     """
     from ptacl_core.evaluation.probing import fit_ridge
-    from ptacl_core.geometry import median_rr_s
+    from ptacl_core.model.geometry import median_rr_s
 
     rate = 60.0 / median_rr_s([cache.rpeaks(i) for i in range(len(cache.index))], float(cache.config.ecg.fs))
     split = cache.index.split.to_numpy()

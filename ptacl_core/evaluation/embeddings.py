@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ptacl_core import paths
-from ptacl_core.encoders import PTACLModel
+from ptacl_core.model.encoders import PTACLModel
 from ptacl_core.preprocessing.cache import Cache
 
 EMBEDDING_VERSION = 1  # bump when the extraction itself changes
@@ -63,7 +63,7 @@ def embed_arrays(model: PTACLModel, array: np.ndarray, rows: np.ndarray, modalit
 
 def _code_hash() -> str:
     """Hash of the encoder source: an edit to the forward pass must not be served old embeddings."""
-    import ptacl_core.encoders as encoders
+    import ptacl_core.model.encoders as encoders
 
     return hashlib.sha256(Path(encoders.__file__).read_bytes()).hexdigest()[:16]
 

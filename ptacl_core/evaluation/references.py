@@ -38,7 +38,7 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
     measurement is filled with the column median), cached in ``store``."""
     from tqdm.auto import tqdm
 
-    from ptacl_core.ecg_measures import MEASURE_FEATURES, measure_ecg
+    from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
 
     store = Path(store)
     path = store / f"ecg_measures_{cache.fingerprint[:24]}_v{MEASURES_VERSION}.npz"

@@ -28,9 +28,9 @@ from ptacl_core.explore.compute import (
 )
 from ptacl_core.explore.controls import RunPicker
 from ptacl_core.explore.data import DEFAULT_METHOD, ExploreData, label_fractions
-from ptacl_core.explore.maps import EmbeddingMap, PointPicker, PredictionScatter
-from ptacl_core.explore.phases import PhaseSimilarityBrowser
-from ptacl_core.explore.retrieval import RetrievalExplorer
+from ptacl_core.explore.neighbours import RetrievalExplorer
+from ptacl_core.explore.phase_browser import PhaseSimilarityBrowser
+from ptacl_core.explore.point_clouds import EmbeddingMap, PointPicker, PredictionScatter
 from ptacl_core.explore.viewer import PatientViewer
 
 NO_RUNS = ("no finished runs for this cache yet: run notebook 02 (or `python -m ptacl_core run --only 01,02,03`) "

@@ -128,7 +128,7 @@ def map_coordinates(x: np.ndarray, how: str = "pca", max_points: int = MAP_MAX_P
                     ) -> tuple[np.ndarray, np.ndarray]:
     """2-D map of standardised embeddings (notebook 05's ``embedding_map``): returns (rows (M,), coordinates
     (M, 2)). PCA maps every row; t-SNE a seeded subset of at most ``max_points`` rows."""
-    from ptacl_core.evaluation.maps import embedding_map
+    from ptacl_core.evaluation.embedding_maps import embedding_map
 
     rows = np.arange(len(x))
     if how == "tsne" and len(x) > max_points:

@@ -78,8 +78,8 @@ class ExploreData:
         embedding store. Runs trained on another cache are left out (as in ``Comparison.load``)."""
         from ptacl_core import paths
         from ptacl_core.evaluation.embeddings import default_store
+        from ptacl_core.model.presets import preprocessing_preset
         from ptacl_core.preprocessing.cache import Cache, default_cache_dir
-        from ptacl_core.presets import preprocessing_preset
         from ptacl_core.training.runs import find_runs
 
         cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
@@ -207,14 +207,14 @@ class ExploreData:
         """One subject as the training input path gives it (``dataset.CacheDataset.batch``, no augmentation). The
         dataset (which parses every subject's R peaks once) is built on first use and kept."""
         if self._dataset is None:
-            from ptacl_core.dataset import CacheDataset
+            from ptacl_core.preprocessing.dataset import CacheDataset
 
             self._dataset = CacheDataset(self.cache, split=None)
         return self._dataset.batch([self.position(subject_id)])
 
     def _cohort_manifest(self) -> pd.DataFrame:
         if self._manifest is None:
-            from ptacl_core.cohort_tables import read_table
+            from ptacl_core.io.cohort_tables import read_table
 
             self._manifest = read_table(self.cohort_dir / "manifest.csv")
         return self._manifest

@@ -20,13 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from ptacl_core import __version__
-from ptacl_core.cohort_tables import CohortError, read_cohort
-from ptacl_core.csv_cells import write_csv, write_rows
+from ptacl_core.io.cohort_tables import CohortError, read_cohort
+from ptacl_core.io.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
 from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S, check_timeout, worker
-from ptacl_core.threads import single_threaded
+from ptacl_core.tools.threads import single_threaded
 
 
 @dataclass(frozen=True)

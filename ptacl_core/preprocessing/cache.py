@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core import __version__
-from ptacl_core.csv_cells import read_kit_csv
+from ptacl_core.io.csv_cells import read_kit_csv
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.config import PreprocessConfig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ptacl_core.csv_cells import read_kit_csv, write_csv
+from ptacl_core.io.csv_cells import read_kit_csv, write_csv
 from ptacl_core.preprocessing.cache import CacheMismatchError, open_arrays
 from ptacl_core.preprocessing.config import PreprocessConfig
 

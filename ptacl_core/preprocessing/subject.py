@@ -74,8 +74,8 @@ def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig,
 def _process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig, failure):
     from ptacl_core.io.cmr import CmrReadError, read_cmr, read_nifti_labels
     from ptacl_core.io.ecg import EcgReadError, read_ecg
-    from ptacl_core.preprocessing.cmr import CmrQualityError, preprocess_cmr
-    from ptacl_core.preprocessing.ecg import EcgQualityError, preprocess_ecg
+    from ptacl_core.preprocessing.cine_cropping import CmrQualityError, preprocess_cmr
+    from ptacl_core.preprocessing.ecg_filtering import EcgQualityError, preprocess_ecg
 
     subject = row["subject_id"]
 

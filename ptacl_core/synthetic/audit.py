@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ptacl_core.cohort_tables import read_cohort
+from ptacl_core.io.cohort_tables import read_cohort
 from ptacl_core.phenotypes import PHENOTYPES, TEMPORAL_PHENOTYPES
 
 TIMING_LATENTS = ("qrs_duration_s", "qtc_s", "pr_interval_s", "p_duration_s")
@@ -42,8 +42,8 @@ def ecg_measurement_table(cohort_dir: Path | str, subject_ids: list[str] | None 
     measurement fails): heart rate, QRS duration, QT and the 12 QRS amplitudes."""
     from tqdm.auto import tqdm
 
-    from ptacl_core.ecg_measures import MEASURE_FEATURES, measure_ecg
     from ptacl_core.io.ecg import EcgReadError, read_ecg
+    from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
 
     cohort_dir = Path(cohort_dir)
     table = read_cohort(cohort_dir).set_index("subject_id")

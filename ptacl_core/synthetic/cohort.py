@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ptacl_core import __version__
-from ptacl_core.cohort_tables import SPLIT_FRACTIONS
+from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
 from ptacl_core.io.ecg import write_wfdb
 from ptacl_core.phenotypes import (
     ECG_TRUTH,
@@ -42,11 +42,11 @@ from ptacl_core.phenotypes import (
     phenotypes_from_volumes,
     temporal_phenotypes,
 )
-from ptacl_core.synthetic.cine import SyntheticCine, render_cine
+from ptacl_core.synthetic.cine_phantom import SyntheticCine, render_cine
 from ptacl_core.synthetic.config import SynthConfig
-from ptacl_core.synthetic.ecg import SyntheticEcg, fiducial_offset, synthesize_ecg
+from ptacl_core.synthetic.dipole_ecg import SyntheticEcg, fiducial_offset, synthesize_ecg
 from ptacl_core.synthetic.latent import SubjectLatent, sample_latent, with_trigger_offsets
-from ptacl_core.threads import resolve_workers, single_threaded
+from ptacl_core.tools.threads import resolve_workers, single_threaded
 
 # Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
 GENERATOR_VERSION = 3  # 3: physiological timing couplings, null twin, trigger at the detector's fiducial

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ptacl_core.cohort_tables import SPLIT_FRACTIONS
+from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
 
 CONDITIONS: tuple[str, ...] = (
     "normal",

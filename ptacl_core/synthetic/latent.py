@@ -310,5 +310,5 @@ def sample_latent(rng: np.random.Generator, subject_id: str, config: SynthConfig
 
 
 def with_trigger_offsets(latent: SubjectLatent, ecg_offset_s: float, mechanical_offset_s: float) -> SubjectLatent:
-    """The latent with its R-peak fiducials placed (``ptacl_core.synthetic.ecg.fiducial_offset``)."""
+    """The latent with its R-peak fiducials placed (``ptacl_core.synthetic.dipole_ecg.fiducial_offset``)."""
     return replace(latent, trigger_offset_s=float(ecg_offset_s), mechanical_trigger_offset_s=float(mechanical_offset_s))

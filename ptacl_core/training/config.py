@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ptacl_core.config import override, parse_overrides
-from ptacl_core.encoders import MODEL_PRESETS, ModelConfig
 from ptacl_core.methods import check_trainable
-from ptacl_core.presets import preset as lookup_preset
+from ptacl_core.model.encoders import MODEL_PRESETS, ModelConfig
+from ptacl_core.model.presets import preset as lookup_preset
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """num_bins: K phase bins (the preset's, fixed by geometry: ``ptacl_core.geometry``); soft_targets: circular
+    """num_bins: K phase bins (the preset's, fixed by geometry: ``ptacl_core.model.geometry``); soft_targets: circular
     Gaussian targets over neighbouring phases with sigma = soft_sigma, or (soft_sigma None) the token half-width
     over the cohort's median RR; local_variant: ``per_patient`` | ``cross_patient`` | ``sham`` (METHOD.md §4;
     the methods ``ptacl_cross`` and ``ptacl_sham`` set it)."""
@@ -37,7 +37,7 @@ class LossConfig:
     mask_ratio: float = 0.75  # MAE methods
 
     def __post_init__(self) -> None:
-        from ptacl_core.losses import LOCAL_VARIANTS
+        from ptacl_core.model.losses import LOCAL_VARIANTS
 
         if self.local_variant not in LOCAL_VARIANTS:
             raise ValueError(f"loss.local_variant must be one of {LOCAL_VARIANTS}, got {self.local_variant!r}")

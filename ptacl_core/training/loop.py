@@ -18,12 +18,12 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from ptacl_core import __version__, paths
-from ptacl_core.dataset import Augmentation, CacheDataset, batch_loader
-from ptacl_core.geometry import check_geometry, cohort_geometry, median_rr_s, phase_geometry
-from ptacl_core.losses import phase_clock_margin
 from ptacl_core.methods import METHODS
+from ptacl_core.model.geometry import check_geometry, cohort_geometry, median_rr_s, phase_geometry
+from ptacl_core.model.losses import phase_clock_margin
+from ptacl_core.model.presets import preprocessing_preset
 from ptacl_core.preprocessing.cache import Cache, default_cache_dir
-from ptacl_core.presets import preprocessing_preset
+from ptacl_core.preprocessing.dataset import Augmentation, CacheDataset, batch_loader
 from ptacl_core.training import runs
 from ptacl_core.training.config import TrainConfig
 from ptacl_core.training.objective import Objective, phenotype_stats
@@ -248,7 +248,7 @@ def same_run(saved: dict, wanted: dict) -> bool:
 
 
 def run_geometry(config: TrainConfig, cache: Cache, where: str = "") -> dict:
-    """The phase geometry of this run's model on the cache's training patients (``ptacl_core.geometry``): refuses
+    """The phase geometry of this run's model on the cache's training patients (``ptacl_core.model.geometry``): refuses
     (``GeometryError``) bins narrower than an ECG token for the median patient when the run trains a local term."""
     positions = np.flatnonzero(cache.index.split.to_numpy() == "train")
     rpeaks = [cache.rpeaks(int(position)) for position in positions]

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptacl_core.encoders import MaskedAutoencoder, PTACLModel
-from ptacl_core.losses import PTACLLoss, sham_rpeaks
+from ptacl_core.model.encoders import MaskedAutoencoder, PTACLModel
+from ptacl_core.model.losses import PTACLLoss, sham_rpeaks
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training.config import TrainConfig
@@ -52,7 +52,7 @@ class Objective(nn.Module):
     def __init__(self, config: TrainConfig, fs: float, phenotype_stats: tuple[torch.Tensor, torch.Tensor],
                  soft_sigma: float | None = None):
         """soft_sigma: the soft-target sigma when ``loss.soft_targets`` is on and ``loss.soft_sigma`` is None (the
-        trainer passes the geometry's, ``ptacl_core.geometry``); one-hot targets when it stays None."""
+        trainer passes the geometry's, ``ptacl_core.model.geometry``); one-hot targets when it stays None."""
         super().__init__()
         self.method, self.fs = config.method, fs
         self.model = PTACLModel(config.model)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ptacl_core import paths
-from ptacl_core.encoders import MODEL_PRESETS, ModelConfig, PTACLModel
+from ptacl_core.model.encoders import MODEL_PRESETS, ModelConfig, PTACLModel
 from ptacl_core.training.config import TrainConfig
 
 CHECKPOINT = Path("checkpoints") / "last.pt"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptacl_core.csv_cells import read_kit_csv
+from ptacl_core.io.csv_cells import read_kit_csv
 
 MANIFEST_COLUMNS = ("subject_id", "ecg", "cmr", "split")
 SPLITS = ("train", "val", "test")
@@ -20,7 +20,7 @@ class CohortError(ValueError):
 def read_table(path: Path) -> pd.DataFrame:
     """A cohort CSV with subject_id read as text, verbatim (an id "NA" or "007" stays itself), the usual missing
     markers elsewhere; an empty, undecodable or malformed file is a ``CohortError`` naming it."""
-    try:  # a manifest written by build-manifest carries formula-safe cells (ptacl_core.csv_cells)
+    try:  # a manifest written by build-manifest carries formula-safe cells (ptacl_core.io.csv_cells)
         return read_kit_csv(path, encoding="utf-8")
     except pd.errors.EmptyDataError as error:
         raise CohortError(f"{path}: the file is empty (expected a CSV header and rows)") from error

@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptacl_core.phases import phase_bin_means
+from ptacl_core.model.phases import phase_bin_means
 
 
 @dataclass(frozen=True)
 class EcgEncoderConfig:
     n_leads: int = 12
-    patch_samples: int = 25  # 100 ms at 250 Hz: a phase bin (RR / K) must be at least a token wide (ptacl_core.geometry)
+    patch_samples: int = 25  # 100 ms at 250 Hz: a phase bin (RR / K) must be at least a token wide (ptacl_core.model.geometry)
     n_times: int = 100  # time patches the positional embedding is built for (interpolated for others)
     token_leads: int = 12  # leads one token spans (1: MMCL's 1 x P patches, 12 x more tokens)
     dim: int = 64

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-from ptacl_core.ecg_measures import bandpass, detect_rpeaks, resample
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.preprocessing.config import EcgConfig
+from ptacl_core.preprocessing.ecg_measures import bandpass, detect_rpeaks, resample
 
 
 class EcgQualityError(ValueError):

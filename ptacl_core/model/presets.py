@@ -1,4 +1,4 @@
-"""Size presets in one table: each model preset (``ptacl_core.encoders.MODEL_PRESETS``) with the preprocessing
+"""Size presets in one table: each model preset (``ptacl_core.model.encoders.MODEL_PRESETS``) with the preprocessing
 preset (``ptacl_core.preprocessing.config.PRESETS``) whose cache it is built for. Notebooks, the trainer and
 the comparison look the pair up here instead of joining names by hand."""
 

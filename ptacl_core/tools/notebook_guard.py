@@ -4,8 +4,8 @@ kept), and with the metadata JupyterLab rewrites on every open pinned to what th
 display name, the details of ``language_info``), so opening and saving a notebook in JupyterLab leaves it
 unmodified for git.
 
-    python -m ptacl_core.notebook_guard < in.ipynb > out.ipynb    git's clean filter
-    python -m ptacl_core.notebook_guard notebook.ipynb            git's diff textconv (the stripped file on stdout)
+    python -m ptacl_core.tools.notebook_guard < in.ipynb > out.ipynb    git's clean filter
+    python -m ptacl_core.tools.notebook_guard notebook.ipynb            git's diff textconv (the stripped file on stdout)
 
 ``strip_text`` is the same filter in memory (what the no-outputs test applies to the working copy)."""
 

@@ -131,7 +131,7 @@ def fiducial_offset(latent: SubjectLatent, fs: int = 500) -> float:
     most of its 5-25 Hz energy early)."""
     from dataclasses import replace
 
-    from ptacl_core.ecg_measures import energy_centroid, qrs_energy
+    from ptacl_core.preprocessing.ecg_measures import energy_centroid, qrs_energy
 
     centred = replace(latent, trigger_offset_s=0.0)  # QRS midpoint at t = 0
     # a fixed draw of the random amplitudes (a global scale cancels in a centroid; the per-lead gains of the

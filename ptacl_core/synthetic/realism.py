@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ptacl_core.cohort_tables import read_cohort
-from ptacl_core.ecg_measures import measure_ecg
+from ptacl_core.io.cohort_tables import read_cohort
 from ptacl_core.io.ecg import EcgReadError, read_ecg
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.phenotypes import PHENOTYPES, REFERENCE_RANGES
+from ptacl_core.preprocessing.ecg_measures import measure_ecg
 
 ECG_MEASURES = ("heart rate (bpm)", "QRS duration (ms)", *(f"QRS amplitude {lead} (mV)" for lead in LEAD_NAMES))
 

@@ -24,9 +24,9 @@ from ptacl_core.evaluation.probing import fit_ridge, regression_metrics
 from ptacl_core.evaluation.retrieval import topk
 from ptacl_core.evaluation.trust import DEFAULT_COVERAGE, NoveltyScore, conformal_halfwidth, empirical_coverage
 from ptacl_core.io.ecg import EcgReadError, read_ecg
-from ptacl_core.phenotypes import PHENOTYPES, UNITS
+from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.preprocessing.ecg import EcgQualityError, preprocess_ecg
+from ptacl_core.preprocessing.ecg_filtering import EcgQualityError, preprocess_ecg
 from ptacl_core.training.runs import checkpoint_path, model_from_state, read_checkpoint
 
 
@@ -150,50 +150,3 @@ class Predictor:
                                    **{name: subject[name] for name in PHENOTYPES if name in index},
                                    **({"condition": subject["condition"]} if "condition" in index else {})})
         return pd.DataFrame(rows), pd.DataFrame(neighbours)
-
-
-ECG_SUFFIXES = (".hea", ".xml", ".dcm")
-
-
-def expand_inputs(inputs: list[Path | str]) -> list[Path]:
-    """The ECG files named by ``inputs``: files as given; a folder's ECG files (``ECG_SUFFIXES``, recursively,
-    sorted); a manifest (``.csv`` with an ``ecg`` column, paths relative to the manifest's folder)."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in ECG_SUFFIXES)
-        elif item.suffix.lower() == ".csv" and item.is_file():
-            table = pd.read_csv(item, dtype=str)
-            if "ecg" not in table:
-                raise PredictionError(f"{item}: a manifest needs an 'ecg' column (found {list(table.columns)})")
-            files += [item.parent / value for value in table.ecg.dropna()]
-        else:
-            files.append(item)
-    return files
-
-
-def format_report(predictions: pd.DataFrame, neighbours: pd.DataFrame, test_errors: pd.DataFrame) -> str:
-    """Human-readable text of ``Predictor.predict``'s tables."""
-    lines = []
-    for row in predictions.to_dict("records"):
-        lines.append(f"== {row['file']}")
-        if row["status"] != "ok":
-            lines.append(f"   ERROR: {row['error']}")
-            continue
-        if isinstance(row.get("flags"), str) and row["flags"]:
-            lines.append(f"   quality flags: {row['flags']}")
-        if "ood_verdict" in row and isinstance(row["ood_verdict"], str):
-            lines.append(f"   {row['ood_verdict'].upper()}: farther from the training ECGs than {row['ood_percentile']:.0f} % "
-                         f"of the validation ECGs (Mahalanobis distance {row['ood_distance']:.1f})")
-        for name in test_errors.index:
-            coverage = test_errors.loc[name, "test_coverage"] if "test_coverage" in test_errors else np.nan
-            lines.append(f"   {name:<11} {row[name]:8.1f} {UNITS[name]:<5} [{row[f'{name}_low']:.1f}, {row[f'{name}_high']:.1f}] "
-                         f"(conformal interval, test coverage {100 * coverage:.0f} %; probe test MAE "
-                         f"{test_errors.loc[name, 'test_mae']:.1f}, R² {test_errors.loc[name, 'test_r2']:.2f})")
-        near = neighbours[neighbours.file == row["file"]]
-        for match in near.to_dict("records"):
-            described = ", ".join(f"{n.split('_')[0]} {match[n]:.0f}" for n in ("LVEF_pct", "LVEDV_mL", "LVM_g") if n in match)
-            condition = f", {match['condition']}" if "condition" in match else ""
-            lines.append(f"   nearest #{match['rank']}: {match['subject_id']} (cosine {match['cosine_similarity']:.3f}; "
-                         f"{described}{condition})")
-    return "\n".join(lines)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ptacl_core.methods import colour, label, ordered
 from ptacl_core.phenotypes import PHENOTYPES, UNITS
-from ptacl_core.plotting import CONDITION_COLOURS
+from ptacl_core.plotting.style import CONDITION_COLOURS
 
 
 def plot_probe_r2(summary: pd.DataFrame, fraction: float = 1.0, metric: str = "r2") -> plt.Figure:

@@ -106,10 +106,10 @@ def underfilled_fraction(valid_bins: np.ndarray, threshold: float = OCCUPANCY_TH
 
 def filled_bins(rpeaks: list[np.ndarray], fs: float, n_samples: int, patch_samples: int, num_bins: int) -> np.ndarray:
     """(B, K) bool: which phase bins hold at least one ECG token of each patient (tokens of ``patch_samples``
-    over ``n_samples`` samples at ``fs`` Hz; the phase rule of ``ptacl_core.phases``)."""
+    over ``n_samples`` samples at ``fs`` Hz; the phase rule of ``ptacl_core.model.phases``)."""
     import torch
 
-    from ptacl_core.phases import ecg_token_phases, phase_bin_assignment
+    from ptacl_core.model.phases import ecg_token_phases, phase_bin_assignment
 
     width = max((len(p) for p in rpeaks), default=0)
     padded = torch.full((len(rpeaks), max(width, 1)), -1, dtype=torch.long)

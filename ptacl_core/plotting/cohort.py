@@ -1,42 +1,14 @@
-"""Figures the notebooks show. One style for the kit; every function returns its matplotlib Figure and
-``save_figure`` writes PNG and PDF side by side into the figures folder."""
+"""Figures of the cohort, the cache and training (notebooks 00-02): ECGs, cines, phenotypes by condition, RR and
+quality flags, phase similarity. Each function returns its Figure (``style.save_figure`` writes it)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib.pyplot as plt  # the backend is the caller's: inline in JupyterLab, Agg under the runner
 import numpy as np
 import pandas as pd
 
 from ptacl_core.leads import LEAD_NAMES
-
-CONDITION_COLOURS = {
-    "normal": "#4C72B0",
-    "dilated_cardiomyopathy": "#DD8452",
-    "lv_hypertrophy": "#55A868",
-    "myocardial_infarction": "#C44E52",
-    "conduction_delay": "#8172B3",
-}
-LABEL_COLOURS = {1: "#e41a1c", 2: "#4daf4a", 3: "#377eb8"}  # LV cavity, LV myocardium, RV cavity
-MARK_COLOUR = "#C44E52"  # R peaks, end-systole, warnings
-
-
-def use_kit_style() -> None:
-    plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,
-    })
-
-
-def save_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> list[Path]:
-    """Write ``<figures_dir>/<name>.png`` and ``.pdf``; returns the paths."""
-    figures_dir = Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    paths = [figures_dir / f"{name}.{extension}" for extension in ("png", "pdf")]
-    for path in paths:
-        figure.savefig(path, bbox_inches="tight")
-    return paths
+from ptacl_core.plotting.style import CONDITION_COLOURS, LABEL_COLOURS
 
 
 def plot_ecg_12lead(signal: np.ndarray, fs: float, rpeaks: np.ndarray | None = None, title: str = "",
@@ -183,21 +155,6 @@ def plot_rr_and_flags(rr_ms: np.ndarray, flag_counts: pd.Series) -> plt.Figure:
         right.text(0.5, 0.5, "no quality flags raised", ha="center", va="center")
         right.axis("off")
     right.set_title("quality flags (kept subjects)")
-    figure.tight_layout()
-    return figure
-
-
-def plot_loss_curves(metrics: dict[str, pd.DataFrame]) -> plt.Figure:
-    """Training and validation loss per epoch, one line per run (``metrics.csv`` of each run folder)."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharex=True)
-    for name, table in metrics.items():
-        line, = axes[0].plot(table.epoch, table.loss, label=name)
-        axes[1].plot(table.epoch, table.val_loss, color=line.get_color(), label=name)
-    axes[0].set_title("training loss")
-    axes[1].set_title("validation loss")
-    for axis in axes:
-        axis.set_xlabel("epoch")
-    axes[1].legend(fontsize=7)
     figure.tight_layout()
     return figure
 

@@ -17,8 +17,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from ptacl_core.cohort_tables import SPLIT_FRACTIONS
-from ptacl_core.csv_cells import escape_cell
+from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
+from ptacl_core.io.csv_cells import escape_cell
 
 
 def split_for(subject_id: str, salt: str = "ptacl", fractions=SPLIT_FRACTIONS) -> str:

@@ -1,0 +1,53 @@
+"""Read resting 12-lead ECGs into ``(12, L)`` arrays in mV, in the kit's lead order.
+
+Sources: WFDB records (``.hea`` + ``.dat``/``.mat``, any rate, any lead order, extra channels ignored,
+unit strings in any case), UK Biobank CardioSoft XML (field 20205: the 10 s ``StripData`` and the
+1.2 s ``MedianSamples``, scaled by ``Resolution`` in µV per LSB) and GE MUSE XML (``<RestingECG>``: base64
+int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived)
+DICOM ECG waveforms (Waveform Sequence, read through pydicom, recognised by the DICM signature) and HL7 v3
+annotated ECGs (FDA aECG: ``SLIST_PQ`` lead sequences, origin + scale x digits).
+XML is told apart by its root element, not its extension, and parsed without entity declarations (a file that
+declares any is refused: no entity expansion) and without fetching a DTD.
+
+One module per format (``wfdb_records``, ``ukb_xml``, ``muse_xml``, ``dicom_waveform``, ``hl7_aecg``), the shared
+assembly in ``record``, the XML safety in ``xml_safety``; ``read_ecg`` picks the reader from the file's content.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ptacl_core.io.ecg.dicom_waveform import is_dicom, read_dicom_ecg
+from ptacl_core.io.ecg.hl7_aecg import read_hl7_aecg
+from ptacl_core.io.ecg.muse_xml import read_muse_xml
+from ptacl_core.io.ecg.record import Ecg, EcgReadError, derive_limb_leads
+from ptacl_core.io.ecg.ukb_xml import read_ukb_xml
+from ptacl_core.io.ecg.wfdb_records import read_wfdb, write_wfdb
+from ptacl_core.io.ecg.xml_safety import xml_kind
+
+__all__ = ["Ecg", "EcgReadError", "derive_limb_leads", "read_dicom_ecg", "read_ecg", "read_hl7_aecg", "read_muse_xml",
+           "read_ukb_xml", "read_wfdb", "write_wfdb"]
+
+
+def read_ecg(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
+    """Read any supported ECG file: XML by its root element (GE MUSE or UK Biobank CardioSoft), else WFDB by
+    extension. max_seconds bounds how much of a WFDB record is read (the other formats hold 10 s)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in {".hea", ".dat", ".mat"} or (suffix == "" and Path(str(path) + ".hea").exists()):
+        return read_wfdb(path.with_suffix(".hea") if suffix else path, max_seconds)
+    if path.exists() and not path.is_file():  # a FIFO or device would block the read forever
+        raise EcgReadError(path, "not a regular file")
+    if path.is_file() and (suffix == ".dcm" or is_dicom(path)):
+        return read_dicom_ecg(path)
+    kind = xml_kind(path) if path.is_file() else None
+    if kind == "muse":
+        return read_muse_xml(path)
+    if kind == "aecg":
+        return read_hl7_aecg(path)
+    if kind in ("ukb", "xml"):  # a CardioSoft export, or XML of another kind (read_ukb_xml names what is missing)
+        return read_ukb_xml(path)
+    if suffix == "":
+        return read_wfdb(path, max_seconds)
+    raise EcgReadError(path, f"unknown ECG format {path.suffix!r}; expected WFDB (.hea), DICOM waveform, GE MUSE XML, "
+                             "HL7 aECG or UK Biobank XML")

@@ -1,0 +1,79 @@
+"""HL7 v3 annotated ECGs (FDA aECG): ``SLIST_PQ`` lead sequences, origin + scale x digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ptacl_core.io.ecg.record import Ecg, EcgReadError, assemble, checked_rate
+from ptacl_core.io.ecg.xml_safety import xml_root
+from ptacl_core.leads import canonical_lead_name
+
+_AECG_NS = "{urn:hl7-org:v3}"
+_AECG_SERIES = {"strip": "RHYTHM", "median": "REPRESENTATIVE_BEAT"}
+_PQ_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3}
+_PQ_TO_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def read_hl7_aecg(path: Path | str, part: str = "strip") -> Ecg:
+    """Read an HL7 v3 annotated ECG (FDA aECG, ``<AnnotatedECG xmlns="urn:hl7-org:v3">``).
+
+    part: ``"strip"`` reads the ``series`` coded RHYTHM, ``"median"`` the derived series coded
+    REPRESENTATIVE_BEAT. In its ``sequenceSet`` the time sequence's ``increment`` (s or ms) gives the rate and each
+    lead sequence (code ``MDC_ECG_LEAD_<name>``) holds ``SLIST_PQ`` samples: origin + scale x digits, in uV, mV or
+    V. Missing limb leads are derived from I and II.
+    """
+    path = Path(path)
+    wanted = _AECG_SERIES.get(part)
+    if wanted is None:
+        raise ValueError(f"part must be 'strip' or 'median', not {part!r}")
+    root = xml_root(path)
+    if root.tag != f"{_AECG_NS}AnnotatedECG":
+        raise EcgReadError(path, f"root element {root.tag}, not HL7 v3 AnnotatedECG")
+    series = [s for s in root.iter() if s.tag in (f"{_AECG_NS}series", f"{_AECG_NS}derivedSeries")]
+    chosen = next((s for s in series if (s.find(f"{_AECG_NS}code") is not None
+                                         and s.find(f"{_AECG_NS}code").get("code") == wanted)), None)
+    if chosen is None and part == "strip":
+        chosen = next((s for s in series if s.tag == f"{_AECG_NS}series"), None)
+    if chosen is None:
+        raise EcgReadError(path, f"no series coded {wanted} (found {[s.find(f'{_AECG_NS}code').get('code') for s in series if s.find(f'{_AECG_NS}code') is not None]})")
+    sequence_set = chosen.find(f"{_AECG_NS}component/{_AECG_NS}sequenceSet")
+    if sequence_set is None:
+        raise EcgReadError(path, f"the {wanted} series has no sequenceSet")
+    fs, channels = None, {}
+    for sequence in sequence_set.iter(f"{_AECG_NS}sequence"):
+        code = (sequence.find(f"{_AECG_NS}code").get("code", "") if sequence.find(f"{_AECG_NS}code") is not None else "")
+        value = sequence.find(f"{_AECG_NS}value")
+        if value is None:
+            continue
+        if code.startswith("TIME_"):
+            increment = value.find(f"{_AECG_NS}increment")
+            try:
+                step = float(increment.get("value")) * _PQ_TO_S[(increment.get("unit") or "s").lower()]
+            except (AttributeError, TypeError, ValueError, KeyError) as error:
+                raise EcgReadError(path, f"time sequence {code}: no usable increment (value in s or ms)") from error
+            fs = checked_rate(1.0 / step if step > 0 else float("nan"), path)
+            continue
+        lead = canonical_lead_name(code.removeprefix("MDC_ECG_LEAD_")) if code.startswith("MDC_ECG_LEAD_") else None
+        if lead is None or lead in channels:
+            continue
+        origin, scale = value.find(f"{_AECG_NS}origin"), value.find(f"{_AECG_NS}scale")
+        if origin is None or scale is None:
+            raise EcgReadError(path, f"lead {lead}: SLIST_PQ value without origin and scale")
+        units = [(element.get("unit") or "").lower() for element in (origin, scale)]
+        if any(unit not in _PQ_TO_MV for unit in units):
+            raise EcgReadError(path, f"lead {lead}: units {units}; expected uV, mV or V")
+        try:
+            offset = float(origin.get("value")) * _PQ_TO_MV[units[0]]
+            step_mv = float(scale.get("value")) * _PQ_TO_MV[units[1]]
+        except (AttributeError, TypeError, ValueError) as error:
+            raise EcgReadError(path, f"lead {lead}: no numeric origin and scale") from error
+        try:
+            digits = np.array((value.findtext(f"{_AECG_NS}digits") or "").split(), dtype=np.float64)
+        except ValueError as error:
+            raise EcgReadError(path, f"lead {lead}: non-numeric digits ({error})") from error
+        channels[lead] = offset + step_mv * digits
+    if fs is None:
+        raise EcgReadError(path, f"the {wanted} series has no time sequence (its increment gives the sampling rate)")
+    return assemble(channels, fs, path, derive=True)

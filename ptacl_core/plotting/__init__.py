@@ -1,0 +1,22 @@
+"""Figures, in one style: ``style`` (the kit's colours, ``use_kit_style``, ``save_figure`` as PNG + PDF), ``cohort``
+(the cohort, the cache and training: notebooks 00-02), ``comparison`` (the results of notebooks 03-05). Every function
+returns its matplotlib Figure; the notebooks save it with ``save_figure``.
+
+``from ptacl_core import plotting`` gives the style and the cohort figures (``plotting.plot_ecg_12lead``).
+"""
+
+from ptacl_core.plotting.cohort import (
+    plot_cine_grid,
+    plot_cine_phases,
+    plot_ecg_12lead,
+    plot_ecg_before_after,
+    plot_electromechanical_coupling,
+    plot_phase_similarity,
+    plot_phenotypes_by_condition,
+    plot_rr_and_flags,
+)
+from ptacl_core.plotting.style import CONDITION_COLOURS, LABEL_COLOURS, MARK_COLOUR, save_figure, use_kit_style
+
+__all__ = ["CONDITION_COLOURS", "LABEL_COLOURS", "MARK_COLOUR", "plot_cine_grid", "plot_cine_phases", "plot_ecg_12lead",
+           "plot_ecg_before_after", "plot_electromechanical_coupling", "plot_phase_similarity",
+           "plot_phenotypes_by_condition", "plot_rr_and_flags", "save_figure", "use_kit_style"]
