@@ -19,7 +19,7 @@ import torch
 
 from ptacl_core.model.encoders import MODEL_PRESETS
 from ptacl_core.training.config import TrainConfig
-from ptacl_core.training.objective import Objective
+from ptacl_core.training.objective import build_objective
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
@@ -57,7 +57,7 @@ def main() -> None:
         torch.distributed.init_process_group("nccl")
     torch.backends.cuda.matmul.allow_tf32 = True
     config = TrainConfig(method="ptacl", preset="paper", model=MODEL_PRESETS["paper"])
-    objective = Objective(config, 500.0, (torch.zeros(10), torch.ones(10))).to(device)
+    objective = build_objective(config, 500.0, (torch.zeros(10), torch.ones(10))).to(device)
     module = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index]) if args.ddp else objective
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-4, fused=True)
     torch.manual_seed(rank)

@@ -81,7 +81,7 @@ def build(row: str):
 
     from ptacl_core.model.encoders import MODEL_PRESETS, TINY_V1
     from ptacl_core.training.config import TrainConfig
-    from ptacl_core.training.objective import Objective
+    from ptacl_core.training.objective import build_objective
 
     model_name, batch, length, frames, size, fs, _threads = ROWS[row]
     model = TINY_V1 if model_name == "tiny-v1" else MODEL_PRESETS[model_name]
@@ -89,7 +89,7 @@ def build(row: str):
     config = TrainConfig(method="ptacl").with_overrides({"preset": preset})  # the preset's model and K
     config = TrainConfig.from_dict({**config.to_dict(), "model": model.to_dict()})
     torch.manual_seed(0)
-    objective = Objective(config, fs, (torch.zeros(10), torch.ones(10)))
+    objective = build_objective(config, fs, (torch.zeros(10), torch.ones(10)))
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-4, fused=model_name != "tiny-v1")  # as the trainer
     rpeaks = torch.full((batch, 48), -1, dtype=torch.long)
     beats = torch.arange(0, length, int(0.85 * fs))

@@ -1,17 +1,18 @@
 """PTACL reproducibility kit: joint ECG / cine-CMR representation learning.
 
-The package is small on purpose; each module is one domain concept:
+One folder per stage, lowest first; a module imports only from stages before its own:
 
-- ``leads``, ``phenotypes``: the data contract (lead order, phenotype names and units).
-- ``io``: readers for each source format (WFDB, UK Biobank XML, NIfTI, ...).
-- ``ecg_measures``: R-peaks, median beats, QRS duration and amplitudes measured from signals.
-- ``synthetic``: the embedded default cohort (paired ECG + cine, known ground truth).
-- ``realism``: how the synthetic cohort compares with real recordings and reference ranges.
-- ``plotting``: the figures the notebooks show.
-- ``runner``: executes the numbered notebooks in order with papermill.
-- ``explore``: the JupyterLab widgets of notebook 06 (patient viewer, retrieval explorer, maps).
-- ``csv_cells``: formula-safe CSV cells for every table the kit writes with text from a cohort.
-- ``notebook_guard``: the git filter that keeps outputs out of committed notebooks.
+- ``leads``, ``phenotypes``: the data contract (lead order; phenotype names, units, measured from masks).
+- ``config`` (one override API for the typed configs), ``paths`` (default folders), ``methods`` (the registry).
+- ``tools``: the notebook runner, the git filter that keeps outputs out of notebooks, thread settings.
+- ``io``: readers for each source format (``io.ecg`` one module per ECG format, ``io.cmr``) and the cohort tables.
+- ``model``: encoders, losses, cardiac phases, phase geometry, presets (no training or evaluation).
+- ``plotting``: the kit's figure style and the figures of the notebooks.
+- ``preprocessing``: paired ECG + cine into the memory-mapped training cache, and its torch Dataset.
+- ``synthetic``: the embedded default cohort, its information audit and realism checks.
+- ``training``: objectives, the loop (CPU, GPU, DDP), the training plan, the run folder.
+- ``evaluation``: embeddings, probes, retrieval, statistics, endpoints, findings and the report.
+- ``prediction`` (ECG-only ``predict``) and ``explore`` (notebook 06's JupyterLab widgets).
 """
 
 __version__ = "0.1.0"

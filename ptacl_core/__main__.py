@@ -14,18 +14,27 @@ import os
 import sys
 from pathlib import Path
 
+from ptacl_core.io.csv_cells import write_csv
+from ptacl_core.io.manifest_builder import build_manifest
+from ptacl_core.preprocessing.build import Shard, build_cache
+from ptacl_core.preprocessing.cache import CacheMismatchError
+from ptacl_core.preprocessing.config import PRESETS, PreprocessConfig
+from ptacl_core.preprocessing.merge import merge_caches
+from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S, check_timeout
+from ptacl_core.synthetic import CohortMismatchError, SynthConfig, generate_cohort
+from ptacl_core.tools.runner import NotebookFailed, list_notebooks, parse_value, profile_parameters, run_notebooks
+from ptacl_core.tools.threads import resolve_workers
+
+# Imported at the top: every torch-free command (run, synth, preprocess, merge-cache, build-manifest). train and
+# predict load torch (and train its loop) inside their handlers, so --help and the data commands start without it.
 DEFAULT_WORKERS = None  # every command with --workers: None = all cores (``threads.resolve_workers``)
 
 
 def _workers(value: int | None) -> int:
-    from ptacl_core.tools.threads import resolve_workers
-
     return resolve_workers(value)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ptacl_core.tools.runner import NotebookFailed, list_notebooks, parse_value, profile_parameters, run_notebooks
-
     only = args.only.split(",") if args.only else None
     notebooks = list_notebooks(Path(args.notebooks) if args.notebooks else None, only)
     parameters = {**profile_parameters(args.profile), **{name: parse_value(value) for name, value in (args.parameter or [])}}
@@ -39,8 +48,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ptacl_core.synthetic import SynthConfig, generate_cohort
-
     config = SynthConfig(n_slices=args.slices, n_frames=args.frames, image_size=args.image_size, coupling=args.coupling)
     summary = generate_cohort(args.out, args.n, seed=args.seed, config=config, workers=_workers(args.workers))
     print(f"{summary['n_subjects']} subjects in {args.out}: {summary['n_written']} written, "
@@ -52,9 +59,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from ptacl_core.preprocessing.build import Shard, build_cache
-    from ptacl_core.preprocessing.config import PreprocessConfig
-
     config = PreprocessConfig.preset(args.preset)
     shard = Shard.parse(args.shard) if args.shard else None
     summary = build_cache(args.cohort, args.out, config, workers=_workers(args.workers), shard=shard,
@@ -65,16 +69,12 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from ptacl_core.preprocessing.merge import merge_caches
-
     summary = merge_caches(args.shards, args.out)
     print(f"merged {len(args.shards)} shards into {args.out}: {summary['n_cached']} cached, {summary['n_failed']} failed")
     return 0
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from ptacl_core.io.manifest_builder import build_manifest
-
     rows, problems = build_manifest(args.cohort, layout=args.layout)
     print(f"{len(rows)} subjects with both modalities written to {Path(args.cohort) / 'manifest.csv'}")
     for subject, stage, reason in problems:
@@ -83,8 +83,8 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ptacl_core.training.config import load_config
-    from ptacl_core.training.loop import train
+    from ptacl_core.training.config import load_config  # lazy: torch loads only for train
+    from ptacl_core.training.loop import train  # lazy: the training loop loads only for train
 
     config = load_config(args.config, args.overrides)
     run_dir = train(config, progress=not args.no_progress)
@@ -101,8 +101,6 @@ def _positive_int(text: str) -> int:
 
 def _seconds(text: str) -> float:
     """A subject time limit: a non-negative, finite number of seconds (0: no limit)."""
-    from ptacl_core.preprocessing.subject import check_timeout
-
     try:
         value = float(text)
         check_timeout(value)
@@ -112,7 +110,8 @@ def _seconds(text: str) -> float:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ptacl_core.prediction import Predictor, expand_inputs, format_report
+    from ptacl_core.prediction import Predictor, expand_inputs, format_report  # lazy: torch loads only for predict
+    from ptacl_core.training.runs import run_folder  # lazy: torch loads only for predict
 
     predictor = Predictor.from_run(args.run, args.cache, coverage=args.coverage)
     for note in predictor.notes:
@@ -125,9 +124,6 @@ def _predict(args: argparse.Namespace) -> int:
               "they are not a measurement of this patient.")
     predictions, neighbours = predictor.predict(expand_inputs(args.files), top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
-    from ptacl_core.io.csv_cells import write_csv
-    from ptacl_core.training.runs import run_folder
-
     run_name = run_folder(args.run).name
     out = Path(args.out) if args.out else Path("outputs") / "predictions" / run_name
     out.mkdir(parents=True, exist_ok=True)
@@ -169,9 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="physiological: ECG timing follows the heart; none: the null-control twin (ECG timing "
                             "decoupled from mechanics beyond heart rate)")
     synth.set_defaults(handler=_synth)
-
-    from ptacl_core.preprocessing.config import PRESETS
-    from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S
 
     preprocess = commands.add_parser("preprocess", help="build the memory-mapped training cache from a cohort")
     preprocess.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.csv, ...)")
@@ -216,9 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """What bad input raises anywhere in the kit: reported in one line, never as a traceback."""
-    from ptacl_core.prediction import PredictionError
-    from ptacl_core.preprocessing.cache import CacheMismatchError
-    from ptacl_core.synthetic.cohort import CohortMismatchError
+    from ptacl_core.prediction import PredictionError  # lazy: the prediction package loads torch
 
     # ValueError covers CohortError, EcgReadError, CmrReadError, PhenotypeTableError, bad --shard and overrides
     return ValueError, FileNotFoundError, NotADirectoryError, CacheMismatchError, CohortMismatchError, PredictionError

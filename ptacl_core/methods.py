@@ -3,6 +3,10 @@ encoders a method trains. Every table, figure, report sentence and the trainer r
 
 Kinds: ``untrained`` (random init), ``self-supervised`` (no phenotype labels; ``contrastive`` ones also share
 an ECG-CMR projection space), ``reference`` (bounds: the supervised ECG model, the CMR embedding).
+
+A trained method names its objective (``objective``: a key of ``ptacl_core.training.objective.OBJECTIVES``, a
+string so that this module imports no torch) and, for the contrastive objective, the weights of its two terms:
+L = global_weight * L_global + local_weight * loss.lam * L_local (METHOD.md §4; ``loss.lam`` is the run config's).
 """
 
 from __future__ import annotations
@@ -18,10 +22,19 @@ class Method:
     colour: str
     kind: str  # untrained | self-supervised | contrastive | reference
     trains: tuple[str, ...]  # encoders the trainer updates: "ecg", "cmr"; () when not trained by the kit
-    trainable: bool = True  # the trainer knows it (``python -m ptacl_core train method=<name>``)
+    # the objective class that trains it: "contrastive" | "masked_autoencoding" (of the one encoder it trains) |
+    # "supervised"; "" when the kit does not train it
+    objective: str = ""
+    global_weight: float = 0.0  # contrastive: weight of the global (patient-level) term
+    local_weight: float = 0.0  # contrastive: weight of the local temporal term, times the config's loss.lam
     local_variant: str = ""  # PTACL variants: the local-loss variant the method trains (METHOD.md §4)
     amplitude_augmentation: bool = True  # the ECG amplitude scaling of ``dataset.Augmentation`` (when augment is on)
     starts_from: tuple[str, ...] = ()  # methods whose runs (same seed) initialise its encoders (``init_from``)
+
+    @property
+    def trainable(self) -> bool:
+        """The trainer knows it (``python -m ptacl_core train method=<name>``)."""
+        return bool(self.objective)
 
     @property
     def contrastive(self) -> bool:
@@ -33,27 +46,29 @@ class Method:
         return self.kind in ("self-supervised", "contrastive")
 
 
+_BOTH = ("ecg", "cmr")
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("random", "random init", "#9e9e9e", "untrained", (), trainable=False),
-    Method("mae_ecg", "ECG MAE", "#8172B3", "self-supervised", ("ecg",)),
-    Method("mae_cmr", "CMR MAE", "#64B5CD", "self-supervised", ("cmr",)),
-    Method("global", "global only", "#4C72B0", "contrastive", ("ecg", "cmr")),
-    Method("local", "local only", "#55A868", "contrastive", ("ecg", "cmr")),
-    Method("ptacl", "PTACL", "#C44E52", "contrastive", ("ecg", "cmr")),
-    Method("ptacl_cross", "PTACL (cross-patient local)", "#E377C2", "contrastive", ("ecg", "cmr"),
-           local_variant="cross_patient"),
-    Method("ptacl_sham", "PTACL sham (another patient's R peaks)", "#BCBD22", "contrastive", ("ecg", "cmr"),
-           local_variant="sham"),
-    Method("ptacl_noaug", "PTACL, no ECG amplitude augmentation", "#8C564B", "contrastive", ("ecg", "cmr"),
-           amplitude_augmentation=False),
-    Method("ptacl_mae", "PTACL from MAE weights", "#17BECF", "contrastive", ("ecg", "cmr"), starts_from=("mae_ecg", "mae_cmr")),
-    Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",)),
+    Method("random", "random init", "#9e9e9e", "untrained", ()),
+    Method("mae_ecg", "ECG MAE", "#8172B3", "self-supervised", ("ecg",), "masked_autoencoding"),
+    Method("mae_cmr", "CMR MAE", "#64B5CD", "self-supervised", ("cmr",), "masked_autoencoding"),
+    Method("global", "global only", "#4C72B0", "contrastive", _BOTH, "contrastive", global_weight=1.0, local_weight=0.0),
+    Method("local", "local only", "#55A868", "contrastive", _BOTH, "contrastive", global_weight=0.0, local_weight=1.0),
+    Method("ptacl", "PTACL", "#C44E52", "contrastive", _BOTH, "contrastive", global_weight=1.0, local_weight=1.0),
+    Method("ptacl_cross", "PTACL (cross-patient local)", "#E377C2", "contrastive", _BOTH, "contrastive",
+           global_weight=1.0, local_weight=1.0, local_variant="cross_patient"),
+    Method("ptacl_sham", "PTACL sham (another patient's R peaks)", "#BCBD22", "contrastive", _BOTH, "contrastive",
+           global_weight=1.0, local_weight=1.0, local_variant="sham"),
+    Method("ptacl_noaug", "PTACL, no ECG amplitude augmentation", "#8C564B", "contrastive", _BOTH, "contrastive",
+           global_weight=1.0, local_weight=1.0, amplitude_augmentation=False),
+    Method("ptacl_mae", "PTACL from MAE weights", "#17BECF", "contrastive", _BOTH, "contrastive",
+           global_weight=1.0, local_weight=1.0, starts_from=("mae_ecg", "mae_cmr")),
+    Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",), "supervised"),
     # the PTACL run's *CMR* embedding: what the image itself tells a linear probe (evaluation only)
-    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", (), trainable=False),
+    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", ()),
     # feature rows that bound what is learnable (METHOD.md §5; ``evaluation.references``), probed like embeddings
-    Method("condition_label", "condition label only", "#B8B8B8", "reference", (), trainable=False),
-    Method("ecg_measures", "hand-crafted ECG measurements", "#937860", "reference", (), trainable=False),
-    Method("generator_latents", "generator latents (ceiling)", "#DA8BC3", "reference", (), trainable=False),
+    Method("condition_label", "condition label only", "#B8B8B8", "reference", ()),
+    Method("ecg_measures", "hand-crafted ECG measurements", "#937860", "reference", ()),
+    Method("generator_latents", "generator latents (ceiling)", "#DA8BC3", "reference", ()),
 )}
 TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
 CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)

@@ -10,6 +10,7 @@ end-diastolic myocardial volume x 1.05 g/mL.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import find_peaks
 
 PHENOTYPES: tuple[str, ...] = (
     "LVEDV_mL", "LVESV_mL", "LVSV_mL", "LVEF_pct", "LVCO_L_min", "LVM_g",
@@ -104,8 +105,6 @@ def temporal_phenotypes(lv_volume_ml: np.ndarray, frame_interval_ms: float, min_
 
     With one filling peak (E and A fused, e.g. at a fast heart rate) the A-wave values are NaN.
     """
-    from scipy.signal import find_peaks
-
     volume = np.asarray(lv_volume_ml, dtype=float)
     if volume.ndim != 1 or len(volume) < 8:
         raise ValueError(f"an LV volume curve needs at least 8 frames, got shape {volume.shape}")

@@ -6,9 +6,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold
 
 from ptacl_core.synthetic import SynthConfig, generate_cohort
 from ptacl_core.synthetic.audit import (
+    ALPHAS,
     _design,
     audit_summary,
     cross_validated_r2,
@@ -43,14 +46,8 @@ def test_within_condition_r2_against_a_loop_and_known_cases():
     noise = cross_validated_r2(rng.normal(size=(400, 3)), y, conditions)
     assert noise["within condition"] < 0.03
     # brute force: the pooled within-condition R² from out-of-fold predictions with explicit loops
-    from sklearn.model_selection import KFold
-
-    from ptacl_core.synthetic.audit import ALPHAS
-
     residual = baseline = 0.0
     for train, test in KFold(5, shuffle=True, random_state=0).split(x):
-        from sklearn.linear_model import RidgeCV
-
         mean, std = x[train].mean(0), x[train].std(0) + 1e-9
         model = RidgeCV(alphas=np.asarray(ALPHAS)).fit(_design((x[train] - mean) / std, conditions[train], ["a", "b"]), y[train])
         predicted = model.predict(_design((x[test] - mean) / std, conditions[test], ["a", "b"]))

@@ -97,7 +97,7 @@ def test_the_shipped_configs_point_at_caches_the_kit_builds(monkeypatch, tmp_pat
     from ptacl_core import paths
     from ptacl_core.preprocessing.cache import default_cache_dir
     from ptacl_core.training.config import load_config
-    from ptacl_core.training.loop import resolve_cache
+    from ptacl_core.training.setup import resolve_cache
 
     monkeypatch.setenv("PTACL_DATA", str(tmp_path))
     for name, preprocessing in (("tiny_ptacl", "tiny"), ("paper_ptacl", "default")):

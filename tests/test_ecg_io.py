@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 import wfdb
 
-from ptacl_core.io.ecg import EcgReadError, read_ecg, read_ukb_xml, read_wfdb, write_wfdb
+from ptacl_core.io.ecg import (
+    EcgReadError,
+    read_dicom_ecg,
+    read_ecg,
+    read_hl7_aecg,
+    read_muse_xml,
+    read_ukb_xml,
+    read_wfdb,
+    write_wfdb,
+)
 from ptacl_core.leads import LEAD_NAMES, canonical_lead_name
 
 pytestmark = []
@@ -185,8 +194,6 @@ def _lead(ecg, name):
 
 @pytest.mark.parametrize("name", MUSE)
 def test_muse_rhythm_and_median_read_with_the_four_limb_leads_derived(realdata, name):
-    from ptacl_core.io.ecg import read_muse_xml
-
     ecg = read_ecg(realdata / name)  # chosen by the root element, the DOCTYPE's DTD never fetched
     assert ecg.signal.shape == (12, 5000) and ecg.fs == 500.0
     assert ecg.derived_leads == ("III", "aVR", "aVL", "aVF")
@@ -284,8 +291,6 @@ def _dicom_ecg_path():
 def test_dicom_ecg_rhythm_and_median_groups_read_in_mv():
     import pydicom
 
-    from ptacl_core.io.ecg import read_dicom_ecg
-
     path = _dicom_ecg_path()
     ecg = read_ecg(path)
     assert ecg.signal.shape == (12, 10000) and ecg.fs == 1000.0 and ecg.derived_leads == ()
@@ -381,8 +386,6 @@ def write_aecg(path, signal_mv, fs, leads=LEAD_NAMES, scale_uv=1.0, increment=No
 
 
 def test_hl7_aecg_reads_to_the_same_array_as_the_equivalent_wfdb(realdata, tmp_path):
-    from ptacl_core.io.ecg import read_hl7_aecg
-
     wfdb_ecg = read_wfdb(realdata / "ecg/wfdb/cinc2021/E07500.hea")
     median = wfdb_ecg.signal[:, :300]
     path = write_aecg(tmp_path / "record.xml", wfdb_ecg.signal, wfdb_ecg.fs, median=median)

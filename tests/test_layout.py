@@ -1,5 +1,5 @@
-"""The package reads top-down: one home per concept, no import cycles, evaluation and prediction without the
-training loop."""
+"""The package reads top-down: one folder per stage, one home per concept, no import cycles, nothing imported upward,
+the model without training or evaluation, evaluation and prediction without the training loop."""
 
 import ast
 import subprocess
@@ -32,7 +32,7 @@ def _strings(path: Path) -> list[str]:
                                            ("upper ref.", "ptacl_core.methods")])
 def test_a_literal_has_one_home(literal, home):
     holders = {_module_name(p) for p in MODULES if any(literal in s for s in _strings(p))}
-    if literal == "#C44E52":  # the same red also marks R peaks and end-systole in the cohort figures
+    if literal == "#C44E52":  # the same red marks R peaks and end-systole: plotting.style.MARK_COLOUR
         holders.discard("ptacl_core.plotting.style")
     assert holders == {home}
 
@@ -66,11 +66,92 @@ def test_the_readme_layout_names_every_module():
     block = block[block.index("```"):block.index("```", block.index("```") + 3)]
     for path in MODULES:
         relative = path.relative_to(PACKAGE)
-        if relative.name == "__init__.py":
+        if relative.name == "__init__.py" and len(relative.parts) == 1:
             continue
         if len(relative.parts) == 1:
             assert relative.name in block, relative
-        else:  # a subpackage: the folder, and for training/, evaluation/, preprocessing/ each module's stem
+        else:  # a stage: its folder, and each of its modules (or sub-folder) by name
             assert f"{relative.parts[0]}/" in block, relative
-            if relative.parts[0] in ("training", "evaluation", "preprocessing"):
-                assert relative.stem in block, relative
+            name = relative.parts[1] if len(relative.parts) > 2 else relative.stem
+            if name != "__init__":
+                assert name in block, relative
+
+
+# Stages, lowest first: a module imports only from stages below its own (a foundation module from none but
+# foundations). ``ptacl_core`` itself is the package root (``__version__``).
+STAGES = {
+    "ptacl_core": 0, "leads": 0, "phenotypes": 0, "config": 0, "paths": 0, "methods": 0,
+    "tools": 1, "io": 1, "model": 1, "plotting": 1,
+    "preprocessing": 2, "synthetic": 3, "training": 4, "evaluation": 5, "prediction": 6, "explore": 6, "__main__": 7,
+}
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return "ptacl_core" if len(parts) == 1 else parts[1]
+
+
+def _internal_imports(path: Path):
+    """(line, imported module, inside a function) for every ``ptacl_core`` import of a module."""
+    tree = ast.parse(path.read_text())
+    in_function = {id(node) for function in ast.walk(tree) if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for node in ast.walk(function)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ptacl_core"):
+            targets = [node.module] if node.module != "ptacl_core" else [f"ptacl_core.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names if a.name.startswith("ptacl_core")]
+        else:
+            continue
+        for target in targets:
+            yield node.lineno, target, id(node) in in_function
+
+
+def test_every_stage_has_a_rank():
+    stages = {path.relative_to(PACKAGE).parts[0].removesuffix(".py") for path in MODULES} - {"__init__"}
+    assert stages <= set(STAGES), stages - set(STAGES)
+
+
+def test_nothing_is_imported_upward():
+    upward = []
+    for path in MODULES:
+        me = _stage(_module_name(path))
+        for line, target, _ in _internal_imports(path):
+            other = _stage(target)
+            if other == "__version__":
+                other = "ptacl_core"
+            if other != me and not (STAGES[other] < STAGES[me] or STAGES[other] == STAGES[me] == 0):
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({me}) imports {target} ({other})")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_model_imports_nothing_from_training_evaluation_or_preprocessing():
+    code = ("import sys, ptacl_core.model.encoders, ptacl_core.model.losses, ptacl_core.model.geometry, "
+            "ptacl_core.model.presets; print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('ptacl_core.')}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert not {"training", "evaluation", "preprocessing", "prediction", "explore"} & set(ast.literal_eval(loaded.stdout))
+
+
+def test_an_import_inside_a_function_says_why():
+    """Imports sit at module top; a lazy one (a heavy optional dependency, or one that must not load torch or the
+    trainer) carries a comment on its line saying why."""
+    silent = []
+    for path in MODULES:
+        lines = path.read_text().splitlines()
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.lineno - 1]:
+                    silent.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not silent, "\n".join(silent)
+
+
+@pytest.mark.parametrize("package", sorted({p.parent for p in MODULES if p.parent != PACKAGE}), ids=lambda p: p.name)
+def test_a_stage_docstring_names_what_it_owns(package):
+    docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    owned = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {p.name for p in package.iterdir()
+                                                                             if (p / "__init__.py").exists()}
+    assert all(name in docstring for name in owned), sorted(n for n in owned if n not in docstring)

@@ -181,7 +181,7 @@ def test_comparison_figure_inputs(trained_runs, tiny_cache, tmp_path):
 
 
 def test_training_plan():
-    from ptacl_core.training.runs import training_plan
+    from ptacl_core.training.plan import training_plan
 
     plan = training_plan(["global", "ptacl"], 2, ["ptacl", "mae_ecg"], 1)
     assert plan == [("global", 0), ("global", 1), ("ptacl", 0), ("ptacl", 1), ("mae_ecg", 0)]

@@ -1,6 +1,7 @@
 """Preprocessing and the training cache: filters, flags, views, resume, shards, refusals, failures."""
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 import wfdb
 from scipy import signal as sps
 
+import ptacl_core.preprocessing.subject as subject_module
+from ptacl_core.io.cmr import read_cmr
 from ptacl_core.io.ecg import read_ecg
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.preprocessing.build import Shard, build_cache
@@ -192,8 +195,6 @@ def test_es_ignores_unlabelled_frames():
 
 
 def test_sunnybrook_dicom_slice_preprocesses_with_es_near_the_contoured_frame(realdata):
-    from ptacl_core.io.cmr import read_cmr
-
     cine = read_cmr(realdata / "cmr/sunnybrook/dicom_slice05")
     out = preprocess_cmr(cine.image, cine.spacing_mm, CmrConfig(n_frames=20), None)
     assert out.cine.shape == (1, 20, 64, 64)
@@ -286,10 +287,8 @@ def test_cache_where_every_subject_failed_still_opens(small_cohort, tmp_path):
 
 
 def test_unexpected_error_in_one_subject_is_recorded(small_cohort, tmp_path, monkeypatch):
-    import ptacl_core.preprocessing.cine_cropping as cmr_module
-
     calls = {"n": 0}
-    original = cmr_module.preprocess_cmr
+    original = subject_module.preprocess_cmr
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -297,7 +296,7 @@ def test_unexpected_error_in_one_subject_is_recorded(small_cohort, tmp_path, mon
             raise ZeroDivisionError("a bug in one subject's path")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cmr_module, "preprocess_cmr", flaky)
+    monkeypatch.setattr(subject_module, "preprocess_cmr", flaky)  # the name the subject's preprocessing calls
     summary = build_cache(small_cohort, tmp_path / "cache", FAST, progress=False)
     failures = pd.read_csv(tmp_path / "cache/failures.csv")
     assert summary["complete"] and summary["n_failed"] == 1
@@ -384,8 +383,6 @@ def test_augmentations_keep_rpeaks_consistent_and_shapes():
 def augment_cmr(cmr: np.ndarray, augmentation: Augmentation, rng) -> np.ndarray:
     """Per-subject reference of ``transform_cmr``: one affine built by hand for every frame and slice of one cine,
     then intensity scaling."""
-    import math
-
     size = cmr.shape[-1]
     angle, zoom, shift, intensity = (value[0] for value in cmr_parameters(augmentation, rng, 1, size))
     theta = torch.tensor([[math.cos(angle) / zoom, -math.sin(angle) / zoom, shift[0]],

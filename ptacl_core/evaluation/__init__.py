@@ -1,6 +1,10 @@
 """Evaluation of frozen encoders (METHOD.md §5), in the order the notebooks use it:
 
-``embeddings`` (per-checkpoint, cached) -> ``probing`` (ridge probes) and ``retrieval`` (chunked top-k, metrics)
--> ``comparison`` (every method on one cache) -> ``statistics`` (seed summaries, paired differences, the
-verdict rule) -> ``report`` (results.md/json) and ``figures``. ``diagnostics``: the quick checks while training.
+``inputs`` (the folders and the runs that belong to a cache, resolved once) -> ``embeddings`` (per-checkpoint,
+cached) and ``references`` (reference feature rows) -> ``probing`` (ridge probes) and ``retrieval`` (chunked top-k,
+metrics) -> ``comparison`` (every method on one cache) -> ``statistics`` (seed summaries, paired differences, the
+verdict rule) and ``endpoints`` (the pre-registered endpoints and the headline comparison) -> ``tables`` (the
+results-table layout under ``figures/tables``) -> ``findings`` (what the reading compares, judged) -> ``report``
+(results.md/json). ``embedding_maps``: 2-D maps of embeddings; ``trust``: trust scores of predictions;
+``diagnostics``: the quick checks while training; ``training_summary``: what the runs themselves say.
 """

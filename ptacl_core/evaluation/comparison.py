@@ -7,15 +7,19 @@ Methods (keys used in every table): ``random`` (the untrained model of each seed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ptacl_core.evaluation.embedding_maps import embedding_map
-from ptacl_core.evaluation.embeddings import cache_embeddings, default_store
+from ptacl_core.evaluation.embeddings import cache_embeddings
+from ptacl_core.evaluation.endpoints import EndpointPlan
+from ptacl_core.evaluation.inputs import EvaluationInputs
+from ptacl_core.evaluation.references import reference_features
 from ptacl_core.evaluation.retrieval import KS, score_retrieval, topk, zscore_phenotypes
 from ptacl_core.evaluation.statistics import (
     interval,
@@ -23,11 +27,12 @@ from ptacl_core.evaluation.statistics import (
     query_resamples,
     seed_sd,
 )
+from ptacl_core.evaluation.tables import ECG_TO_CMR, ECG_TO_ECG
 from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, label, ordered
 from ptacl_core.model.encoders import ModelConfig
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
-from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.training.runs import RunInfo, find_runs, load_model, random_init_model
+from ptacl_core.preprocessing.cache import Cache, mid_slice
+from ptacl_core.training.runs import RunInfo, load_model, random_init_model
 
 
 @dataclass
@@ -64,8 +69,6 @@ def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelCo
     """ECG embeddings per (method, seed) -> (N, D), plus ("cmr_ptacl", seed) CMR embeddings of the PTACL runs,
     and the models per (method, seed) (for projections and figures). Random init: ``random_config`` built
     with each of ``random_seeds``, i.e. the first state of the trained runs with those seeds."""
-    from tqdm.auto import tqdm
-
     embeddings, models = {}, {}
     jobs = [("random", seed, None) for seed in random_seeds] + [(run.method, run.seed, run.folder) for run in runs
                                                                   if "ecg" in METHODS[run.method].trains]
@@ -122,13 +125,13 @@ def retrieval_per_query(view: CohortView, embeddings: dict, projections: dict, s
         if method == "cmr_ptacl" or method in REFERENCE_FEATURES:  # not ECG encoders: probed, not searched
             continue
         retrieved, _ = topk(x[rows], x[rows], kmax, exclude=own)
-        results[(method, run_seed, "ECG→ECG")] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
+        results[(method, run_seed, ECG_TO_ECG)] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
         if (method, run_seed) in projections:
             ecg_projected, cmr_projected = projections[(method, run_seed)]
             query, gallery = ecg_projected[rows], cmr_projected[rows]
             similar, _ = topk(query, gallery, kmax, exclude=own)
             identified, _ = topk(query, gallery, kmax)
-            results[(method, run_seed, "ECG→CMR")] = score_retrieval(similar, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed,
+            results[(method, run_seed, ECG_TO_CMR)] = score_retrieval(similar, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed,
                                                                      identification=(identified, own))
     return results
 
@@ -188,45 +191,45 @@ class Comparison:
     models: dict
     preset: str
     store: Path
+    plan: EndpointPlan = field(default_factory=EndpointPlan)  # the headline comparison (method vs baseline)
 
     @classmethod
     def load(cls, cohort_dir=None, cache_dir=None, preset: str = "tiny", runs_dir=None, embeddings_dir=None, fast: bool = False,
              random_seeds: int | None = None, device: str = "cpu", progress: bool = True, references: bool = True) -> Comparison:
-        """Defaults: the synthetic cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``.
-        random_seeds: how many random-init models (default: one per seed of the PTACL runs); references: add the
-        reference rows (condition label, hand-crafted ECG measurements, generator latents where known)."""
-        from ptacl_core import paths
-        from ptacl_core.model.presets import preprocessing_preset
-        from ptacl_core.preprocessing.cache import default_cache_dir
+        """``of`` the folders ``EvaluationInputs.resolve`` makes of these parameters (its defaults: the synthetic
+        cohort, the cache notebook 01 built for ``preset``, ``runs/``, ``outputs/embeddings``)."""
+        inputs = EvaluationInputs.resolve(cohort_dir, cache_dir, preset, runs_dir, embeddings_dir, fast=fast)
+        return cls.of(inputs, random_seeds, device, progress, references)
 
-        cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
-        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, preprocessing_preset(preset))
-        runs_dir = Path(runs_dir) if runs_dir else paths.runs_root()
-        store = Path(embeddings_dir) if embeddings_dir else default_store()
-        cache = Cache.open(cache_dir)
-        runs, notes = find_runs(runs_dir, preset, fast)
-        # a run trained on another cache (other subjects or splits) could have seen this cache's test subjects
-        foreign = [r for r in runs if r.data_fingerprint is not None and r.data_fingerprint != cache.fingerprint]
-        notes += [f"{r.folder.name}: trained on another cache (fingerprint {r.data_fingerprint[:12]}, this cache "
-                  f"{cache.fingerprint[:12]}); left out, its training subjects may be in this test split" for r in foreign]
-        runs = [r for r in runs if r not in foreign]
+    @classmethod
+    def of(cls, inputs: EvaluationInputs, random_seeds: int | None = None, device: str = "cpu", progress: bool = True,
+           references: bool = True, plan: EndpointPlan | None = None) -> Comparison:
+        """The cache and the finished runs of ``inputs`` (those trained on another cache left out, with a note).
+        random_seeds: how many random-init models (default: one per seed of the headline method's runs);
+        references: add the reference rows (condition label, hand-crafted ECG measurements, generator latents
+        where known); plan: the endpoint plan whose headline method the single-run figures show (default
+        ``configs/endpoints.json``)."""
+        plan = plan or EndpointPlan.load()
+        cache = inputs.open_cache()
+        runs, notes = inputs.runs(cache)
         if not runs:
-            raise FileNotFoundError(f"no finished {preset!r} runs for {cache_dir} in {runs_dir}{' (fast)' if fast else ''}; "
-                                    "run notebook 02 first" + ("; " + "; ".join(notes) if notes else ""))
+            raise FileNotFoundError(f"no finished {inputs.preset!r} runs for {inputs.cache_dir} in {inputs.runs_dir}"
+                                    f"{' (fast)' if inputs.fast else ''}; run notebook 02 first"
+                                    + ("; " + "; ".join(notes) if notes else ""))
         # random init = the first state of the trained runs: their architecture, their seeds
-        reference = [r for r in runs if r.method == "ptacl"] or runs
+        reference = [r for r in runs if r.method == plan.method] or runs
         seeds = sorted({r.seed for r in reference})[:random_seeds]
+        store = inputs.embeddings_dir
         embeddings, models = collect_embeddings(cache, runs, reference[0].model_config, seeds, store, device, progress)
         if references:
-            from ptacl_core.evaluation.references import reference_features
-
             embeddings.update(reference_features(cache, store, progress))
-        return cls(CohortView.of(cache), runs, notes, embeddings, models, preset, store)
+        return cls(CohortView.of(cache), runs, notes, embeddings, models, inputs.preset, store, plan)
 
     def headline(self) -> tuple[str, int]:
-        """The (method, seed) the single-run figures show: PTACL's lowest seed, else the first trained method's."""
+        """The (method, seed) the single-run figures show: the headline method's lowest seed (``plan.method``),
+        else the first trained method's."""
         trained = sorted(k for k in self.embeddings if METHODS.get(k[0]) is not None and METHODS[k[0]].trainable)
-        preferred = [k for k in trained if k[0] == "ptacl"] or trained
+        preferred = [k for k in trained if k[0] == self.plan.method] or trained
         return preferred[0]
 
     def first_run(self, method: str) -> RunInfo | None:
@@ -244,8 +247,7 @@ class Comparison:
 
         def mid_ed_frame(position: int) -> np.ndarray:
             cine = np.asarray(cache.cmr[int(index.row.iloc[position])], dtype=np.float32)
-            cine = cine[len(cine) // 2] if cine.ndim == 4 else cine  # (Z, T, S, S): the mid-ventricular slice
-            return cine[int(index.ed_frame.iloc[position])]
+            return mid_slice(cine)[int(index.ed_frame.iloc[position])]
 
         def describe(position: int) -> str:
             return (f"LVEF {view.column('LVEF_pct')[position]:.0f}%, LVEDV {view.column('LVEDV_mL')[position]:.0f} mL\n"
@@ -268,8 +270,10 @@ class Comparison:
             })
         return queries
 
-    def embedding_maps(self, methods=("random", "global", "ptacl"), how: str = "tsne") -> dict[str, np.ndarray]:
-        """2-D maps (N, 2) of the lowest seed's standardised ECG embedding per method (t-SNE or PCA)."""
+    def embedding_maps(self, methods=None, how: str = "tsne") -> dict[str, np.ndarray]:
+        """2-D maps (N, 2) of the lowest seed's standardised ECG embedding per method (t-SNE or PCA); methods
+        default: random init, the headline baseline and the headline method (``plan``)."""
+        methods = methods or ("random", self.plan.baseline, self.plan.method)
         coordinates = {}
         for method in methods:
             seeds = sorted(seed for m, seed in self.embeddings if m == method)

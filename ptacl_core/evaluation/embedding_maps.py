@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 MAP_METHODS = ("tsne", "pca")
 
@@ -10,8 +11,7 @@ MAP_METHODS = ("tsne", "pca")
 def embedding_map(x: np.ndarray, how: str = "tsne", seed: int = 0) -> np.ndarray:
     """(N, D) embeddings -> (N, 2) coordinates: each dimension standardised over the N rows, then t-SNE
     (perplexity min(30, N / 4), PCA initialisation) or PCA, seeded."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # lazy: sklearn.manifold is slow to import, only t-SNE needs it
 
     if how not in MAP_METHODS:
         raise ValueError(f"map method must be one of {MAP_METHODS}, got {how!r}")

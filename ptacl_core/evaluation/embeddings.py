@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptacl_core import paths
+import ptacl_core.model.encoders as encoders
+from ptacl_core import __version__
+from ptacl_core.evaluation.inputs import default_store
 from ptacl_core.model.encoders import PTACLModel
 from ptacl_core.preprocessing.cache import Cache
 
@@ -36,10 +38,6 @@ def weights_hash(model: torch.nn.Module) -> str:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
-
-
-def default_store() -> Path:
-    return paths.outputs_root() / "embeddings"
 
 
 @torch.no_grad()
@@ -63,16 +61,12 @@ def embed_arrays(model: PTACLModel, array: np.ndarray, rows: np.ndarray, modalit
 
 def _code_hash() -> str:
     """Hash of the encoder source: an edit to the forward pass must not be served old embeddings."""
-    import ptacl_core.model.encoders as encoders
-
     return hashlib.sha256(Path(encoders.__file__).read_bytes()).hexdigest()[:16]
 
 
 def embedding_key(model: PTACLModel, cache: Cache, modality: str) -> str:
     """What the embeddings depend on: weights, architecture config, encoder code, kit version, the cache
     (fingerprint of its inputs and config, plus the arrays' size and modification time) and the modality."""
-    from ptacl_core import __version__
-
     arrays = [cache.folder / f"{name}.npy" for name in MODALITIES]
     stats = [(p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in arrays]
     parts = [weights_hash(model), json.dumps(model.config.to_dict(), sort_keys=True), _code_hash(), __version__,

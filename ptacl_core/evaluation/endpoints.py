@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core import paths
+from ptacl_core.evaluation.probing import METRICS
 from ptacl_core.evaluation.statistics import (
     hierarchical_contrast,
     hierarchical_difference,
@@ -29,8 +30,10 @@ from ptacl_core.evaluation.statistics import (
     seed_standard_error,
     verdict,
 )
+from ptacl_core.evaluation.tables import DIRECTIONS, ENDPOINT_SAMPLES_GLOB
+from ptacl_core.methods import METHODS
+from ptacl_core.phenotypes import EVALUATED
 
-RETRIEVAL_DIRECTIONS = ("ECG→ECG", "ECG→CMR")
 RETRIEVAL_METRIC = re.compile(r"^(precision|zdist|lvef_error|recall)@\d+$")
 ENDPOINT_COLUMNS = ["cohort", "endpoint", "role", "comparison", "method", "baseline", "metric", "difference", "ci_low",
                     "ci_high", "p", "p_adjusted", "se", "test_sd", "mdd", "seed_se", "seed_df", "n_seeds", "alpha", "power",
@@ -48,9 +51,6 @@ class Endpoint:
     higher_is_better: bool = True
 
     def __post_init__(self) -> None:
-        from ptacl_core.evaluation.probing import METRICS
-        from ptacl_core.phenotypes import EVALUATED
-
         if self.kind not in ("probe", "retrieval"):
             raise ValueError(f"endpoint {self.name!r}: kind must be probe or retrieval, got {self.kind!r}")
         if self.role not in ("primary", "secondary"):
@@ -64,8 +64,8 @@ class Endpoint:
             if self.metric not in METRICS:
                 raise ValueError(f"endpoint {self.name!r}: probe metric must be one of {METRICS}, got {self.metric!r}")
         if self.kind == "retrieval":
-            if self.direction not in RETRIEVAL_DIRECTIONS:
-                raise ValueError(f"endpoint {self.name!r}: direction must be one of {RETRIEVAL_DIRECTIONS}, got {self.direction!r}")
+            if self.direction not in DIRECTIONS:
+                raise ValueError(f"endpoint {self.name!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
             if not RETRIEVAL_METRIC.match(self.metric):
                 raise ValueError(f"endpoint {self.name!r}: unknown retrieval metric {self.metric!r}")
 
@@ -99,8 +99,6 @@ class EndpointPlan:
                        endpoints=endpoints, variants=tuple(values.get("variants", ())))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a valid endpoint list ({type(error).__name__}: {error})") from error
-        from ptacl_core.methods import METHODS
-
         unknown = [m for m in (plan.method, plan.baseline, *plan.variants) if m not in METHODS]
         if unknown:
             raise ValueError(f"{path}: unknown method(s) {unknown}; known: {list(METHODS)}")
@@ -183,9 +181,9 @@ def save_samples(path: Path | str, plan: EndpointPlan, kind: str, samples_of) ->
 
 
 def load_samples(tables_dir: Path | str) -> dict:
-    """{(endpoint, method): (points, samples)} from ``endpoint_samples_*.npz`` in a tables folder."""
+    """{(endpoint, method): (points, samples)} from the ``endpoint_samples_<kind>.npz`` of a tables folder."""
     found = {}
-    for path in sorted(Path(tables_dir).glob("endpoint_samples_*.npz")):
+    for path in sorted(Path(tables_dir).glob(ENDPOINT_SAMPLES_GLOB)):
         with np.load(path, allow_pickle=False) as stored:
             for key in stored.files:
                 endpoint, method, part = key.rsplit("|", 2)

@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
 
 from ptacl_core.evaluation.statistics import (
     LABEL_SUBSET_SALT,
@@ -186,7 +187,6 @@ def probe_methods(embeddings: dict[tuple[str, int], np.ndarray], phenotypes: np.
 
     Test resamples are drawn once over all test subjects and shared by every phenotype (each scored on a
     resample restricted to its known rows): a family of phenotypes then has a coherent bootstrap."""
-    from tqdm.auto import tqdm
 
     if phenotypes.shape[1] != len(names):
         raise ValueError(f"phenotypes has {phenotypes.shape[1]} columns but {len(names)} names were given")

@@ -13,13 +13,16 @@ Each is (N, F) in the cache's index order; ``ecg_measures`` is cached beside the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ptacl_core.preprocessing.cache import Cache
+from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
+from ptacl_core.synthetic.audit import latent_features
+from ptacl_core.synthetic.cohort import LATENTS_FILE
 
 MEASURES_VERSION = 1
 
@@ -36,10 +39,6 @@ def condition_features(cache: Cache) -> np.ndarray | None:
 def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False) -> np.ndarray:
     """(N, 15) heart rate, QRS duration, QT and the 12 QRS amplitudes measured on each cached ECG (a failed
     measurement is filled with the column median), cached in ``store``."""
-    from tqdm.auto import tqdm
-
-    from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
-
     store = Path(store)
     path = store / f"ecg_measures_{cache.fingerprint[:24]}_v{MEASURES_VERSION}.npz"
     ids = np.array(cache.index.subject_id.astype(str).tolist(), dtype=str)
@@ -67,10 +66,7 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
 def generator_latent_features(cache: Cache) -> np.ndarray | None:
     """(N, F) the generator's ECG-side latents with timing and the condition one-hot, for a cache built from a
     synthetic cohort (``latents.csv`` beside its manifest); None otherwise."""
-    from ptacl_core.synthetic.audit import latent_features
-
-    description = json.loads((cache.folder / "cache.json").read_text())
-    latents_path = Path(description.get("cohort", "")) / "latents.csv"
+    latents_path = Path(cache.cohort) / LATENTS_FILE
     if not latents_path.exists():
         return None
     latents = pd.read_csv(latents_path, dtype={"subject_id": str}).set_index("subject_id")

@@ -1,175 +1,181 @@
 """The results report: ``figures/results.md`` with ``results.json`` beside it, built from the tables of
-notebooks 03 (probing) and 04 (retrieval). Every sentence of the written reading is generated from those
-numbers: a comparison is called a win or a loss only when its paired bootstrap 95% interval excludes zero
-and, with several seeds, the difference exceeds the seed margin t(0.975, df) x SE over seeds (``judge``, in
-``ptacl_core.evaluation.statistics``);
-a loss is said as plainly as a win. Nothing here knows which method "should" win.
+notebooks 03 (probing) and 04 (retrieval). This module renders: the findings of ``evaluation.findings`` (which rows
+are compared, and the verdict on each) become markdown sentences, the tables markdown tables, and
+``results.json`` carries the findings (numbers and verdicts) with the sentences. A comparison is called a win or a
+loss only when its paired bootstrap 95% interval excludes zero and, with several seeds, the difference exceeds the
+seed margin t(0.975, df) x SE over seeds (``judge``, in ``ptacl_core.evaluation.statistics``); a loss is said as
+plainly as a win. Nothing here knows which method "should" win: the compared pair is the endpoint plan's.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ptacl_core.evaluation.statistics import judge, judge_row, seed_margin
-from ptacl_core.methods import REFERENCE_FEATURES, SELF_SUPERVISED, label, ordered
-from ptacl_core.phenotypes import EVALUATED, PHENOTYPES, UNITS
+from ptacl_core.evaluation.endpoints import EndpointPlan
+from ptacl_core.evaluation.findings import (
+    Difference,
+    Finding,
+    HeartRate,
+    Identification,
+    LabelEfficiency,
+    Margin,
+    NoResults,
+    ProbeHeadline,
+    ProbeTally,
+    RandomGain,
+    Ranking,
+    ReferenceGap,
+    ReferenceRows,
+    RetrievalSummary,
+    headline_pair,
+    heart_rate_finding,
+    heart_rate_methods,
+    margin_findings,
+    reading_findings,
+    reference_rows,
+    sham_methods,
+)
+from ptacl_core.evaluation.statistics import judge_row, seed_margin
+from ptacl_core.evaluation.tables import DIRECTIONS, ResultTables
+from ptacl_core.evaluation.training_summary import FLAT_LATE_SHARE
+from ptacl_core.methods import label, ordered
+from ptacl_core.phenotypes import EVALUATED, UNITS
 
-HEADLINE = ("LVEF_pct", "LVEDV_mL", "LVM_g")
-HIGHER_IS_BETTER = {"r2": True, "precision@10": True, "recall@10": True}  # the direction of each metric the reading judges
-
-
-@dataclass
-class ResultTables:
-    """probe: ProbeResults.summary(); probe_differences: rows of ProbeResults.paired_difference; retrieval:
-    summarise_retrieval's over-seed table; retrieval_differences: rows of retrieval_difference."""
-
-    probe: pd.DataFrame
-    probe_differences: pd.DataFrame
-    retrieval: pd.DataFrame
-    retrieval_differences: pd.DataFrame
-    endpoints: pd.DataFrame | None = None  # endpoint_rows of notebooks 03 and 04 (before Holm)
-    runs: pd.DataFrame | None = None  # notebook 02's run table (training_summary.run_table)
-    margins: pd.DataFrame | None = None  # notebook 02's phase-clock margins per method (training_summary.margin_table)
-    heart_rate: pd.DataFrame | None = None  # notebook 03's heart-rate probe per run (diagnostics.heart_rate_probe)
-
-    @classmethod
-    def read(cls, tables_dir: Path | str) -> ResultTables:
-        tables_dir = Path(tables_dir)
-        names = {"probe": "probe_summary.csv", "probe_differences": "probe_differences.csv",
-                 "retrieval": "retrieval_summary.csv", "retrieval_differences": "retrieval_differences.csv"}
-        missing = [name for name in names.values() if not (tables_dir / name).exists()]
-        if missing:
-            raise FileNotFoundError(f"{tables_dir}: missing {missing}; run notebooks 03 (probing) and 04 (retrieval) first")
-        endpoint_files = [tables_dir / f"endpoints_{kind}.csv" for kind in ("probe", "retrieval")]
-        endpoints = [pd.read_csv(path) for path in endpoint_files if path.exists()]
-        endpoints = [frame for frame in endpoints if not frame.empty]
-        optional = {key: pd.read_csv(tables_dir / name) if (tables_dir / name).exists() else None
-                    for key, name in (("runs", "02_runs.csv"), ("margins", "02_phase_clock_margin.csv"),
-                                      ("heart_rate", "heart_rate_probe.csv"))}
-        return cls(**{key: pd.read_csv(tables_dir / name) for key, name in names.items()},
-                   endpoints=pd.concat(endpoints, ignore_index=True) if endpoints else None, **optional)
+__all__ = ["ResultTables", "reading", "write_report", "sentence", "endpoint_sentence", "margin_sentences",
+           "heart_rate_sentences", "reference_sentences", "probe_table", "retrieval_table", "markdown_table"]
 
 
-def _difference(table: pd.DataFrame, **where) -> pd.Series | None:
-    mask = np.ones(len(table), dtype=bool)
-    for column, value in where.items():
-        mask &= np.isclose(table[column], value) if isinstance(value, float) else (table[column] == value).to_numpy()
-    return table[mask].iloc[0] if mask.any() else None
+# --- findings as sentences -----------------------------------------------------------------------------------
 
-
-def _phrase(method: str, baseline: str, row: pd.Series, what: str, higher_is_better: bool) -> str:
-    verdict = judge_row(row, higher_is_better)
-    interval = f"{row.difference:+.3f}, 95% CI [{row.low:+.3f}, {row.high:+.3f}]"
-    margin = seed_margin(float(row.get("seed_se", np.nan)), float(row.get("seed_df", np.nan)))
+def _difference(finding: Difference) -> str:
+    interval = f"{finding.value:+.3f}, 95% CI [{finding.low:+.3f}, {finding.high:+.3f}]"
+    margin = finding.seed_margin
     interval += f", seed margin ±{margin:.3f}" if np.isfinite(margin) else ", seed spread unknown (one seed)"
-    if verdict == "indistinguishable":
-        return f"{label(method)} and {label(baseline)} are indistinguishable on {what} (difference {interval})."
-    return f"{label(method)} is {verdict} than {label(baseline)} on {what} (difference {interval})."
+    method, baseline, what = label(finding.method), label(finding.baseline), finding.what
+    if finding.verdict == "indistinguishable":
+        return f"{method} and {baseline} are indistinguishable on {what} (difference {interval})."
+    return f"{method} is {finding.verdict} than {baseline} on {what} (difference {interval})."
 
 
-def reading(tables: ResultTables, method: str = "ptacl", baseline: str = "global") -> list[str]:
-    """The written reading, sentence by sentence, generated from the tables."""
-    probe, lines = tables.probe, []
-    full = probe[np.isclose(probe.fraction, probe.fraction.max())]
-    methods = set(full.method)
-    if method not in methods:
-        return [f"No {label(method)} results: nothing to compare."]
-    r2 = full.pivot_table(index="phenotype", columns="method", values="r2")
-    phenotypes = [p for p in PHENOTYPES if p in r2.index]
-    for phenotype in [p for p in HEADLINE if p in phenotypes]:
-        row = _difference(tables.probe_differences, method=method, baseline=baseline, fraction=float(full.fraction.iloc[0]),
-                          phenotype=phenotype, metric="r2")
-        if row is not None:
-            lines.append(f"{phenotype} (all training labels): R² {r2.loc[phenotype, method]:.3f} for {label(method)} vs "
-                         f"{r2.loc[phenotype, baseline]:.3f} for {label(baseline)}. "
-                         + _phrase(method, baseline, row, f"{phenotype} R²", HIGHER_IS_BETTER["r2"]))
-    if baseline in methods:
-        rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == baseline)
-                                        & np.isclose(tables.probe_differences.fraction, full.fraction.max())
-                                        & (tables.probe_differences.metric == "r2")]
-        verdicts = [judge_row(r) for r in rows.itertuples()]
-        above, below = int((rows.difference > 0).sum()), int((rows.difference < 0).sum())
-        seeds_known = bool(np.isfinite(rows.get("seed_se", pd.Series(dtype=float))).all()) and len(rows) > 0
-        criterion = ("whose 95% interval excludes zero and that exceed the seed margin" if seeds_known else
-                     "whose 95% interval excludes zero (seed spread unknown: one seed)")
-        lines.append(f"Across {len(rows)} phenotypes, {label(method)}'s R² is above {label(baseline)}'s on {above} and below on "
-                     f"{below}; counting only differences {criterion}, {label(method)} is better on {verdicts.count('better')} "
-                     f"and worse on {verdicts.count('worse')}.")
-    contenders = [m for m in SELF_SUPERVISED if m in methods]
-    if len(contenders) > 1:
-        best = r2[contenders].idxmax(axis=1)
-        counts = best.value_counts()
-        listed = ", ".join(f"{label(m)} on {counts[m]}" for m in ordered(counts.index))
-        lines.append(f"Highest mean R² among the self-supervised ECG methods, per phenotype (a ranking of point estimates, "
-                     f"not a test): {listed} of {len(best)}.")
-    if "random" in methods:
-        rows = tables.probe_differences[(tables.probe_differences.method == method) & (tables.probe_differences.baseline == "random")
-                                        & np.isclose(tables.probe_differences.fraction, full.fraction.max())
-                                        & (tables.probe_differences.metric == "r2")]
-        gains = r2[method] - r2["random"]
-        better = sum(judge_row(r) == "better" for r in rows.itertuples())
-        lines.append(f"{label(method)}'s R² is above a random-init encoder's on {int((gains > 0).sum())} of {len(gains)} phenotypes "
-                     f"(median gain {gains.median():+.3f}); {better} of the {len(rows)} differences "
-                     f"{'passes' if better == 1 else 'pass'} the interval and seed criteria.")
-    for reference in ("supervised", "cmr_ptacl"):
-        if reference in methods and "LVEF_pct" in phenotypes:
-            gap = r2.loc["LVEF_pct", reference] - r2.loc["LVEF_pct", method]
-            relation = "n/a" if not np.isfinite(gap) else "above" if gap > 0 else "below" if gap < 0 else "equal to"
-            lines.append(f"The {label(reference)} reaches LVEF R² {r2.loc['LVEF_pct', reference]:.3f}, "
-                         + (f"{abs(gap):.3f} {relation} {label(method)} (point estimates)." if relation not in ("n/a", "equal to")
-                            else f"{relation} {label(method)}."))
-    fractions = sorted(probe.fraction.unique())
-    if len(fractions) > 1 and baseline in methods:
-        smallest = fractions[0]
-        row = _difference(tables.probe_differences, method=method, baseline=baseline, fraction=float(smallest),
-                          phenotype="LVEF_pct", metric="r2")
-        if row is not None:
-            n_train = int(probe[np.isclose(probe.fraction, smallest) & (probe.phenotype == "LVEF_pct")].n_train.max())
-            lines.append(f"With {smallest:.0%} of the training labels (n = {n_train}): "
-                         + _phrase(method, baseline, row, "LVEF R²", HIGHER_IS_BETTER["r2"]))
-    lines += _retrieval_reading(tables, method, baseline)
-    return lines + reference_sentences(probe)
+def _no_results(finding: NoResults) -> str:
+    return f"No {label(finding.method)} results: nothing to compare."
 
 
-def _retrieval_reading(tables: ResultTables, method: str, baseline: str) -> list[str]:
-    retrieval, lines = tables.retrieval, []
-    if retrieval.empty:
-        return lines
-    value = retrieval.set_index(["method", "direction", "metric"]).value
-    for direction in ("ECG→ECG", "ECG→CMR"):
-        if (method, direction, "precision@10") not in value.index:
-            continue
-        keyed = retrieval.set_index(["method", "direction", "metric"])
-        distance, random_distance = value[(method, direction, "zdist@10")], value[(method, direction, "zdist_random")]
-        error, random_error = value[(method, direction, "lvef_error@10")], value[(method, direction, "lvef_error_random@10")]
-        verdicts = {}
-        for gain in ("zdist_gain@10", "lvef_error_gain@10"):  # random minus retrieved, per query, with its interval
-            row = keyed.loc[(method, direction, gain)] if (method, direction, gain) in keyed.index else None
-            verdicts[gain] = judge(row.value, row.low, row.high) if row is not None else "indistinguishable"
-        closer = {"better": "closer than", "worse": "farther than"}.get(verdicts["zdist_gain@10"], "not distinguishably closer than")
-        smaller = {"better": "smaller than", "worse": "larger than"}.get(verdicts["lvef_error_gain@10"], "not distinguishable from")
-        chance = value.get((method, direction, "precision_chance@10"), np.nan)
-        lines.append(f"{direction} with {label(method)}: precision@10 {value[(method, direction, 'precision@10')]:.3f} (chance "
-                     f"{chance:.3f}); the top 10 are {distance:.2f} z-units from the query in phenotype space, {closer} a random "
-                     f"patient ({random_distance:.2f}); the LVEF error of their mean, {error:.1f} points, is {smaller} that of 10 "
-                     f"random patients ({random_error:.1f}).")
-        row = _difference(tables.retrieval_differences, method=method, baseline=baseline, direction=direction, metric="precision@10")
-        if row is not None:
-            lines.append(_phrase(method, baseline, row, f"{direction} precision@10", HIGHER_IS_BETTER["precision@10"]))
-        if (method, direction, "recall@10") in value.index:
-            recall, chance = value[(method, direction, "recall@10")], value[(method, direction, "recall_chance@10")]
-            ratio = recall / chance if chance > 0 else float("nan")
-            lines.append(f"Cross-modal identification with {label(method)}: the patient's own CMR is in the top 10 for "
-                         f"{recall:.1%} of test ECGs (chance {chance:.1%}, ×{ratio:.1f}).")
-            row = _difference(tables.retrieval_differences, method=method, baseline=baseline, direction=direction, metric="recall@10")
-            if row is not None:
-                lines.append(_phrase(method, baseline, row, "identification recall@10", HIGHER_IS_BETTER["recall@10"]))
-    return lines
+def _probe_headline(finding: ProbeHeadline) -> str:
+    d = finding.difference
+    return (f"{finding.phenotype} (all training labels): R² {finding.method_r2:.3f} for {label(d.method)} vs "
+            f"{finding.baseline_r2:.3f} for {label(d.baseline)}. " + _difference(d))
+
+
+def _probe_tally(finding: ProbeTally) -> str:
+    method, baseline = label(finding.method), label(finding.baseline)
+    criterion = ("whose 95% interval excludes zero and that exceed the seed margin" if finding.seeds_known else
+                 "whose 95% interval excludes zero (seed spread unknown: one seed)")
+    return (f"Across {finding.n} phenotypes, {method}'s R² is above {baseline}'s on {finding.above} and below on "
+            f"{finding.below}; counting only differences {criterion}, {method} is better on {finding.better} "
+            f"and worse on {finding.worse}.")
+
+
+def _ranking(finding: Ranking) -> str:
+    listed = ", ".join(f"{label(m)} on {count}" for m, count in finding.counts)
+    return (f"Highest mean R² among the self-supervised ECG methods, per phenotype (a ranking of point estimates, "
+            f"not a test): {listed} of {finding.n}.")
+
+
+def _random_gain(finding: RandomGain) -> str:
+    return (f"{label(finding.method)}'s R² is above a random-init encoder's on {finding.above} of {finding.n} phenotypes "
+            f"(median gain {finding.median_gain:+.3f}); {finding.better} of the {finding.n_differences} differences "
+            f"{'passes' if finding.better == 1 else 'pass'} the interval and seed criteria.")
+
+
+def _reference_gap(finding: ReferenceGap) -> str:
+    relation, method = finding.relation, label(finding.method)
+    return (f"The {label(finding.reference)} reaches LVEF R² {finding.reference_r2:.3f}, "
+            + (f"{abs(finding.gap):.3f} {relation} {method} (point estimates)." if relation not in ("n/a", "equal to")
+               else f"{relation} {method}."))
+
+
+def _label_efficiency(finding: LabelEfficiency) -> str:
+    return f"With {finding.fraction:.0%} of the training labels (n = {finding.n_train}): " + _difference(finding.difference)
+
+
+def _retrieval_summary(finding: RetrievalSummary) -> str:
+    closer = {"better": "closer than", "worse": "farther than"}.get(finding.closer, "not distinguishably closer than")
+    smaller = {"better": "smaller than", "worse": "larger than"}.get(finding.smaller, "not distinguishable from")
+    return (f"{finding.direction} with {label(finding.method)}: precision@10 {finding.precision:.3f} (chance "
+            f"{finding.chance:.3f}); the top 10 are {finding.distance:.2f} z-units from the query in phenotype space, "
+            f"{closer} a random patient ({finding.random_distance:.2f}); the LVEF error of their mean, {finding.error:.1f} "
+            f"points, is {smaller} that of 10 random patients ({finding.random_error:.1f}).")
+
+
+def _identification(finding: Identification) -> str:
+    return (f"Cross-modal identification with {label(finding.method)}: the patient's own CMR is in the top 10 for "
+            f"{finding.recall:.1%} of test ECGs (chance {finding.chance:.1%}, ×{finding.ratio:.1f}).")
+
+
+def _reference_rows(finding: ReferenceRows) -> str:
+    parts = [f"{label(m)} {r2:.3f} (within condition {within:.3f})" for m, r2, within in finding.rows]
+    return f"LVEF R² on the test split, reference rows beside the compared methods: {'; '.join(parts)}."
+
+
+MARGIN_WORDS = {"one seed": "one seed: no interval", "above": "above 0: the local features carry patient information",
+                "below": "below 0", "phase clock": "not distinguishable from 0: a phase clock"}
+
+
+def _margin(finding: Margin) -> str:
+    return (f"{finding.cohort} cohort, {label(finding.method)}: phase-clock margin {finding.margin:+.3f} [{finding.low:+.3f}, "
+            f"{finding.high:+.3f}] over {finding.n_seeds} seed(s) (local loss {finding.local_own:.3f} against the own CMR, "
+            f"{finding.local_other:.3f} against another patient's) — {MARGIN_WORDS[finding.verdict]}.")
+
+
+def _heart_rate(finding: HeartRate) -> str:
+    parts = [f"{label(m)} {mean:.3f}{f' ± {sd:.3f}' if n > 1 else ''} ({n} seed(s))" for m, mean, sd, n in finding.methods]
+    return (f"{finding.cohort} cohort, heart rate from the ECG embedding (test R²; it predicts time-to-ES on any cohort "
+            f"whose hearts share the ECG's rate, the null twin included): {'; '.join(parts)}.")
+
+
+RENDERERS = {Difference: _difference, NoResults: _no_results, ProbeHeadline: _probe_headline, ProbeTally: _probe_tally,
+             Ranking: _ranking, RandomGain: _random_gain, ReferenceGap: _reference_gap, LabelEfficiency: _label_efficiency,
+             RetrievalSummary: _retrieval_summary, Identification: _identification, ReferenceRows: _reference_rows,
+             Margin: _margin, HeartRate: _heart_rate}
+
+
+def sentence(finding: Finding) -> str:
+    """One finding in words."""
+    return RENDERERS[type(finding)](finding)
+
+
+def reading(tables: ResultTables, method: str | None = None, baseline: str | None = None,
+            plan: EndpointPlan | None = None) -> list[str]:
+    """The written reading, sentence by sentence, generated from the tables. method, baseline: default the
+    endpoint plan's headline comparison (``plan``, default ``configs/endpoints.json``)."""
+    method, baseline = headline_pair(method, baseline, plan)
+    return [sentence(f) for f in reading_findings(tables, method, baseline)]
+
+
+def margin_sentences(margins: pd.DataFrame, cohort: str) -> list[str]:
+    """The phase-clock margin of each method in words (METHOD.md §4): whether its local features carry patient
+    information, judged by the t-interval over seeds."""
+    return [sentence(f) for f in margin_findings(margins, cohort)]
+
+
+def heart_rate_sentences(heart_rate: pd.DataFrame, cohort: str, methods=None, plan: EndpointPlan | None = None) -> list[str]:
+    """Heart rate decoded from each compared ECG embedding (test R², mean ± SD over seeds): the channel through which
+    a local loss can gain on time-to-ES without electromechanical coupling (it is shared by the null twin).
+    methods: default ``findings.heart_rate_methods`` of the endpoint plan."""
+    found = heart_rate_finding(heart_rate, cohort, tuple(methods) if methods else heart_rate_methods(plan or EndpointPlan.load()))
+    return [sentence(found)] if found is not None else []
+
+
+def reference_sentences(probe: pd.DataFrame, method: str | None = None, baseline: str | None = None,
+                        plan: EndpointPlan | None = None) -> list[str]:
+    """What the reference rows bound: LVEF R² overall and within condition for each reference present."""
+    method, baseline = headline_pair(method, baseline, plan)
+    return [sentence(f) for f in reference_rows(probe, method, baseline)]
 
 
 # --- tables as markdown --------------------------------------------------------------------------------------
@@ -290,42 +296,10 @@ def reproduction_table(endpoints: pd.DataFrame) -> str:
     return markdown_table(["comparison", "endpoint", "role", *cohorts], rows)
 
 
-def margin_sentences(margins: pd.DataFrame, cohort: str) -> list[str]:
-    """The phase-clock margin of each method in words (METHOD.md §4): whether its local features carry patient
-    information, judged by the t-interval over seeds."""
-    out = []
-    for row in margins.itertuples():
-        if row.n_seeds < 2 or not np.isfinite(row.ci_low):
-            what = "one seed: no interval"
-        elif row.ci_low > 0:
-            what = "above 0: the local features carry patient information"
-        elif row.ci_high < 0:
-            what = "below 0"
-        else:
-            what = "not distinguishable from 0: a phase clock"
-        out.append(f"{cohort} cohort, {label(row.method)}: phase-clock margin {row.margin:+.3f} [{row.ci_low:+.3f}, "
-                   f"{row.ci_high:+.3f}] over {int(row.n_seeds)} seed(s) (local loss {row.local_own:.3f} against the own CMR, "
-                   f"{row.local_other:.3f} against another patient's) — {what}.")
-    return out
-
-
-def heart_rate_sentences(heart_rate: pd.DataFrame, cohort: str, methods=("global", "ptacl", "ptacl_cross", "ptacl_sham")) -> list[str]:
-    """Heart rate decoded from each compared ECG embedding (test R², mean ± SD over seeds): the channel through which
-    a local loss can gain on time-to-ES without electromechanical coupling (it is shared by the null twin)."""
-    present = [m for m in methods if m in set(heart_rate.method)]
-    if not present:
-        return []
-    parts = []
-    for method in present:
-        values = heart_rate[heart_rate.method == method].r2
-        spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
-        parts.append(f"{label(method)} {values.mean():.3f}{spread} ({len(values)} seed(s))")
-    return [f"{cohort} cohort, heart rate from the ECG embedding (test R²; it predicts time-to-ES on any cohort whose "
-            f"hearts share the ECG's rate, the null twin included): {'; '.join(parts)}."]
-
-
 def training_section(cohorts: dict[str, ResultTables]) -> list[str]:
     """Markdown lines: per cohort, the margins table, whether the learning curves flattened, and the geometry."""
+    from ptacl_core.model.geometry import OCCUPANCY_THRESHOLD  # lazy: loads torch; the report imports without it
+
     parts = []
     for cohort, tables in cohorts.items():
         if tables.margins is not None and not tables.margins.empty:
@@ -339,41 +313,61 @@ def training_section(cohorts: dict[str, ResultTables]) -> list[str]:
             flat = runs.flattened.dropna().astype(bool)
             first = runs.iloc[0]
             parts += [f"- {cohort} cohort: {len(runs)} contrastive runs of {int(runs.epochs.max())} epochs; learning curves "
-                      f"flattened (the last quarter of epochs brought < 10 % of the validation-loss improvement) in "
+                      f"flattened (the last quarter of epochs brought < {100 * FLAT_LATE_SHARE:.0f} % of the validation-loss "
+                      f"improvement) in "
                       f"{int(flat.sum())} of {len(flat)}; median late share {runs.late_share.median():.3f}.",
                       f"- {cohort} cohort geometry: ECG tokens {first.token_ms:.0f} ms, K = {int(first.num_bins)} bins of "
                       f"{first.median_bin_ms:.0f} ms at the median RR; {100 * first.narrow_bin_fraction:.1f} % of training "
                       f"patients have bins narrower than a token; {100 * first.underfilled_fraction:.1f} % fill fewer than "
-                      f"80 % of their bins; soft-target σ {first.soft_sigma:.3f} cycles.", ""]
+                      f"{100 * OCCUPANCY_THRESHOLD:.0f} % of their bins; soft-target σ {first.soft_sigma:.3f} cycles.", ""]
     return parts
-
-
-def reference_sentences(probe: pd.DataFrame) -> list[str]:
-    """What the reference rows bound: LVEF R² overall and within condition for each reference present."""
-    full = probe[np.isclose(probe.fraction, probe.fraction.max()) & (probe.phenotype == "LVEF_pct")].set_index("method")
-    if "r2_within" not in full or not any(m in full.index for m in REFERENCE_FEATURES):
-        return []
-    parts = [f"{label(m)} {full.loc[m, 'r2']:.3f} (within condition {full.loc[m, 'r2_within']:.3f})"
-             for m in (*REFERENCE_FEATURES, "ptacl", "global") if m in full.index]
-    return [f"LVEF R² on the test split, reference rows beside the compared methods: {'; '.join(parts)}."]
 
 
 def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None = None,
                  endpoints: pd.DataFrame | None = None, twin: ResultTables | None = None, twin_label: str = "null twin",
-                 headline: str = "ptacl") -> Path:
+                 plan: EndpointPlan | None = None) -> Path:
     """Write ``results.md`` and ``results.json`` into ``out_dir``; returns the markdown path. endpoints: the
-    finalized endpoint rows of every cohort (``endpoints.finalize``); twin: the null twin's tables, shown beside."""
+    finalized endpoint rows of every cohort (``endpoints.finalize``); twin: the null twin's tables, shown beside;
+    plan: the endpoint plan whose headline comparison the reading makes (default ``configs/endpoints.json``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     context = context or {}
-    probe = tables.probe
-    full = float(probe.fraction.max())
+    plan = plan or EndpointPlan.load()
     cohort_label = context.get("cohort", "this")
     cohorts = {cohort_label: tables, **({twin_label: twin} if twin is not None else {})}
+    findings = [f for name, t in cohorts.items() if t.margins is not None for f in margin_findings(t.margins, name)]
+    findings += [f for name, t in cohorts.items() if t.heart_rate is not None
+                 for f in [heart_rate_finding(t.heart_rate, name, heart_rate_methods(plan))] if f is not None]
+    findings += reading_findings(tables, plan.method, plan.baseline)
     sentences = ([endpoint_sentence(row) for row in endpoints.itertuples()] if endpoints is not None else []) \
-        + [s for name, t in cohorts.items() if t.margins is not None for s in margin_sentences(t.margins, name)] \
-        + [s for name, t in cohorts.items() if t.heart_rate is not None for s in heart_rate_sentences(t.heart_rate, name)] \
-        + reading(tables)
+        + [sentence(f) for f in findings]
+    (out_dir / "results.md").write_text(render_markdown(tables, context, sentences, endpoints, twin, twin_label, cohorts))
+    payload = {"context": context, "reading": sentences, "findings": [f.to_dict() for f in findings],
+               "endpoints": json.loads(endpoints.to_json(orient="records")) if endpoints is not None else [],
+               **_records(tables)}
+    if endpoints is not None and not endpoints.empty:
+        primary = endpoints[(endpoints.role == "primary") & (endpoints.method == plan.method)]
+        payload["minimal_detectable_difference"] = {row.cohort: row.mdd for row in primary.itertuples()}
+        payload["sham"] = json.loads(endpoints[endpoints.method.isin(sham_methods(plan))].to_json(orient="records"))
+    payload["phase_clock_margins"] = {name: json.loads(t.margins.to_json(orient="records"))
+                                      for name, t in cohorts.items() if t.margins is not None}
+    payload["runs"] = {name: json.loads(t.runs.to_json(orient="records")) for name, t in cohorts.items() if t.runs is not None}
+    if twin is not None:
+        payload[twin_label] = _records(twin)
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+    return out_dir / "results.md"
+
+
+def _records(tables: ResultTables) -> dict:
+    return {name: json.loads(getattr(tables, name).to_json(orient="records")) for name in
+            ("probe", "probe_differences", "retrieval", "retrieval_differences")}
+
+
+def render_markdown(tables: ResultTables, context: dict, sentences: list[str], endpoints: pd.DataFrame | None,
+                    twin: ResultTables | None, twin_label: str, cohorts: dict[str, ResultTables]) -> str:
+    """``results.md``: the reading's sentences, then the tables."""
+    probe = tables.probe
+    full = float(probe.fraction.max())
     parts = ["# Results: ECG-only phenotype prediction and retrieval", ""]
     if context:
         parts += ["Run: " + "; ".join(f"{k} {v}" for k, v in context.items()), ""]
@@ -409,7 +403,7 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
               "## Linear probing, all training labels: Pearson r", "", probe_table(probe, "pearson", full, 3), "",
               "## Label efficiency: test R²", "", label_efficiency_table(probe), "",
               "## Paired differences (all training labels)", "", differences_table(tables.probe_differences, full), ""]
-    for direction in ("ECG→ECG", "ECG→CMR"):
+    for direction in DIRECTIONS:
         if direction in set(tables.retrieval.direction):
             parts += [f"## Retrieval {direction}", "", retrieval_table(tables.retrieval, direction), ""]
     if twin is not None:
@@ -421,21 +415,4 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
               "zdist@10 = mean z-distance of the top 10 (zdist_random: of a random patient); lvef_error@10 = |mean LVEF of the "
               "top 10 − the query's| in points (…_random: for 10 random patients); recall@k = the query's own CMR in the top k "
               "(recall_chance = k/N).", ""]
-    markdown = out_dir / "results.md"
-    markdown.write_text("\n".join(parts))
-    payload = {"context": context, "reading": sentences,
-               "endpoints": json.loads(endpoints.to_json(orient="records")) if endpoints is not None else [],
-               **{name: json.loads(getattr(tables, name).to_json(orient="records")) for name in
-                  ("probe", "probe_differences", "retrieval", "retrieval_differences")}}
-    if endpoints is not None and not endpoints.empty:
-        primary = endpoints[(endpoints.role == "primary") & (endpoints.method == headline)]
-        payload["minimal_detectable_difference"] = {row.cohort: row.mdd for row in primary.itertuples()}
-        payload["sham"] = json.loads(endpoints[endpoints.method == "ptacl_sham"].to_json(orient="records"))
-    payload["phase_clock_margins"] = {name: json.loads(t.margins.to_json(orient="records"))
-                                      for name, t in cohorts.items() if t.margins is not None}
-    payload["runs"] = {name: json.loads(t.runs.to_json(orient="records")) for name, t in cohorts.items() if t.runs is not None}
-    if twin is not None:
-        payload[twin_label] = {name: json.loads(getattr(twin, name).to_json(orient="records")) for name in
-                               ("probe", "probe_differences", "retrieval", "retrieval_differences")}
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-    return markdown
+    return "\n".join(parts)

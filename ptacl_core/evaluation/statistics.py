@@ -5,7 +5,8 @@ training seeds, and how it decides that one method is better than another.
   subjects (``bootstrap_indices``), so the interval of a seed mean is the percentile interval of the
   per-resample seed means, and a difference between methods has a paired interval.
 - Training randomness: the standard error of a difference of seed means over seeds (``seed_standard_error``),
-  with conservative degrees of freedom, gives the seed margin t(0.975, df) x SE.
+  with conservative degrees of freedom, gives the seed margin t(0.975, df) x SE; ``t_interval`` is the t-interval
+  of a mean over seeds (e.g. the phase-clock margin).
 - The verdict (``judge``): "better" / "worse" only when the paired 95% interval excludes 0 *and*, where both
   sides have several seeds, the difference exceeds the seed margin; otherwise "indistinguishable". For the
   pre-registered endpoints (``verdict``) also the Holm-adjusted p-value across the endpoint list, and the
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import norm
 from scipy.stats import t as student_t
 
 LEVEL = 0.95
@@ -75,6 +77,17 @@ def seed_margin(seed_se: float, seed_df: float) -> float:
     if not np.isfinite(seed_se) or not np.isfinite(seed_df) or seed_df < 1:
         return float("nan")
     return float(student_t.ppf(0.975, seed_df) * seed_se)  # two-sided 95%
+
+
+def t_interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """(low, high) two-sided t-interval of the mean of ``values`` (e.g. one value per training seed):
+    mean ± t(0.5 + level/2, n - 1) x SD / sqrt(n); NaN below 2 values."""
+    values = np.asarray(values, dtype=float)
+    mean, n = float(values.mean()), len(values)
+    if n < 2:
+        return float("nan"), float("nan")
+    half = float(student_t.ppf(0.5 + level / 2, n - 1) * float(values.std(ddof=1)) / np.sqrt(n))
+    return mean - half, mean + half
 
 
 def seed_sd(values: Sequence[float] | np.ndarray) -> float:
@@ -168,8 +181,6 @@ def holm(p_values) -> np.ndarray:
 def minimal_detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true difference a two-sided test at ``alpha`` detects with ``power``, given the SE of the
     estimate: (z(1 - alpha/2) + z(power)) x SE."""
-    from scipy.stats import norm
-
     return float((norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power)) * se) if np.isfinite(se) else float("nan")
 
 

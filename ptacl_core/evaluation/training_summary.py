@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from ptacl_core.training import runs as run_layout
+from ptacl_core.evaluation.statistics import t_interval
+from ptacl_core.methods import colour, label
 
 # A learning curve has flattened when its last quarter of epochs brought less than this share of the run's total
 # improvement in validation loss (first epoch -> best).
@@ -39,6 +39,8 @@ def late_share(values: np.ndarray) -> float:
 def run_table(runs: dict[tuple[str, int], Path]) -> pd.DataFrame:
     """One row per run folder: method, seed, epochs, final val_loss, the final phase-clock margin (and its two
     losses), the late share of the validation-loss curve and whether it flattened, training seconds, geometry."""
+    from ptacl_core.training import runs as run_layout  # lazy: loads torch; the report imports this module without it
+
     rows = []
     for (method, seed), folder in runs.items():
         metrics = pd.read_csv(run_layout.metrics_path(folder))
@@ -64,17 +66,15 @@ def margin_table(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         values = group.val_margin.to_numpy()
         mean, n = float(values.mean()), len(values)
         sd = float(values.std(ddof=1)) if n > 1 else float("nan")
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
-        rows.append({"method": method, "n_seeds": n, "margin": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half,
+        low, high = t_interval(values, confidence)
+        rows.append({"method": method, "n_seeds": n, "margin": mean, "sd": sd, "ci_low": low, "ci_high": high,
                      "local_own": float(group.val_local_own.mean()), "local_other": float(group.val_local_other.mean())})
     return pd.DataFrame(rows, columns=["method", "n_seeds", "margin", "sd", "ci_low", "ci_high", "local_own", "local_other"])
 
 
 def plot_learning_curves(curves: dict[tuple[str, int], pd.DataFrame]):
     """Validation loss and phase-clock margin per epoch: one line per run, one colour per method."""
-    import matplotlib.pyplot as plt
-
-    from ptacl_core.methods import colour, label
+    import matplotlib.pyplot as plt  # lazy: matplotlib is heavy, and the report reads this module without plotting
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharex=True)
     seen = set()

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.covariance import LedoitWolf
 
 UNUSUAL_PERCENTILE = 95.0
 DEFAULT_COVERAGE = 0.9
@@ -51,8 +52,6 @@ class NoveltyScore:
 
     @classmethod
     def fit(cls, train: np.ndarray, validation: np.ndarray) -> NoveltyScore:
-        from sklearn.covariance import LedoitWolf
-
         train, validation = np.asarray(train, dtype=np.float64), np.asarray(validation, dtype=np.float64)
         if len(train) < 2 or len(validation) < 2:
             raise ValueError("need at least 2 training and 2 validation embeddings to calibrate a novelty score")

@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ptacl_core.evaluation.embedding_maps import embedding_map
+from ptacl_core.evaluation.probing import fit_ridge, label_subset
+
 MAX_OPTIONS = 200  # subjects listed in a dropdown at once: the browser never receives the whole cohort
 MAP_MAX_POINTS_TSNE = 5000  # t-SNE is O(N log N) but slow in absolute terms: a seeded subset beyond this
 HOVER_PIXELS = 8.0  # a point is "under the pointer" within this many screen pixels
@@ -105,7 +108,6 @@ def probe_predictions(x: np.ndarray, phenotypes: np.ndarray, splits: np.ndarray,
     """(N, P) predictions of every subject by notebook 03's ridge probe (``probing.fit_ridge``), fitted on
     ``fraction`` of the training labels (``probing.label_subset``, nested per seed); NaN where a phenotype has
     fewer than 3 known training labels. Train subjects' predictions are in-sample. No encoder is retrained."""
-    from ptacl_core.evaluation.probing import fit_ridge, label_subset
 
     train = np.flatnonzero(np.asarray(splits) == "train")
     if len(train) < 3:
@@ -128,7 +130,6 @@ def map_coordinates(x: np.ndarray, how: str = "pca", max_points: int = MAP_MAX_P
                     ) -> tuple[np.ndarray, np.ndarray]:
     """2-D map of standardised embeddings (notebook 05's ``embedding_map``): returns (rows (M,), coordinates
     (M, 2)). PCA maps every row; t-SNE a seeded subset of at most ``max_points`` rows."""
-    from ptacl_core.evaluation.embedding_maps import embedding_map
 
     rows = np.arange(len(x))
     if how == "tsne" and len(x) > max_points:

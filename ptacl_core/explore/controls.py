@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ptacl_core import plotting
 from ptacl_core.explore.compute import MAX_OPTIONS
@@ -20,7 +21,7 @@ class RunPicker:
 
     def __init__(self, data: ExploreData, on_change: Callable[[], None], method: str | None = None,
                  seed: int | None = None, description: str = "method", contrastive_only: bool = False):
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
         methods = data.methods(contrastive_only)
         if method not in methods:
@@ -57,7 +58,7 @@ class RunPicker:
 def id_search(open_subject: Callable[[str], None], status) -> object:
     """A text box: type a subject id and press Enter to ``open_subject(id)`` (any of the cohort's ids, not only
     the listed ones); a ValueError (unknown id, wrong split) is shown in the ``status`` HTML widget."""
-    import ipywidgets as w
+    import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
     box = w.Text(placeholder="type an id, press Enter", description="id", continuous_update=False)
 
@@ -83,8 +84,7 @@ def list_first(dropdown, subject_id: str) -> None:
 
 def canvas(width: float, height: float):
     """A matplotlib Figure in an ipympl canvas widget (the kernel renders, the browser shows PNG frames)."""
-    from ipympl.backend_nbagg import Canvas, FigureManager
-    from matplotlib.figure import Figure
+    from ipympl.backend_nbagg import Canvas, FigureManager  # lazy: ipympl loads only when a canvas is shown
 
     figure = Figure(figsize=(width, height), dpi=90)
     widget = Canvas(figure)

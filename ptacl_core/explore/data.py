@@ -13,8 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ptacl_core.evaluation.inputs import EvaluationInputs
+from ptacl_core.evaluation.probing import ProbeConfig
 from ptacl_core.explore.compute import map_coordinates, probe_predictions
-from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
+from ptacl_core.io.cmr import read_nifti_cine, read_nifti_labels
+from ptacl_core.io.cohort_tables import read_table
+from ptacl_core.methods import METHODS, ordered
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES, label_volume_curves
+from ptacl_core.preprocessing.cache import Cache, mid_slice
 
 DEFAULT_METHOD = "ptacl"  # the run a widget opens with when it is there
 DEFAULT_BINS = 8  # phase bins drawn when no run says its K
@@ -23,8 +29,6 @@ MODELS_KEPT, ARRAYS_KEPT = 3, 8  # LRU sizes: models; embeddings, predictions an
 
 def label_fractions() -> tuple[float, ...]:
     """Notebook 03's label fractions (``ProbeConfig.fractions``)."""
-    from ptacl_core.evaluation.probing import ProbeConfig
-
     return tuple(ProbeConfig().fractions)
 
 
@@ -54,7 +58,7 @@ class LRU:
 class ExploreData:
     """One cache, its cohort folder (for masks) and the finished runs, read on demand."""
 
-    cache: object  # preprocessing.cache.Cache
+    cache: Cache
     cohort_dir: Path | None
     runs: list  # training.runs.RunInfo
     store: Path
@@ -74,23 +78,18 @@ class ExploreData:
     @classmethod
     def load(cls, cohort_dir=None, cache_dir=None, preset: str = "tiny", runs_dir=None, embeddings_dir=None,
              fast: bool = False, device: str = "cpu") -> ExploreData:
-        """Defaults as notebooks 03-05: the synthetic cohort, the cache notebook 01 built, ``runs/``, the
-        embedding store. Runs trained on another cache are left out (as in ``Comparison.load``)."""
-        from ptacl_core import paths
-        from ptacl_core.evaluation.embeddings import default_store
-        from ptacl_core.model.presets import preprocessing_preset
-        from ptacl_core.preprocessing.cache import Cache, default_cache_dir
-        from ptacl_core.training.runs import find_runs
+        """``of`` the folders ``EvaluationInputs.resolve`` makes of these parameters (as notebooks 03-05: the
+        synthetic cohort, the cache notebook 01 built, ``runs/``, the embedding store)."""
+        return cls.of(EvaluationInputs.resolve(cohort_dir, cache_dir, preset, runs_dir, embeddings_dir, fast=fast), device)
 
-        cohort_dir = Path(cohort_dir) if cohort_dir else paths.default_cohort_dir()
-        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(cohort_dir, preprocessing_preset(preset))
-        runs_dir = Path(runs_dir) if runs_dir else paths.runs_root()
-        cache = Cache.open(cache_dir)
-        runs, _ = find_runs(runs_dir, preset, fast)
-        runs = [r for r in runs if r.data_fingerprint in (None, cache.fingerprint)]
-        store = Path(embeddings_dir) if embeddings_dir else default_store()
-        cohort = cohort_dir if (cohort_dir / "manifest.csv").exists() else None
-        return cls(cache, cohort, runs, store, device, runs_dir)
+    @classmethod
+    def of(cls, inputs: EvaluationInputs, device: str = "cpu") -> ExploreData:
+        """The cache and the finished runs of ``inputs``; runs trained on another cache are left out
+        (``runs_for_cache``, as in ``Comparison.of``)."""
+        cache = inputs.open_cache()
+        runs, _ = inputs.runs(cache)
+        cohort = inputs.cohort_dir if (inputs.cohort_dir / "manifest.csv").exists() else None
+        return cls(cache, cohort, runs, inputs.embeddings_dir, device, inputs.runs_dir)
 
     # subjects
     @property
@@ -151,7 +150,7 @@ class ExploreData:
         """(T, S, S) the cache's cine of one subject (its mid-ventricular slice when it has several): a view of one
         memmap row, nothing read until indexed."""
         frames = self.cache.cmr[self._row(self.position(subject_id))]
-        return frames[len(frames) // 2] if frames.ndim == 4 else frames  # (Z, T, S, S): the mid slice
+        return mid_slice(frames)
 
     def ed_frame(self, subject_id: str) -> int:
         """The end-diastolic frame of the cache's cine (index.csv ``ed_frame``; 0 when the cache has none)."""
@@ -181,9 +180,6 @@ class ExploreData:
         interval, from_ecg = self.frame_timing(subject_id)
         seg_path = self._seg_path(subject_id)
         if seg_path is not None:
-            from ptacl_core.io.cmr import read_nifti_cine, read_nifti_labels
-            from ptacl_core.phenotypes import label_volume_curves
-
             manifest = self._cohort_manifest().set_index("subject_id")
             cine = read_nifti_cine(self.cohort_dir / manifest.loc[str(subject_id), "cmr"])
             labels = read_nifti_labels(seg_path)
@@ -207,15 +203,13 @@ class ExploreData:
         """One subject as the training input path gives it (``dataset.CacheDataset.batch``, no augmentation). The
         dataset (which parses every subject's R peaks once) is built on first use and kept."""
         if self._dataset is None:
-            from ptacl_core.preprocessing.dataset import CacheDataset
+            from ptacl_core.preprocessing.dataset import CacheDataset  # lazy: loads torch (explore imports without)
 
             self._dataset = CacheDataset(self.cache, split=None)
         return self._dataset.batch([self.position(subject_id)])
 
     def _cohort_manifest(self) -> pd.DataFrame:
         if self._manifest is None:
-            from ptacl_core.io.cohort_tables import read_table
-
             self._manifest = read_table(self.cohort_dir / "manifest.csv")
         return self._manifest
 
@@ -233,8 +227,6 @@ class ExploreData:
 
     # runs, models, embeddings, predictions
     def methods(self, contrastive_only: bool = False) -> list[str]:
-        from ptacl_core.methods import METHODS, ordered
-
         return ordered(r.method for r in self.runs if not contrastive_only or METHODS[r.method].contrastive)
 
     def seeds(self, method: str) -> list[int]:
@@ -251,14 +243,14 @@ class ExploreData:
 
     def model(self, method: str, seed: int):
         def load():
-            from ptacl_core.training.runs import load_model
+            from ptacl_core.training.runs import load_model  # lazy: loads torch (explore imports without)
 
             return load_model(self.run(method, seed).folder)[0].eval()
 
         return self._models.get((method, int(seed)), load)
 
     def num_bins(self, method: str, seed: int) -> int:
-        from ptacl_core.training.runs import read_config
+        from ptacl_core.training.runs import read_config  # lazy: loads torch (explore imports without)
 
         return int(read_config(self.run(method, seed).folder).loss.num_bins)
 
@@ -269,8 +261,8 @@ class ExploreData:
             raise ValueError(f"space must be ecg, ecg_projected or cmr_projected, got {space!r}")
 
         def compute():
-            from ptacl_core.evaluation.comparison import project
-            from ptacl_core.evaluation.embeddings import cache_embeddings
+            from ptacl_core.evaluation.comparison import project  # lazy: loads torch (explore imports without)
+            from ptacl_core.evaluation.embeddings import cache_embeddings  # lazy: loads torch (explore imports without)
 
             model = self.model(method, seed)
             modality = "cmr" if space.startswith("cmr") else "ecg"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ptacl_core.evaluation.tables import DIRECTIONS, ECG_TO_CMR
 from ptacl_core.explore.compute import MAX_OPTIONS, centred_cosine
 from ptacl_core.explore.controls import RunPicker, canvas, error_html, fmt, id_search, list_first, redraw
 from ptacl_core.explore.data import ExploreData
+from ptacl_core.methods import METHODS
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 
 
@@ -21,9 +23,9 @@ class RetrievalExplorer:
     notebook 04's 10). Queries: the first ``MAX_OPTIONS`` of the gallery in the dropdown, any other by id."""
 
     def __init__(self, data: ExploreData, query: str | None = None, k: int = 5, split: str = "test"):
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: widgets load only when the explorer is shown
 
-        from ptacl_core.evaluation.retrieval import N_RELEVANT
+        from ptacl_core.evaluation.retrieval import N_RELEVANT  # lazy: loads torch; the explorer imports without it
 
         if not data.runs:
             raise FileNotFoundError(f"no finished runs in {data.runs_dir}: the retrieval explorer needs trained "
@@ -41,7 +43,7 @@ class RetrievalExplorer:
         self.search = id_search(self.set_query, self.status)
         self.runs = RunPicker(data, self.update)
         self.method, self.seed = self.runs.method, self.runs.seed
-        self.direction = w.ToggleButtons(options=["ECG→ECG", "ECG→CMR"], description="direction")
+        self.direction = w.ToggleButtons(options=list(DIRECTIONS), description="direction")
         self.rank_by = w.ToggleButtons(options=[("cosine (as notebook 04)", "cosine"), ("centred cosine", "centred")],
                                        description="rank by")
         candidates = len(self.gallery_rows) - 1
@@ -74,13 +76,15 @@ class RetrievalExplorer:
 
     def neighbours(self) -> pd.DataFrame:
         """The current query's top k: rank, subject_id, cosine, centred, relevant, and the volume phenotypes."""
-        from ptacl_core.evaluation.retrieval import relevant_sets, topk, zscore_phenotypes
+        from ptacl_core.evaluation.retrieval import (  # lazy: loads torch; the explorer imports without it
+            relevant_sets,
+            topk,
+            zscore_phenotypes,
+        )
 
         data, rows = self.data, self.gallery_rows
         method, seed = self.runs.value
-        if self.direction.value == "ECG→CMR":
-            from ptacl_core.methods import METHODS
-
+        if self.direction.value == ECG_TO_CMR:
             if not METHODS[method].contrastive:
                 raise ValueError(f"{method!r} has no ECG-CMR projection space: ECG→CMR needs a contrastive method")
             query_space, gallery_space = "ecg_projected", "cmr_projected"

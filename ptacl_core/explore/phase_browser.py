@@ -16,7 +16,7 @@ class PhaseSimilarityBrowser:
     subjects in the dropdown, any subject by id."""
 
     def __init__(self, data: ExploreData, subject: str | None = None):
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
         methods = data.methods(contrastive_only=True)
         if not methods:
@@ -46,7 +46,7 @@ class PhaseSimilarityBrowser:
         list_first(self.subject, subject_id)
 
     def matrix(self, method: str, seed: int, subject_id: str) -> np.ndarray:
-        import torch
+        import torch  # lazy: torch only for the similarity; the explorer imports without it
 
         data = self.data
         model = data.model(method, seed)

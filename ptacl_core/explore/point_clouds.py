@@ -8,6 +8,7 @@ from ptacl_core.explore.compute import HOVER_PIXELS, nearest_point
 from ptacl_core.explore.controls import RunPicker, canvas, fmt, redraw
 from ptacl_core.explore.data import ExploreData, label_fractions
 from ptacl_core.phenotypes import EVALUATED, UNITS
+from ptacl_core.plotting import CONDITION_COLOURS
 
 
 class PointPicker:
@@ -72,7 +73,7 @@ class EmbeddingMap(PointPicker):
     coordinates are computed once per (method, seed, map method): changing the colour only redraws."""
 
     def __init__(self, data: ExploreData, viewer=None, how: str = "pca", retrieval=None):
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
         if not data.runs:
             raise FileNotFoundError(f"no finished runs in {data.runs_dir}: the embedding map needs trained encoders")
@@ -100,8 +101,6 @@ class EmbeddingMap(PointPicker):
         return f"<b>{self.point_ids[row]}</b> · {data.splits[position]} · {value} (click: open in the patient viewer)"
 
     def update(self) -> None:
-        from ptacl_core.plotting import CONDITION_COLOURS
-
         data = self.data
         method, seed = self.runs.value
         self.rows, self.points = data.map(method, seed, self.how)
@@ -137,7 +136,7 @@ class PredictionScatter(PointPicker):
     hover for the subject and condition, click to open it in ``viewer``."""
 
     def __init__(self, data: ExploreData, viewer=None, retrieval=None):
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
         if not data.runs:
             raise FileNotFoundError(f"no finished runs in {data.runs_dir}: predictions need trained encoders")
@@ -167,8 +166,6 @@ class PredictionScatter(PointPicker):
                 f"{fmt(predicted)} {UNITS[self.phenotype.value]} (click: open in the patient viewer)")
 
     def update(self) -> None:
-        from ptacl_core.plotting import CONDITION_COLOURS
-
         data = self.data
         method, seed = self.runs.value
         column = EVALUATED.index(self.phenotype.value)

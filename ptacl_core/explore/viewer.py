@@ -4,13 +4,17 @@ volume curves with a cursor, and the phenotypes against a probe's prediction."""
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgb
 
 from ptacl_core import plotting
 from ptacl_core.explore.compute import MAX_OPTIONS, phase_bin_edges, phase_samples, select_subjects, worst_predicted
 from ptacl_core.explore.controls import RunPicker, canvas, error_html, fmt, id_search, list_first, redraw, table
 from ptacl_core.explore.data import DEFAULT_BINS, ExploreData, label_fractions
 from ptacl_core.leads import LEAD_NAMES
+from ptacl_core.methods import label
 from ptacl_core.phenotypes import EVALUATED, UNITS
+from ptacl_core.plotting import LABEL_COLOURS
 
 
 class PatientViewer:
@@ -20,7 +24,7 @@ class PatientViewer:
 
     def __init__(self, data: ExploreData, subject: str | None = None, method: str | None = None,
                  seed: int | None = None):
-        import ipywidgets as w
+        import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
         self.data = data
         index = data.index
@@ -68,8 +72,6 @@ class PatientViewer:
         ])
 
     def _build_figures(self) -> None:
-        from matplotlib.collections import LineCollection, PolyCollection
-
         self.ecg_figure, self.ecg_canvas = canvas(11.0, 4.6)
         axis = self.ecg_figure.add_subplot()
         self.ecg_axis = axis
@@ -213,9 +215,7 @@ class PatientViewer:
         self.cine_image.set_data(image[frame])
         overlay = np.zeros((*image.shape[1:], 4))
         if masks is not None:
-            from matplotlib.colors import to_rgb
 
-            from ptacl_core.plotting import LABEL_COLOURS
 
             for label, colour in LABEL_COLOURS.items():
                 inside = masks[frame] == label
@@ -238,7 +238,6 @@ class PatientViewer:
     def _update_readout(self) -> None:
         if self.subject_id is None:
             return
-        from ptacl_core.methods import label
 
         data = self.data
         position = data.position(self.subject_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptacl_core.io.csv_cells import read_kit_csv
+from ptacl_core.phenotypes import EVALUATED
 
 MANIFEST_COLUMNS = ("subject_id", "ecg", "cmr", "split")
 SPLITS = ("train", "val", "test")
@@ -58,8 +59,6 @@ def read_phenotypes(cohort_dir: Path | str) -> pd.DataFrame:
     table = read_table(path)
     if "subject_id" not in table.columns:
         raise CohortError(f"{path}: no subject_id column")
-    from ptacl_core.phenotypes import EVALUATED
-
     for column in [c for c in EVALUATED if c in table.columns]:
         numbers = pd.to_numeric(table[column], errors="coerce")
         bad = numbers.isna() & table[column].notna()

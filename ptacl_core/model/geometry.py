@@ -14,6 +14,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from ptacl_core.model.phases import ecg_token_phases, phase_bin_assignment
 
 # A configuration is refused when the median patient's bin is narrower than a token, and warned about when
 # more than this share of patients have bins narrower than a token.
@@ -107,10 +110,6 @@ def underfilled_fraction(valid_bins: np.ndarray, threshold: float = OCCUPANCY_TH
 def filled_bins(rpeaks: list[np.ndarray], fs: float, n_samples: int, patch_samples: int, num_bins: int) -> np.ndarray:
     """(B, K) bool: which phase bins hold at least one ECG token of each patient (tokens of ``patch_samples``
     over ``n_samples`` samples at ``fs`` Hz; the phase rule of ``ptacl_core.model.phases``)."""
-    import torch
-
-    from ptacl_core.model.phases import ecg_token_phases, phase_bin_assignment
-
     width = max((len(p) for p in rpeaks), default=0)
     padded = torch.full((len(rpeaks), max(width, 1)), -1, dtype=torch.long)
     for index, peaks in enumerate(rpeaks):

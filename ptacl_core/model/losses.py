@@ -15,6 +15,7 @@ batch. In eval mode each process scores its own batch (evaluation, where every p
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,7 @@ def gather_features(features: torch.Tensor) -> torch.Tensor:
         return features
     if torch.distributed.get_world_size() == 1:
         return features
-    import warnings
-
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed.nn.functional import all_gather  # lazy: needs torch built with distributed (only under DDP)
 
     # torch 2.13 marks this autograd-aware gather deprecated in favour of a private module; it is still the
     # public API (open_clip's too), so keep it and keep the logs quiet.

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core.leads import LEAD_NAMES
-from ptacl_core.plotting.style import CONDITION_COLOURS, LABEL_COLOURS
+from ptacl_core.plotting.style import CONDITION_COLOURS, LABEL_COLOURS, MARK_COLOUR
 
 
 def plot_ecg_12lead(signal: np.ndarray, fs: float, rpeaks: np.ndarray | None = None, title: str = "",
@@ -21,7 +21,7 @@ def plot_ecg_12lead(signal: np.ndarray, fs: float, rpeaks: np.ndarray | None = N
         axis.plot(t, signal[index, :n], lw=0.7, color="k")
         if rpeaks is not None:
             inside = rpeaks[rpeaks < n]
-            axis.plot(inside / fs, signal[index, inside], "v", color="#C44E52", ms=3)
+            axis.plot(inside / fs, signal[index, inside], "v", color=MARK_COLOUR, ms=3)
         axis.set_ylabel(f"{lead}\n(mV)", rotation=0, ha="right", va="center")
         axis.grid(True, color="#f4c7c7", lw=0.4)
     for axis in axes[-1]:
@@ -73,11 +73,11 @@ def plot_electromechanical_coupling(lead: np.ndarray, fs: float, rpeak: int, vol
     axis.set_ylabel(f"lead {lead_name} (mV)")
     volume_axis = axis.twinx()
     frame_ms = np.arange(n_frames) * frame_interval_ms
-    volume_axis.plot(frame_ms, volume_ml, "o-", color="#C44E52", ms=2.5, lw=1)
-    volume_axis.set_ylabel("LV volume (mL)", color="#C44E52")
+    volume_axis.plot(frame_ms, volume_ml, "o-", color=MARK_COLOUR, ms=2.5, lw=1)
+    volume_axis.set_ylabel("LV volume (mL)", color=MARK_COLOUR)
     es_frame = int(np.argmin(volume_ml))
-    volume_axis.axvline(es_frame * frame_interval_ms, color="#C44E52", ls="--", lw=0.8)
-    volume_axis.annotate("end-systole", (es_frame * frame_interval_ms, volume_ml.min()), color="#C44E52",
+    volume_axis.axvline(es_frame * frame_interval_ms, color=MARK_COLOUR, ls="--", lw=0.8)
+    volume_axis.annotate("end-systole", (es_frame * frame_interval_ms, volume_ml.min()), color=MARK_COLOUR,
                          xytext=(5, -12), textcoords="offset points", fontsize=8)
     if t_end_ms is not None:
         axis.axvline(t_end_ms, color="0.4", ls=":", lw=0.8)
@@ -118,7 +118,7 @@ def plot_ecg_before_after(raw: np.ndarray, raw_fs: float, filtered: np.ndarray, 
         axis.plot(np.arange(n_raw) / raw_fs, raw[index, :n_raw], color="0.6", lw=0.7, label="raw")
         axis.plot(np.arange(n) / fs, filtered[index, :n], color="k", lw=0.8, label="preprocessed")
         inside = rpeaks[rpeaks < n]
-        axis.plot(inside / fs, filtered[index, inside], "v", color="#C44E52", ms=4, label="R peaks")
+        axis.plot(inside / fs, filtered[index, inside], "v", color=MARK_COLOUR, ms=4, label="R peaks")
         axis.set_ylabel(f"{lead} (mV)")
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("time (s)")
@@ -149,7 +149,7 @@ def plot_rr_and_flags(rr_ms: np.ndarray, flag_counts: pd.Series) -> plt.Figure:
     left.set_xlabel("RR interval (ms)")
     left.set_ylabel("beats")
     if len(flag_counts):
-        right.barh(flag_counts.index, flag_counts.values, color="#C44E52")
+        right.barh(flag_counts.index, flag_counts.values, color=MARK_COLOUR)
         right.set_xlabel("subjects")
     else:
         right.text(0.5, 0.5, "no quality flags raised", ha="center", va="center")

@@ -12,7 +12,6 @@ error row naming the file and the problem; the others still get their prediction
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from ptacl_core.evaluation.retrieval import topk
 from ptacl_core.evaluation.trust import DEFAULT_COVERAGE, NoveltyScore, conformal_halfwidth, empirical_coverage
 from ptacl_core.io.ecg import EcgReadError, read_ecg
 from ptacl_core.phenotypes import PHENOTYPES
-from ptacl_core.preprocessing.cache import Cache
+from ptacl_core.preprocessing.cache import Cache, is_cache
 from ptacl_core.preprocessing.ecg_filtering import EcgQualityError, preprocess_ecg
+from ptacl_core.synthetic.cohort import LATENTS_FILE
 from ptacl_core.training.runs import checkpoint_path, model_from_state, read_checkpoint
 
 
@@ -62,7 +62,7 @@ class Predictor:
         except Exception as error:  # a truncated or foreign file: say which, not a traceback
             raise PredictionError(f"{checkpoint}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
         cache_dir = Path(cache) if cache else Path(config.cache)
-        if not (cache_dir / "cache.json").exists():
+        if not is_cache(cache_dir):
             raise PredictionError(f"{run}: its training cache {cache_dir} is not there; pass --cache with a cache "
                                   "built with the same preprocessing")
         try:
@@ -99,8 +99,7 @@ class Predictor:
         novelty = NoveltyScore.fit(gallery[train], gallery[val]) if len(train) >= 2 and len(val) >= 2 else None
         if novelty is None:
             notes.append("the cache has too few training or validation subjects to calibrate the out-of-distribution score")
-        cohort = json.loads((cache_dir / "cache.json").read_text()).get("cohort") or ""
-        synthetic = bool(cohort) and (Path(cohort) / "latents.csv").exists()  # the kit's generator writes its latents
+        synthetic = bool(opened.cohort) and (Path(opened.cohort) / LATENTS_FILE).exists()  # the generator writes its latents
         return cls(model, opened, probes, pd.DataFrame(errors).set_index("phenotype"), gallery, notes, halfwidths,
                    novelty, coverage, synthetic)
 

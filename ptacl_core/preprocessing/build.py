@@ -18,12 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ptacl_core import __version__
 from ptacl_core.io.cohort_tables import CohortError, read_cohort
 from ptacl_core.io.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
-from ptacl_core.preprocessing.cache import CACHE_FORMAT, CacheMismatchError, fingerprint, open_arrays
+from ptacl_core.preprocessing.cache import (
+    CACHE_FORMAT,
+    DESCRIPTION_FILE,
+    CacheMismatchError,
+    fingerprint,
+    is_cache,
+    open_arrays,
+    read_description,
+    write_description,
+)
 from ptacl_core.preprocessing.config import PreprocessConfig
 from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S, check_timeout, worker
 from ptacl_core.tools.threads import single_threaded
@@ -75,7 +85,7 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 
 # Everything a cache folder (or a killed build's leftovers) may hold; any other file means --out is someone's folder.
-CACHE_FILES = frozenset({"cache.json", "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
+CACHE_FILES = frozenset({DESCRIPTION_FILE, "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
 
 
 def check_paths_inside(cohort_dir: Path, table: pd.DataFrame) -> None:
@@ -110,8 +120,6 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
     longer is recorded as failed (stage ``timeout``). A worker process that dies (e.g. killed by the kernel's
     out-of-memory killer) costs its subject only: it is recorded as failed (stage ``worker_died``).
     """
-    from tqdm.auto import tqdm
-
     cohort_dir, out = Path(cohort_dir), Path(out)
     config = config or PreprocessConfig()
     check_timeout(subject_timeout_s)
@@ -126,19 +134,18 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
         "config": config.to_dict(), "n_subjects": len(table), "cohort": str(cohort_dir.resolve()),
         "shard": [shard.index, shard.count] if shard else None,
     }
-    cache_json = out / "cache.json"
-    if out.is_dir() and not cache_json.exists():  # not a cache (yet): it may hold only a killed build's leftovers
+    if out.is_dir() and not is_cache(out):  # not a cache (yet): it may hold only a killed build's leftovers
         foreign = sorted(p.name for p in out.iterdir() if p.name not in CACHE_FILES)
         if foreign:
             raise ValueError(f"{out}: the folder holds other files ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}) "
                              "and is not a cache; choose an empty or new folder for --out")
     out.mkdir(parents=True, exist_ok=True)
-    fresh = not cache_json.exists()
+    fresh = not is_cache(out)
     if fresh:  # leftovers of a build killed before it wrote cache.json describe nothing: start clean
         for name in ("rows.jsonl", "failures.jsonl", "index.csv", "failures.csv"):
             (out / name).unlink(missing_ok=True)
     else:
-        existing = json.loads(cache_json.read_text())
+        existing = read_description(out)
         for key in ("fingerprint", "shard", "n_subjects"):
             if existing.get(key) != description[key]:
                 raise CacheMismatchError(
@@ -146,7 +153,7 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
                     f"({key}: {existing.get(key)!r} there, {description[key]!r} now); use another --out or delete it")
     ecg_array, cmr_array = open_arrays(out, len(table), config, create=fresh)
     if fresh:  # only once the arrays exist: a cache.json always has its arrays
-        cache_json.write_text(json.dumps({**description, "complete": False}, indent=1))
+        write_description(out, {**description, "complete": False})
 
     _repair_tail(out / "rows.jsonl")
     _repair_tail(out / "failures.jsonl")
@@ -182,7 +189,7 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
     failures = _read_jsonl(out / "failures.jsonl")
     complete = len({r["subject_id"] for r in rows} | {f["subject_id"] for f in failures}) == len(table)
     _write_tables(out, table, rows, failures)
-    cache_json.write_text(json.dumps({**description, "complete": complete}, indent=1))
+    write_description(out, {**description, "complete": complete})
     summary = {
         "out": str(out), "n_subjects": len(table), "n_cached": len({r["subject_id"] for r in rows}),
         "n_failed": len({f["subject_id"] for f in failures}), "n_processed_now": len(todo), "seconds": seconds,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from ptacl_core.preprocessing.cache import Cache
 
@@ -114,8 +114,6 @@ def batch_loader(dataset: CacheDataset, batch_size: int, sampler=None, shuffle: 
                  drop_last: bool = False, num_workers: int = 0):
     """A DataLoader over ``dataset`` that reads and augments whole batches (``CacheDataset.batch``); ``sampler``
     (e.g. a DistributedSampler) or ``shuffle`` with ``generator`` choose the order, as for a plain DataLoader."""
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
-
     if sampler is None:
         sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(BatchView(dataset), batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last),

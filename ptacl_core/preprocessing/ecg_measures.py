@@ -8,6 +8,7 @@ XQRS) run on the lead with the strongest QRS; QRS boundaries from the spatial ve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy import signal as sps
@@ -38,8 +39,6 @@ def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     """Polyphase resampling along the last axis (anti-aliased)."""
     if fs == target_fs:
         return np.asarray(signal, dtype=np.float64)
-    from fractions import Fraction
-
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
     return sps.resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator, axis=-1)
 
@@ -69,10 +68,8 @@ def _plausible(peaks: np.ndarray, fs: float, duration_s: float, strict: bool) ->
 def _energy_peaks(energy: np.ndarray, fs: float) -> np.ndarray:
     """Last resort: peaks of the QRS energy at least 240 ms apart, above a third of its high percentile and
     well above its median (QRS complexes stand out of the baseline; noise does not)."""
-    from scipy.signal import find_peaks
-
     height = max(np.percentile(energy, 98) / 3.0, 10.0 * np.median(energy))
-    peaks, _ = find_peaks(energy, height=height, distance=int(0.24 * fs))
+    peaks, _ = sps.find_peaks(energy, height=height, distance=int(0.24 * fs))
     return peaks
 
 
@@ -87,7 +84,7 @@ def detect_rpeaks(signal: np.ndarray, fs: float, max_leads_tried: int = 4) -> np
     depolarisation, whatever the QRS shape in one lead (a lead's tallest deflection sits early or late in a
     wide or notched QRS, which would shift the cardiac phase by condition).
     """
-    from wfdb import processing
+    from wfdb import processing  # lazy: wfdb takes 0.6 s at import (pandas, requests), needed only to detect R peaks
 
     signal = np.asarray(signal, dtype=np.float64)
     qrs_band = bandpass(signal, fs, 5.0, 25.0)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ptacl_core.io.csv_cells import read_kit_csv, write_csv
-from ptacl_core.preprocessing.cache import CacheMismatchError, open_arrays
+from ptacl_core.preprocessing.cache import (
+    DESCRIPTION_FILE,
+    CacheMismatchError,
+    is_cache,
+    open_arrays,
+    read_description,
+    write_description,
+)
 from ptacl_core.preprocessing.config import PreprocessConfig
 
 
@@ -18,10 +24,9 @@ def merge_caches(shard_dirs: list[Path | str], out: Path | str) -> dict:
     shard_dirs = [Path(d) for d in shard_dirs]
     descriptions = []
     for folder in shard_dirs:
-        path = folder / "cache.json"
-        if not path.exists():
-            raise CacheMismatchError(f"{folder}: not a cache (no cache.json)")
-        descriptions.append(json.loads(path.read_text()))
+        if not is_cache(folder):
+            raise CacheMismatchError(f"{folder}: not a cache (no {DESCRIPTION_FILE})")
+        descriptions.append(read_description(folder))
     fingerprints = {d["fingerprint"] for d in descriptions}
     if len(fingerprints) > 1:
         raise CacheMismatchError(f"shards were built from different manifests/configs: {sorted(fingerprints)}")
@@ -60,5 +65,5 @@ def merge_caches(shard_dirs: list[Path | str], out: Path | str) -> dict:
     write_csv(pd.DataFrame(merged_failures, columns=["subject_id", "stage", "reason"]).sort_values("subject_id"),
               out / "failures.csv", index=False)
     description = {**descriptions[0], "n_subjects": total, "shard": None, "complete": True, "merged_from": [str(f) for _, f in shards]}
-    (out / "cache.json").write_text(json.dumps(description, indent=1))
+    write_description(out, description)
     return {"out": str(out), "n_cached": len(merged_rows), "n_failed": len(merged_failures)}

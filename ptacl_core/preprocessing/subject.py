@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ptacl_core.io.cmr import CmrReadError, read_cmr, read_nifti_labels
+from ptacl_core.io.ecg import EcgReadError, read_ecg
+from ptacl_core.preprocessing.cine_cropping import CmrQualityError, preprocess_cmr
 from ptacl_core.preprocessing.config import PreprocessConfig
+from ptacl_core.preprocessing.ecg_filtering import EcgQualityError, preprocess_ecg
 
 SUBJECT_TIMEOUT_S = 300.0  # one subject takes ~0.1-2 s; a subject still running after 5 min is stuck
 
@@ -72,11 +76,6 @@ def process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig,
 
 
 def _process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig, failure):
-    from ptacl_core.io.cmr import CmrReadError, read_cmr, read_nifti_labels
-    from ptacl_core.io.ecg import EcgReadError, read_ecg
-    from ptacl_core.preprocessing.cine_cropping import CmrQualityError, preprocess_cmr
-    from ptacl_core.preprocessing.ecg_filtering import EcgQualityError, preprocess_ecg
-
     subject = row["subject_id"]
 
     ecg_path = cohort_dir / str(row["ecg"])

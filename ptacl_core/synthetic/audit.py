@@ -25,9 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold
+from tqdm.auto import tqdm
 
 from ptacl_core.io.cohort_tables import read_cohort
+from ptacl_core.io.ecg import EcgReadError, read_ecg
 from ptacl_core.phenotypes import PHENOTYPES, TEMPORAL_PHENOTYPES
+from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
+from ptacl_core.synthetic.cohort import LATENTS_FILE
 
 TIMING_LATENTS = ("qrs_duration_s", "qtc_s", "pr_interval_s", "p_duration_s")
 OTHER_LATENTS = ("male", "age_years", "height_cm", "weight_kg", "heart_rate_bpm", "electrical_axis_deg", "lv_mass_g",
@@ -40,11 +46,6 @@ ALPHAS = tuple(np.logspace(-3, 4, 15))
 def ecg_measurement_table(cohort_dir: Path | str, subject_ids: list[str] | None = None, progress: bool = False) -> pd.DataFrame:
     """The kit's hand-crafted measurements of each subject's ECG file, indexed by subject_id (NaN where a
     measurement fails): heart rate, QRS duration, QT and the 12 QRS amplitudes."""
-    from tqdm.auto import tqdm
-
-    from ptacl_core.io.ecg import EcgReadError, read_ecg
-    from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
-
     cohort_dir = Path(cohort_dir)
     table = read_cohort(cohort_dir).set_index("subject_id")
     subject_ids = list(table.index) if subject_ids is None else subject_ids
@@ -90,9 +91,6 @@ def cross_validated_r2(features: np.ndarray, target: np.ndarray, conditions: np.
 
     features: (N, F) (F may be 0: the condition label alone); target: (N,); conditions: (N,) labels. Rows with a
     missing target or feature are left out."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold
-
     usable = np.isfinite(target) & np.isfinite(features).all(axis=1)
     x, y, groups = features[usable], target[usable], conditions[usable]
     levels = sorted(set(groups))
@@ -120,7 +118,7 @@ def information_audit(cohort_dir: Path | str, phenotypes=AUDIT_PHENOTYPES, measu
     subjects only, so the rows are comparable."""
     cohort_dir = Path(cohort_dir)
     table = read_cohort(cohort_dir).set_index("subject_id")
-    latents = pd.read_csv(cohort_dir / "latents.csv", dtype={"subject_id": str}).set_index("subject_id").loc[table.index]
+    latents = pd.read_csv(cohort_dir / LATENTS_FILE, dtype={"subject_id": str}).set_index("subject_id").loc[table.index]
     conditions = table.condition.astype(str).to_numpy()
     if measurements is not None:  # every set on the measured subjects: comparable rows
         table = table.loc[[s for s in table.index if s in measurements.index]]

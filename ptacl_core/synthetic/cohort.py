@@ -30,10 +30,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from isal import igzip
+from tqdm.auto import tqdm
 
 from ptacl_core import __version__
 from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
-from ptacl_core.io.ecg import write_wfdb
+from ptacl_core.io.ecg import read_wfdb, write_wfdb
 from ptacl_core.phenotypes import (
     ECG_TRUTH,
     PHENOTYPES,
@@ -50,6 +52,7 @@ from ptacl_core.tools.threads import resolve_workers, single_threaded
 
 # Bumped whenever the generator's output changes, so an old cohort is never resumed with new code.
 GENERATOR_VERSION = 3  # 3: physiological timing couplings, null twin, trigger at the detector's fiducial
+LATENTS_FILE = "latents.csv"  # the generator's ground truth beside the manifest: its presence marks a synthetic cohort
 
 
 class CohortMismatchError(RuntimeError):
@@ -82,7 +85,7 @@ def make_subject(index: int, seed: int, config: SynthConfig) -> SyntheticSubject
 
 
 def _write_wfdb(ecg: SyntheticEcg, latent: SubjectLatent, folder: Path) -> None:
-    import wfdb
+    import wfdb  # lazy: 0.6 s at import (pandas, scipy, requests), needed only when writing a cohort
 
     comments = (f"Age: {latent.age_years:.0f}", f"Sex: {latent.sex.capitalize()}", "Source: ptacl_core synthetic cohort")
     write_wfdb(folder / latent.subject_id, ecg.signal, ecg.fs, comments=comments)
@@ -92,8 +95,7 @@ def _write_wfdb(ecg: SyntheticEcg, latent: SubjectLatent, folder: Path) -> None:
 def _write_nifti(volume: np.ndarray, cine: SyntheticCine, path: Path) -> None:
     """Write a gzipped NIfTI-1 file, atomically. Compressed with ISA-L (``isal``): the same gzip format
     nibabel reads, ~6x faster than zlib, with mtime 0 so that the bytes depend on the data only."""
-    import nibabel as nib
-    from isal import igzip
+    import nibabel as nib  # lazy: 0.4 s at import, needed only when writing a cohort
 
     # RAS+ world: array x runs towards the patient's left (-x), y anterior, z from base to apex (inferior):
     # viewers then show the RV on the patient's right, as in a real short-axis stack.
@@ -206,7 +208,7 @@ def _write_tables(out: Path, records: list[dict], seed: int, config: SynthConfig
     latent_columns = [k for k in records[0]["latent"] if k != "subject_id"] if records else []
     timing_columns = ["t_end_after_r_ms", "end_systole_after_r_ms", "ejection_start_after_r_ms", "frame_interval_ms",
                       "end_systole_frame"]
-    with open(out / "latents.csv", "w", newline="") as handle:
+    with open(out / LATENTS_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["subject_id", *latent_columns, *timing_columns])
         for r in records:
@@ -220,8 +222,6 @@ def generate_cohort(out: Path | str, n: int, seed: int = 0, config: SynthConfig 
     Returns a summary: n_written, n_skipped (already complete), failures [(subject_id, stage, reason)],
     seconds, subjects_per_s.
     """
-    from tqdm.auto import tqdm
-
     config = config or SynthConfig()
     out = Path(out)
     for folder in ("ecg", "cmr", "subjects"):
@@ -286,10 +286,8 @@ def read_synthetic_subject(cohort_dir: Path | str, subject: str) -> dict:
     Keys: ecg (io.ecg.Ecg), rpeaks (samples, from the WFDB .atr annotation), image and labels
     ((X, Y, Z, T) arrays), spacing_mm, frame_interval_ms, record (the subject's JSON: phenotypes, latent, timing).
     """
-    import nibabel as nib
-    import wfdb
-
-    from ptacl_core.io.ecg import read_wfdb
+    import nibabel as nib  # lazy: 0.4 s at import, needed only to read a subject back
+    import wfdb  # lazy: 0.6 s at import, needed only to read a subject's R-peak annotation back
 
     cohort_dir = Path(cohort_dir)
     ecg = read_wfdb(cohort_dir / "ecg" / f"{subject}.hea")

@@ -11,10 +11,11 @@ delay -> wide notched QRS), then baseline wander, 50 Hz mains and noise are adde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ptacl_core.preprocessing.ecg_measures import energy_centroid, qrs_energy
 from ptacl_core.synthetic.latent import SubjectLatent
 
 # Frank X, Y, Z -> I, II, V1..V6 (Dower's XYZ-to-12-lead transform coefficients).
@@ -129,10 +130,6 @@ def fiducial_offset(latent: SubjectLatent, fs: int = 500) -> float:
     falls on this subject's noiseless beat, in seconds after the QRS midpoint. Placing the R peak (the cine's
     trigger) there lets the kit's detector find the trigger whatever the QRS shape (a wide LBBB complex has
     most of its 5-25 Hz energy early)."""
-    from dataclasses import replace
-
-    from ptacl_core.preprocessing.ecg_measures import energy_centroid, qrs_energy
-
     centred = replace(latent, trigger_offset_s=0.0)  # QRS midpoint at t = 0
     # a fixed draw of the random amplitudes (a global scale cancels in a centroid; the per-lead gains of the
     # written ECG move it by ~1 ms, which the detector test bounds)

@@ -17,6 +17,7 @@ from ptacl_core.io.ecg import EcgReadError, read_ecg
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.phenotypes import PHENOTYPES, REFERENCE_RANGES
 from ptacl_core.preprocessing.ecg_measures import measure_ecg
+from ptacl_core.synthetic.latent import WEISSLER_MS
 
 ECG_MEASURES = ("heart rate (bpm)", "QRS duration (ms)", *(f"QRS amplitude {lead} (mV)" for lead in LEAD_NAMES))
 
@@ -113,8 +114,6 @@ def systolic_time_interval_table(latents: pd.DataFrame) -> pd.DataFrame:
     """PEP, LVET and QS2 of the normal synthetic hearts regressed on heart rate, by sex, beside Weissler et al.'s
     published regressions (Circulation 1968): intercept (ms), slope (ms/bpm), the value at 70 bpm, and the
     residual SD. latents: ``latents.csv`` of a synthetic cohort."""
-    from ptacl_core.synthetic.latent import WEISSLER_MS
-
     normal = latents[latents.condition == "normal"]
     rows = []
     for sex in ("male", "female"):

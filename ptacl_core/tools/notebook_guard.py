@@ -15,6 +15,8 @@ import io
 import sys
 import warnings
 
+import nbformat
+
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python"}
 # what nbstripout's command line strips besides outputs and counts (its Python API leaves these to the caller)
@@ -25,8 +27,7 @@ EXTRA_KEYS = ("metadata.signature", "metadata.widgets", "cell.metadata.collapsed
 
 def strip(nb):
     """The notebook node as git stores it (modified in place and returned)."""
-    import nbformat
-    from nbstripout import strip_output
+    from nbstripout import strip_output  # lazy: a dev dependency (``make setup``); the module imports without it
 
     nb = strip_output(nb, keep_output=False, keep_count=False, keep_id=True, extra_keys=list(EXTRA_KEYS))
     if "kernelspec" in nb.metadata and nb.metadata.kernelspec.get("language", "python") == "python":
@@ -38,8 +39,6 @@ def strip(nb):
 
 def strip_text(text: str) -> str:
     """A notebook file's text as git stores it (byte-for-byte what the clean filter writes)."""
-    import nbformat
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)

@@ -7,6 +7,7 @@ and a user's other kernels are never picked by mistake. Executed copies go to ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -139,8 +140,6 @@ def parse_value(text: str):
 
 def _kernel_spec_dir() -> Path:
     """A JUPYTER_PATH entry whose ``python3`` kernel is this interpreter."""
-    import hashlib
-
     # one folder per interpreter: two checkouts running notebooks at once must not swap kernels (and packages)
     interpreter = hashlib.sha256(sys.executable.encode()).hexdigest()[:12]
     root = Path(tempfile.gettempdir()) / f"ptacl-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}-{interpreter}"
@@ -155,7 +154,7 @@ def _kernel_spec_dir() -> Path:
 def _failing_cell(notebook: Path, executed: Path) -> int | None:
     """Index (0-based, as in the committed notebook) of the first code cell whose executed copy holds an
     error. The executed copy has papermill's extra cells, so the cell is matched by its id or source."""
-    import nbformat
+    import nbformat  # lazy: ~1 s at import (jsonschema), needed only to locate a failed cell
 
     try:
         original = nbformat.read(notebook, as_version=4).cells
@@ -175,8 +174,8 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     """Execute notebooks in order; stop at the first failure (raises ``NotebookFailed``). twin: run notebooks
     01-05 on the null twin first, then on the cohort (``plan_steps``); a twin cohort that does not exist by then
     (e.g. your own data) is skipped with a note."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # lazy: ~1 s at import (nbclient, jupyter), needed only to execute notebooks
+    from papermill.exceptions import PapermillExecutionError  # lazy: with papermill
 
     output_dir = Path(output_dir) if output_dir else paths.outputs_root() / "notebooks"
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ptacl_core.config import override, parse_overrides
-from ptacl_core.methods import check_trainable
+from ptacl_core.methods import METHODS, check_trainable
 from ptacl_core.model.encoders import MODEL_PRESETS, ModelConfig
+from ptacl_core.model.losses import LOCAL_VARIANTS
 from ptacl_core.model.presets import preset as lookup_preset
 
 
@@ -37,8 +38,6 @@ class LossConfig:
     mask_ratio: float = 0.75  # MAE methods
 
     def __post_init__(self) -> None:
-        from ptacl_core.model.losses import LOCAL_VARIANTS
-
         if self.local_variant not in LOCAL_VARIANTS:
             raise ValueError(f"loss.local_variant must be one of {LOCAL_VARIANTS}, got {self.local_variant!r}")
         if self.num_bins < 2:
@@ -87,8 +86,6 @@ class TrainConfig:
     @property
     def local_variant(self) -> str:
         """The local-loss variant this run trains: the method's (``ptacl_cross``, ``ptacl_sham``) or loss.local_variant."""
-        from ptacl_core.methods import METHODS
-
         return METHODS[self.method].local_variant or self.loss.local_variant
 
     def to_dict(self) -> dict:

@@ -9,7 +9,7 @@
                                   config, kit version, data fingerprint
 
 The comparison's runs are named ``run_name(method, preset, seed, fast)`` = ``<method>_<preset>_seed<k>[_fast]``
-(what notebook 02 trains, what ``find_runs`` finds).
+(what ``training.plan`` trains for notebook 02, what ``find_runs`` finds).
 """
 
 from __future__ import annotations
@@ -52,27 +52,6 @@ def parse_run_name(name: str) -> dict | None:
     if not match:
         return None
     return {"method": match["method"], "preset": match["preset"], "seed": int(match["seed"]), "fast": bool(match["fast"])}
-
-
-def training_plan(methods: list[str], seeds: int, baselines: list[str] = (), baseline_seeds: int = 1,
-                  variants: list[str] = (), variant_seeds: int = 3) -> list[tuple[str, int]]:
-    """(method, seed) pairs to train, in order: the compared ``methods`` with ``seeds`` seeds each, then the PTACL
-    ``variants`` with ``variant_seeds`` each, then the other ``baselines`` with ``baseline_seeds`` each (a method
-    listed twice keeps its first place). A method that starts from other runs (``ptacl_mae``: the mae_ecg and
-    mae_cmr runs of the same seed) gets them planned before it."""
-    from ptacl_core.methods import METHODS, check_trainable
-
-    plan: list[tuple[str, int]] = []
-    for group, count in ((methods, seeds), (variants, variant_seeds), (baselines, baseline_seeds)):
-        for method in dict.fromkeys(group):
-            check_trainable(method)
-            if any(m == method for m, _ in plan):
-                continue
-            for seed in range(count):
-                for needed in (*METHODS[method].starts_from, method):
-                    if (needed, seed) not in plan:
-                        plan.append((needed, seed))
-    return plan
 
 
 def runs_dir(config_runs_dir: str | Path | None = None) -> Path:

@@ -3,7 +3,7 @@
 Sources: WFDB records (``.hea`` + ``.dat``/``.mat``, any rate, any lead order, extra channels ignored,
 unit strings in any case), UK Biobank CardioSoft XML (field 20205: the 10 s ``StripData`` and the
 1.2 s ``MedianSamples``, scaled by ``Resolution`` in µV per LSB) and GE MUSE XML (``<RestingECG>``: base64
-int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived)
+int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived),
 DICOM ECG waveforms (Waveform Sequence, read through pydicom, recognised by the DICM signature) and HL7 v3
 annotated ECGs (FDA aECG: ``SLIST_PQ`` lead sequences, origin + scale x digits).
 XML is told apart by its root element, not its extension, and parsed without entity declarations (a file that
@@ -30,8 +30,9 @@ __all__ = ["Ecg", "EcgReadError", "derive_limb_leads", "read_dicom_ecg", "read_e
 
 
 def read_ecg(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
-    """Read any supported ECG file: XML by its root element (GE MUSE or UK Biobank CardioSoft), else WFDB by
-    extension. max_seconds bounds how much of a WFDB record is read (the other formats hold 10 s)."""
+    """Read any supported ECG file: WFDB by extension (``.hea``/``.dat``/``.mat``, or a record name), DICOM by
+    ``.dcm`` or its signature, XML by its root element (GE MUSE, HL7 aECG, else UK Biobank CardioSoft).
+    max_seconds bounds how much of a WFDB record is read (the other formats hold 10 s)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in {".hea", ".dat", ".mat"} or (suffix == "" and Path(str(path) + ".hea").exists()):

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptacl_core.io.ecg.record import Ecg, EcgReadError, assemble, checked_rate
+from ptacl_core.io.ecg.record import MV_PER_UNIT, Ecg, EcgReadError, assemble, checked_rate
 from ptacl_core.leads import canonical_lead_name
-
-_DICOM_UNITS_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3}
 
 
 def read_dicom_ecg(path: Path | str, part: str = "strip") -> Ecg:
@@ -21,7 +19,7 @@ def read_dicom_ecg(path: Path | str, part: str = "strip") -> Ecg:
     sequence. Missing limb leads are derived from I and II as for MUSE.
     """
     import pydicom  # lazy: 0.45 s at import, needed only for DICOM files
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import InvalidDicomError  # lazy: with pydicom
 
     path = Path(path)
     if part not in ("strip", "median"):
@@ -58,9 +56,9 @@ def read_dicom_ecg(path: Path | str, part: str = "strip") -> Ecg:
             continue
         units_item = channel.get("ChannelSensitivityUnitsSequence", [None])[0]
         unit = str(units_item.get("CodeValue", "")).strip().lower() if units_item is not None else ""
-        if unit not in _DICOM_UNITS_TO_MV:
+        if unit not in MV_PER_UNIT:
             raise EcgReadError(path, f"channel {name!r}: sensitivity units {unit or 'missing'!r}; expected uV, mV or V")
-        channels[lead] = samples[:, index].astype(np.float64) * _DICOM_UNITS_TO_MV[unit]
+        channels[lead] = samples[:, index].astype(np.float64) * MV_PER_UNIT[unit]
     return assemble(channels, fs, path, derive=True)
 
 

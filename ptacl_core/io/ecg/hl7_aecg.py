@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ptacl_core.io.ecg.record import Ecg, EcgReadError, assemble, checked_rate
+from ptacl_core.io.ecg.record import MV_PER_UNIT, Ecg, EcgReadError, assemble, checked_rate
 from ptacl_core.io.ecg.xml_safety import xml_root
 from ptacl_core.leads import canonical_lead_name
 
 _AECG_NS = "{urn:hl7-org:v3}"
 _AECG_SERIES = {"strip": "RHYTHM", "median": "REPRESENTATIVE_BEAT"}
-_PQ_TO_MV = {"uv": 1e-3, "mv": 1.0, "v": 1e3}
 _PQ_TO_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
@@ -62,11 +61,11 @@ def read_hl7_aecg(path: Path | str, part: str = "strip") -> Ecg:
         if origin is None or scale is None:
             raise EcgReadError(path, f"lead {lead}: SLIST_PQ value without origin and scale")
         units = [(element.get("unit") or "").lower() for element in (origin, scale)]
-        if any(unit not in _PQ_TO_MV for unit in units):
+        if any(unit not in MV_PER_UNIT for unit in units):
             raise EcgReadError(path, f"lead {lead}: units {units}; expected uV, mV or V")
         try:
-            offset = float(origin.get("value")) * _PQ_TO_MV[units[0]]
-            step_mv = float(scale.get("value")) * _PQ_TO_MV[units[1]]
+            offset = float(origin.get("value")) * MV_PER_UNIT[units[0]]
+            step_mv = float(scale.get("value")) * MV_PER_UNIT[units[1]]
         except (AttributeError, TypeError, ValueError) as error:
             raise EcgReadError(path, f"lead {lead}: no numeric origin and scale") from error
         try:

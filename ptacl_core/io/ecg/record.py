@@ -43,11 +43,12 @@ class Ecg:
         return self.signal.shape[1] / self.fs
 
 
-_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+MV_PER_UNIT = {"uv": 1e-3, "mv": 1.0, "v": 1e3}  # lower-case unit -> mV; formats with coded units (DICOM, aECG)
+_UNIT_TO_MV = {**MV_PER_UNIT, "µv": 1e-3, "μv": 1e-3}  # free-text units (WFDB headers) also write micro as µ or μ
 
 
 def unit_scale(unit: str | None, path: Path, channel: str) -> float:
-    # WFDB's default physical unit is mV when a header gives none.
+    """mV per unit of a free-text unit string in any case (mV, uV/µV, V); no unit is WFDB's default, mV."""
     key = (unit or "mV").strip().lower()
     if key not in _UNIT_TO_MV:
         raise EcgReadError(path, f"channel {channel!r} has unit {unit!r}; expected mV, uV or V")
@@ -55,6 +56,7 @@ def unit_scale(unit: str | None, path: Path, channel: str) -> float:
 
 
 def select_leads(channels: dict[str, np.ndarray], path: Path) -> np.ndarray:
+    """(12, L) float32 of the channels in ``LEAD_NAMES`` order; an error naming missing leads or non-finite samples."""
     missing = [lead for lead in LEAD_NAMES if lead not in channels]
     if missing:
         raise EcgReadError(path, f"missing lead(s) {', '.join(missing)}; found {sorted(channels)}")

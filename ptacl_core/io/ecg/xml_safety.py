@@ -31,7 +31,9 @@ def xml_root(path: Path) -> ET.Element:
 
 
 def xml_kind(path: Path) -> str | None:
-    """'muse' or 'ukb' from the root element of an XML file (its first 4 kB), None when it is not one of them."""
+    """Which ECG format an XML file is, from its root element (in its first 4 kB): 'muse' (``RestingECG``), 'ukb'
+    (``CardiologyXML``), 'aecg' (``AnnotatedECG``); 'xml' for other XML (or a root beyond 4 kB); None for a file
+    that is not XML or cannot be read."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(4096)
