@@ -30,6 +30,7 @@ class Method:
     local_variant: str = ""  # PTACL variants: the local-loss variant the method trains (METHOD.md §4)
     amplitude_augmentation: bool = True  # the ECG amplitude scaling of ``dataset.Augmentation`` (when augment is on)
     starts_from: tuple[str, ...] = ()  # methods whose runs (same seed) initialise its encoders (``init_from``)
+    cmr_embedding_of: str = ""  # a reference row: the *CMR* embedding of this method's runs (probed, not searched)
 
     @property
     def trainable(self) -> bool:
@@ -64,7 +65,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            global_weight=1.0, local_weight=1.0, starts_from=("mae_ecg", "mae_cmr")),
     Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",), "supervised"),
     # the PTACL run's *CMR* embedding: what the image itself tells a linear probe (evaluation only)
-    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", ()),
+    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", (), cmr_embedding_of="ptacl"),
     # feature rows that bound what is learnable (METHOD.md §5; ``evaluation.references``), probed like embeddings
     Method("condition_label", "condition label only", "#B8B8B8", "reference", ()),
     Method("ecg_measures", "hand-crafted ECG measurements", "#937860", "reference", ()),
@@ -95,3 +96,8 @@ def ordered(names: Iterable[str]) -> list[str]:
 def check_trainable(name: str) -> None:
     if name not in TRAINABLE:
         raise ValueError(f"method must be one of {TRAINABLE}, got {name!r}")
+
+
+def cmr_embedding_rows(method: str) -> tuple[str, ...]:
+    """The reference rows that hold the CMR embedding of ``method``'s runs (``cmr_ptacl`` for ``ptacl``)."""
+    return tuple(name for name, row in METHODS.items() if row.cmr_embedding_of == method)

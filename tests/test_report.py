@@ -120,6 +120,10 @@ def test_judge():
     assert seed_margin(0.1, 2) == pytest.approx(0.430265, abs=1e-5) and np.isnan(seed_margin(0.1, np.nan))
 
 
+def _no_constant(name):
+    raise ValueError(f"results.json holds {name}: not strict JSON")
+
+
 def test_report_files_carry_the_reading_and_tables(cohort, tmp_path):
     phenotypes, splits, ids, informative, noise = cohort
     tables = _tables(informative, noise, phenotypes, splits, ids)
@@ -128,8 +132,11 @@ def test_report_files_carry_the_reading_and_tables(cohort, tmp_path):
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
     markdown = write_report(ResultTables.read(tmp_path), tmp_path / "out", {"subjects": 300})
     text = markdown.read_text()
-    payload = json.loads((tmp_path / "out/results.json").read_text())
+    payload = json.loads((tmp_path / "out/results.json").read_text(), parse_constant=_no_constant)  # strict JSON
     assert payload["reading"] == reading(ResultTables.read(tmp_path))
+    assert payload["findings"] and all("kind" in f for f in payload["findings"]) and any("verdict" in f for f in payload["findings"])
+    # one training seed: the seed margin is unknown, and strict JSON writes it as null, not NaN
+    assert any(f.get("seed_margin", 0) is None for f in payload["findings"])
     assert all(f"- {sentence}" in text for sentence in payload["reading"])
     assert "## Linear probing, all training labels: test R²" in text and "## Retrieval ECG→ECG" in text
     assert "| LVEF_pct |" in text and "PTACL (1 seed)" in text and "LVEDV_mL (mL)" in text

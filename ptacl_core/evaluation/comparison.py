@@ -28,7 +28,7 @@ from ptacl_core.evaluation.statistics import (
     seed_sd,
 )
 from ptacl_core.evaluation.tables import ECG_TO_CMR, ECG_TO_ECG
-from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, label, ordered
+from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, cmr_embedding_rows, label, ordered
 from ptacl_core.model.encoders import ModelConfig
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache, mid_slice
@@ -66,8 +66,8 @@ class CohortView:
 
 def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelConfig, random_seeds: list[int],
                        store: Path | str | None = None, device: str = "cpu", progress: bool = True) -> tuple[dict, dict]:
-    """ECG embeddings per (method, seed) -> (N, D), plus ("cmr_ptacl", seed) CMR embeddings of the PTACL runs,
-    and the models per (method, seed) (for projections and figures). Random init: ``random_config`` built
+    """ECG embeddings per (method, seed) -> (N, D), plus the CMR embeddings of the PTACL runs as ("cmr_ptacl", seed)
+    (``methods.cmr_embedding_rows``), and the models per (method, seed) (for projections and figures). Random init: ``random_config`` built
     with each of ``random_seeds``, i.e. the first state of the trained runs with those seeds."""
     embeddings, models = {}, {}
     jobs = [("random", seed, None) for seed in random_seeds] + [(run.method, run.seed, run.folder) for run in runs
@@ -76,8 +76,8 @@ def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelCo
         model = random_init_model(random_config, seed) if folder is None else load_model(folder)[0]
         models[(method, seed)] = model
         embeddings[(method, seed)] = cache_embeddings(model, cache, "ecg", store, device=device)
-        if method == "ptacl":
-            embeddings[("cmr_ptacl", seed)] = cache_embeddings(model, cache, "cmr", store, device=device)
+        for row in cmr_embedding_rows(method):  # cmr_ptacl: the PTACL run's CMR embedding
+            embeddings[(row, seed)] = cache_embeddings(model, cache, "cmr", store, device=device)
     return embeddings, models
 
 
@@ -122,7 +122,7 @@ def retrieval_per_query(view: CohortView, embeddings: dict, projections: dict, s
     kmax = max(ks)
     results = {}
     for (method, run_seed), x in embeddings.items():
-        if method == "cmr_ptacl" or method in REFERENCE_FEATURES:  # not ECG encoders: probed, not searched
+        if METHODS[method].cmr_embedding_of or method in REFERENCE_FEATURES:  # not ECG encoders: probed, not searched
             continue
         retrieved, _ = topk(x[rows], x[rows], kmax, exclude=own)
         results[(method, run_seed, ECG_TO_ECG)] = score_retrieval(retrieved, z, z, lvef, lvef, exclude=own, ks=ks, seed=seed)
@@ -191,7 +191,7 @@ class Comparison:
     models: dict
     preset: str
     store: Path
-    plan: EndpointPlan = field(default_factory=EndpointPlan)  # the headline comparison (method vs baseline)
+    plan: EndpointPlan = field(default_factory=EndpointPlan.load)  # the headline comparison (configs/endpoints.json)
 
     @classmethod
     def load(cls, cohort_dir=None, cache_dir=None, preset: str = "tiny", runs_dir=None, embeddings_dir=None, fast: bool = False,
@@ -237,7 +237,7 @@ class Comparison:
         return next((r for r in sorted(self.runs, key=lambda r: r.seed) if r.method == method), None)
 
     def retrieval_panel_queries(self, method: str, seed: int, n_queries: int = 3, split: str = "test") -> list[dict]:
-        """ECG->ECG retrieval examples for ``figures.plot_retrieval_panel``: one query per condition, in the
+        """ECG->ECG retrieval examples for ``plotting.comparison.plot_retrieval_panel``: one query per condition, in the
         split's order, each with its ECG, its own mid-slice ED frame and its top-3 retrieved patients'."""
         view, cache = self.view, self.view.cache
         index = cache.index

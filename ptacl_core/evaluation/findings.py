@@ -10,6 +10,7 @@ endpoint plan's headline comparison (``configs/endpoints.json``: ``EndpointPlan.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,7 +32,19 @@ class Finding:
     """A finding's JSON form: its kind (the class name) and its fields."""
 
     def to_dict(self) -> dict:
-        return {"kind": type(self).__name__, **asdict(self)}
+        """Strict JSON: a NaN (e.g. the seed margin of one seed) becomes None, as pandas' ``to_json`` writes it."""
+        return {"kind": type(self).__name__, **{key: json_safe(value) for key, value in asdict(self).items()}}
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (also inside lists, tuples and dicts) as None: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

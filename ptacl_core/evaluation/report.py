@@ -34,6 +34,7 @@ from ptacl_core.evaluation.findings import (
     headline_pair,
     heart_rate_finding,
     heart_rate_methods,
+    json_safe,
     margin_findings,
     reading_findings,
     reference_rows,
@@ -354,7 +355,7 @@ def write_report(tables: ResultTables, out_dir: Path | str, context: dict | None
     payload["runs"] = {name: json.loads(t.runs.to_json(orient="records")) for name, t in cohorts.items() if t.runs is not None}
     if twin is not None:
         payload[twin_label] = _records(twin)
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+    (out_dir / "results.json").write_text(json.dumps(json_safe(payload), indent=1, ensure_ascii=False, allow_nan=False))
     return out_dir / "results.md"
 
 
