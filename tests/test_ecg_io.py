@@ -407,7 +407,9 @@ def test_hl7_aecg_reads_to_the_same_array_as_the_equivalent_wfdb(realdata, tmp_p
 def test_hl7_aecg_bad_inputs_name_the_file_and_the_problem(tmp_path):
     signal = np.random.default_rng(0).normal(0, 0.3, size=(12, 500))
     cases = [
-        (dict(leads=("I", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6", "V6")), r"missing lead\(s\) II"),
+        (dict(leads=("I", "VX", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")), r"missing lead\(s\) II"),
+        (dict(leads=("I", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6", "V6")),
+         "lead V6 is stored twice with different samples"),
         (dict(units=("uV", "furlong")), "units .*expected uV, mV or V"),
         (dict(increment=0), "sampling rate"),
     ]

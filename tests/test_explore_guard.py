@@ -105,3 +105,24 @@ def test_a_notebook_jupyterlab_opened_and_saved_is_unmodified_for_git(clone):
         (clone / "notebooks" / notebook.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         git(clone, "add", f"notebooks/{notebook.name}")
         assert git(clone, "show", f":notebooks/{notebook.name}") == committed, notebook.name
+
+
+def test_the_filter_repairs_duplicate_and_missing_cell_ids_the_same_way_every_run(tmp_path):
+    """nbformat repairs a duplicate (or, in format 4.5, a missing) cell id with a random one: the clean filter wrote
+    different bytes on each run, so the notebook never stopped showing as modified."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("b = 2"),
+                nbformat.v4.new_markdown_cell("# c"), nbformat.v4.new_code_cell("d = 4")]
+    data = json.loads(nbformat.writes(nb))
+    data["cells"][1]["id"] = data["cells"][0]["id"]  # a cell copied by hand, or a merge
+    del data["cells"][2]["id"]
+    path = tmp_path / "copied.ipynb"
+    path.write_text(json.dumps(data, indent=1))
+    command = [sys.executable, "-m", "ptacl_core.tools.notebook_guard"]
+    runs = [subprocess.run(command, input=path.read_bytes(), capture_output=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert subprocess.run([*command, str(path)], capture_output=True, check=True).stdout == runs[0]  # the textconv
+    ids = [cell["id"] for cell in json.loads(runs[0])["cells"]]
+    assert len(set(ids)) == 4  # unique, and every id nbformat kept is kept
+    assert ids[0] == data["cells"][0]["id"] and ids[3] == data["cells"][3]["id"]
+    assert [cell["source"] for cell in json.loads(runs[0])["cells"]] == [cell["source"] for cell in data["cells"]]

@@ -112,6 +112,9 @@ def read_nifti_cine(path: Path | str) -> Cine:
     _check_voxels(image.shape, path)
     if image.get_data_dtype().kind == "c":
         raise CmrReadError(path, f"complex-valued voxels ({image.get_data_dtype()}); store the magnitude image")
+    slope = getattr(image.dataobj, "slope", 1.0)  # nibabel reads a 0 or non-finite scl_slope as 1 (the NIfTI rule)
+    if slope is not None and float(slope) < 0:
+        raise CmrReadError(path, f"scl_slope {float(slope):g} inverts the image; refused")
     # a negative pixdim is a converter's sign convention (nibabel reads its magnitude); 0, NaN and inf are not
     pixdim = [abs(float(v)) for v in raw["pixdim"][1:5]]
     spacing = check_spacing(pixdim[:3], path)
@@ -153,9 +156,44 @@ def _slice_normal(dataset) -> np.ndarray:
 
 
 def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
-    """Order DICOM frames into (X, Y, Z, T): slices by position along the normal, frames by trigger time."""
+    """Order DICOM frames into (X, Y, Z, T): slices by position along the normal, frames by trigger time. A header
+    that lacks or garbles what placing them needs (rows, spacing, orientation, times) is a named error."""
     if not datasets:
         raise CmrReadError(source, "no DICOM images found")
+    try:
+        return _stack_frames(datasets, source, one_series)
+    except CmrReadError:
+        raise
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError) as error:  # a tag missing or malformed
+        raise CmrReadError(source, f"DICOM header unusable for a cine ({type(error).__name__}: {error})") from error
+
+
+def _refuse_duplicate_images(datasets: list, source: Path) -> None:
+    """The same image (SOPInstanceUID) twice would be stacked as two frames: refused, naming it."""
+    seen: dict[str, str] = {}
+    for dataset in datasets:
+        uid = str(getattr(dataset, "SOPInstanceUID", "") or "")
+        name = Path(str(getattr(dataset, "filename", "") or "?")).name
+        if uid and uid in seen:
+            raise CmrReadError(source, f"image {uid} is stored twice ({seen[uid]}, {name}): ambiguous, refused")
+        seen[uid] = name
+
+
+def _rescale(dataset, source: Path) -> tuple[float, float]:
+    """(slope, intercept) of an image's rescale (absent: 1, 0); a zero, negative or non-finite slope (it would blank
+    or invert the image) or a non-finite intercept is refused."""
+    slope, intercept = getattr(dataset, "RescaleSlope", None), getattr(dataset, "RescaleIntercept", None)
+    slope = 1.0 if slope in (None, "") else float(slope)
+    intercept = 0.0 if intercept in (None, "") else float(intercept)
+    if not (np.isfinite(slope) and slope > 0 and np.isfinite(intercept)):
+        name = getattr(dataset, "filename", None) or f"instance {getattr(dataset, 'InstanceNumber', '?')}"
+        raise CmrReadError(source, f"{name}: RescaleSlope {slope:g} / RescaleIntercept {intercept:g}; the slope must be "
+                                   "positive and both finite")
+    return slope, intercept
+
+
+def _stack_frames(datasets: list, source: Path, one_series: bool) -> Cine:
+    """``_assemble``'s work, on a non-empty list of datasets."""
     by_series = defaultdict(list)
     for dataset in datasets:
         by_series[str(getattr(dataset, "SeriesInstanceUID", ""))].append(dataset)
@@ -166,6 +204,7 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
             return f"{uid or '(no SeriesInstanceUID: truncated or not an image?)'} ({len(items)} images{files})"
         counts = ", ".join(described(uid, items) for uid, items in sorted(by_series.items(), key=lambda kv: -len(kv[1])))
         raise CmrReadError(source, f"mixes {len(by_series)} series: {counts}; give one series per folder")
+    _refuse_duplicate_images(datasets, source)
     missing = [t for t in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing") if t not in datasets[0]]
     if missing:
         raise CmrReadError(source, f"DICOM lacks {', '.join(missing)}: cannot place the slices")
@@ -203,11 +242,12 @@ def _assemble(datasets: list, source: Path, one_series: bool) -> Cine:
             except Exception as error:  # truncated or compressed-without-codec pixel data
                 name = getattr(dataset, "filename", None) or f"instance {getattr(dataset, 'InstanceNumber', '?')}"
                 raise CmrReadError(source, f"{name}: pixel data unreadable ({type(error).__name__}: {error})") from error
-            slope = float(getattr(dataset, "RescaleSlope", 1) or 1)
-            intercept = float(getattr(dataset, "RescaleIntercept", 0) or 0)
+            slope, intercept = _rescale(dataset, source)
             pixels.append((array * slope + intercept).T)  # DICOM rows are y: (rows, cols) -> (x, y)
         stack.append(np.stack(pixels, axis=-1))  # (X, Y, T)
     image = np.stack(stack, axis=2)  # (X, Y, Z, T)
+    if not np.all(np.isfinite(image)):  # float pixel data can hold NaN/inf
+        raise CmrReadError(source, "non-finite voxels (NaN/inf)")
     row_spacing, column_spacing = (float(v) for v in datasets[0].PixelSpacing)
     if len(positions) > 1:
         dz = float(np.median(np.diff(positions)))

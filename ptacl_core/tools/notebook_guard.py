@@ -11,11 +11,13 @@ unmodified for git.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 import warnings
 
 import nbformat
+import nbformat.reader
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python"}
@@ -37,11 +39,44 @@ def strip(nb):
     return nb
 
 
+def repair_cell_ids(nb) -> None:
+    """Give every cell of an nbformat >= 4.5 notebook a unique id, deterministically (in place): the first cell with an
+    id keeps it; a later cell with the same id, or one without an id, gets ``<hash>`` (8 hex digits of the SHA-1 of
+    its index, type and source; ``<hash>-<n>`` on a clash). nbformat would repair both with random ids, so the
+    clean filter would write different bytes on each run (a diff that never goes away)."""
+    if (nb.get("nbformat", 0), nb.get("nbformat_minor", 0)) < (4, 5):
+        return  # cell ids are not part of the format before 4.5
+    cells = [cell for cell in nb.get("cells", []) if isinstance(cell, dict)]
+    taken: set[str] = set()
+    to_name: list[tuple[int, dict]] = []
+    for index, cell in enumerate(cells):
+        cell_id = cell.get("id")
+        if cell_id is None or (isinstance(cell_id, str) and cell_id in taken):
+            to_name.append((index, cell))
+        elif isinstance(cell_id, str):  # an id of another type is left for validation to report
+            taken.add(cell_id)
+    for index, cell in to_name:
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        digest = hashlib.sha1(f"{index}\n{cell.get('cell_type', '')}\n{source}".encode()).hexdigest()[:8]
+        candidate, clash = digest, 0
+        while candidate in taken:
+            clash += 1
+            candidate = f"{digest}-{clash}"
+        cell["id"] = candidate
+        taken.add(candidate)
+
+
 def strip_text(text: str) -> str:
-    """A notebook file's text as git stores it (byte-for-byte what the clean filter writes)."""
+    """A notebook file's text as git stores it (byte-for-byte what the clean filter writes, the same on every run)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        nb = nbformat.reader.reads(text)  # as nbformat.reads(text, NO_CONVERT), with the ids repaired before validation
+        repair_cell_ids(nb)
+        try:
+            nbformat.validate(nb)
+        except nbformat.ValidationError as error:
+            nbformat.get_logger().error("Notebook JSON is invalid: %s", error)
         out = io.StringIO()
         nbformat.write(strip(nb), out)
     return out.getvalue()

@@ -6,8 +6,12 @@ unit strings in any case), UK Biobank CardioSoft XML (field 20205: the 10 s ``St
 int16 ``WaveFormData`` per lead in ``Rhythm`` and ``Median`` waveforms; 8 stored leads, the four others derived),
 DICOM ECG waveforms (Waveform Sequence, read through pydicom, recognised by the DICM signature) and HL7 v3
 annotated ECGs (FDA aECG: ``SLIST_PQ`` lead sequences, origin + scale x digits).
-XML is told apart by its root element, not its extension, and parsed without entity declarations (a file that
-declares any is refused: no entity expansion) and without fetching a DTD.
+XML is told apart by its decoded root element (UTF-8 with or without a byte-order mark, UTF-16, 8-bit encodings),
+not its extension, and parsed without entity declarations (expat refuses a file that declares any, in any encoding:
+no entity expansion) and without fetching a DTD. Every reader refuses a zero or negative scale (gain, sensitivity,
+correction factor, resolution, scale), a lead stored twice with different samples (identical copies are kept once)
+and two candidates for what it reads (two rhythm waveforms, time sequences of different rates); the DICOM reader
+checks the file size and each group's declared size before decoding.
 
 One module per format (``wfdb_records``, ``ukb_xml``, ``muse_xml``, ``dicom_waveform``, ``hl7_aecg``), the shared
 assembly in ``record``, the XML safety in ``xml_safety``; ``read_ecg`` picks the reader from the file's content.

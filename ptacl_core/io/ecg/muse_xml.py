@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptacl_core.io.ecg.record import Ecg, EcgReadError, assemble, checked_rate
+from ptacl_core.io.ecg.record import Ecg, EcgReadError, add_lead, assemble, checked_rate, the_one
 from ptacl_core.io.ecg.xml_safety import xml_root
 from ptacl_core.leads import canonical_lead_name
 
@@ -31,7 +31,8 @@ def read_muse_xml(path: Path | str, part: str = "strip") -> Ecg:
     root = xml_root(path)
     if root.tag != "RestingECG":
         raise EcgReadError(path, f"root element <{root.tag}>, not <RestingECG>: not a GE MUSE export")
-    waveform = next((w for w in root.findall("Waveform") if (w.findtext("WaveformType") or "").strip() == kind), None)
+    waveform = the_one([w for w in root.findall("Waveform") if (w.findtext("WaveformType") or "").strip() == kind],
+                       f"<Waveform> elements of type {kind}", path)
     if waveform is None:
         found = [w.findtext("WaveformType") for w in root.findall("Waveform")]
         raise EcgReadError(path, f"no <Waveform> of type {kind} (found {found})")
@@ -44,7 +45,7 @@ def read_muse_xml(path: Path | str, part: str = "strip") -> Ecg:
     for lead_data in waveform.findall("LeadData"):
         name = (lead_data.findtext("LeadID") or "").strip()
         lead = canonical_lead_name(name)
-        if lead is None or lead in channels:
+        if lead is None:
             continue
         units = (lead_data.findtext("LeadAmplitudeUnits") or "MICROVOLTS").strip().upper()
         if units not in _MUSE_UNITS_TO_MV:
@@ -66,7 +67,8 @@ def read_muse_xml(path: Path | str, part: str = "strip") -> Ecg:
                                      "(truncated?)")
         if len(raw) % 2:
             raise EcgReadError(path, f"lead {name}: an odd number of bytes ({len(raw)}) for int16 samples")
-        channels[lead] = np.frombuffer(raw, dtype="<i2").astype(np.float64) * per_bit * _MUSE_UNITS_TO_MV[units]
+        add_lead(channels, lead, np.frombuffer(raw, dtype="<i2").astype(np.float64) * per_bit * _MUSE_UNITS_TO_MV[units],
+                 path)
     if not channels:
         raise EcgReadError(path, f"the {kind} waveform holds no recognised lead")
     return assemble(channels, fs, path, derive=True)

@@ -55,6 +55,36 @@ def unit_scale(unit: str | None, path: Path, channel: str) -> float:
     return _UNIT_TO_MV[key]
 
 
+def add_lead(channels: dict[str, np.ndarray], lead: str, samples: np.ndarray, path: Path) -> None:
+    """Store a reader's lead (samples in mV). A lead stored twice is kept once when both copies hold identical samples,
+    and refused otherwise: which copy is the ECG is unknown, and keeping either one silently could be the wrong one."""
+    if lead in channels:
+        if channels[lead].shape == samples.shape and np.array_equal(channels[lead], samples, equal_nan=True):
+            return
+        raise EcgReadError(path, f"lead {lead} is stored twice with different samples: ambiguous, refused")
+    channels[lead] = samples
+
+
+def the_one(candidates: list, what: str, path: Path):
+    """The single element a reader looks for (e.g. the Rhythm waveform), or None when there is none; two or more are
+    refused (which one holds the ECG is ambiguous)."""
+    if len(candidates) > 1:
+        raise EcgReadError(path, f"{len(candidates)} {what}: ambiguous, refused")
+    return candidates[0] if candidates else None
+
+
+def positive_factor(value, what: str, path: Path) -> float:
+    """A scale factor (gain, sensitivity, resolution, scale) as a float: refused unless positive and finite (a
+    negative one silently inverts the ECG, zero flattens it)."""
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise EcgReadError(path, f"{what} {value!r} is not a number") from None
+    if not np.isfinite(factor) or factor <= 0:
+        raise EcgReadError(path, f"{what} {factor!r} is not a positive finite number")
+    return factor
+
+
 def select_leads(channels: dict[str, np.ndarray], path: Path) -> np.ndarray:
     """(12, L) float32 of the channels in ``LEAD_NAMES`` order; an error naming missing leads or non-finite samples."""
     missing = [lead for lead in LEAD_NAMES if lead not in channels]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptacl_core.io.ecg.record import Ecg, EcgReadError, assemble, checked_rate
+from ptacl_core.io.ecg.record import Ecg, EcgReadError, add_lead, assemble, checked_rate, the_one
 from ptacl_core.io.ecg.xml_safety import xml_root
 from ptacl_core.leads import canonical_lead_name
 
@@ -23,7 +23,7 @@ def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
     if section is None:
         raise ValueError(f"part must be 'strip' or 'median', not {part!r}")
     root = xml_root(path)
-    node = root.find(f".//{section}")
+    node = the_one(root.findall(f".//{section}"), f"<{section}> elements", path)
     if node is None:
         raise EcgReadError(path, f"no <{section}> element: not a CardioSoft resting-ECG export?")
     try:
@@ -44,5 +44,5 @@ def read_ukb_xml(path: Path | str, part: str = "strip") -> Ecg:
             counts = np.array([int(value) for value in text.split(",") if value.strip()], dtype=np.float64)
         except ValueError as error:
             raise EcgReadError(path, f"lead {lead}: non-integer sample ({error})") from error
-        channels[lead] = counts * resolution_uv * 1e-3
+        add_lead(channels, lead, counts * resolution_uv * 1e-3, path)
     return assemble(channels, fs, path)

@@ -3,11 +3,12 @@ case; the header's rate and length checked before wfdb reads them. ``write_wfdb`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from ptacl_core.io.ecg.record import Ecg, EcgReadError, assemble, checked_rate, unit_scale
+from ptacl_core.io.ecg.record import Ecg, EcgReadError, add_lead, assemble, checked_rate, unit_scale
 from ptacl_core.leads import LEAD_NAMES, canonical_lead_name
 
 # Bytes per sample of the WFDB storage formats whose size is proportional to the length (FLAC ones are not).
@@ -54,7 +55,9 @@ def read_wfdb(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         raise EcgReadError(path, "no WFDB header (.hea) found")
     if not header_path.is_file():  # a FIFO or device would block the read forever
         raise EcgReadError(header_path, "not a regular file")
-    _check_header_rate(header_path)
+    lines = _header_lines(header_path)
+    _check_header_rate(lines, header_path)
+    uncalibrated = _uncalibrated_signals(lines)
     try:
         header = wfdb.rdheader(record_name)
     except Exception as error:
@@ -78,24 +81,44 @@ def read_wfdb(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         raise EcgReadError(path, f"header lists {len(names)} signal names for {len(units)} units")
     for index, (name, unit) in enumerate(zip(names, units, strict=True)):
         lead = canonical_lead_name(name or "")  # a damaged header can leave a channel unnamed
-        if lead is None or lead in channels:
+        if lead is None:
             continue
         if not np.isfinite(gains[index]) or gains[index] < 0:  # a negative gain silently inverts the lead
             raise EcgReadError(path, f"channel {name!r}: ADC gain {gains[index]!r} is not a non-negative finite number")
-        channels[lead] = record.p_signal[:, index] * unit_scale(unit, path, name)
+        if index in uncalibrated:  # wfdb silently reads a zero gain as its default, 200 units per mV
+            raise EcgReadError(path, f"channel {name!r}: ADC gain 0 (uncalibrated: the amplitude in mV is unknown)")
+        add_lead(channels, lead, record.p_signal[:, index] * unit_scale(unit, path, name), path)
     return assemble(channels, checked_rate(record.fs, path), path)
 
 
-def _check_header_rate(header: Path) -> None:
-    """The sampling rate as the header writes it (record line, third field; ``fs[/counter[(base)]]``), checked
-    before wfdb reads it: wfdb replaces a negative or non-numeric rate by its 250 Hz default without a word, which
-    would cache a time-stretched ECG."""
+def _header_lines(header: Path) -> list[str]:
+    """The header's record and signal lines, stripped (comments and blank lines dropped)."""
     try:
         lines = [line.strip() for line in header.read_text(errors="replace").splitlines()]
     except OSError as error:
         raise EcgReadError(header, f"cannot read the header ({error})") from error
-    record_line = next((line for line in lines if line and not line.startswith("#")), "")
-    fields = record_line.split()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _uncalibrated_signals(lines: list[str]) -> set[int]:
+    """Indices of the signals whose header line writes an ADC gain of 0 (WFDB: uncalibrated), which wfdb replaces by
+    its default of 200 without a word. A multi-segment header (``name/segments``) lists segments, not signals."""
+    if not lines or "/" in lines[0].split()[0]:
+        return set()
+    zero = set()
+    for index, line in enumerate(lines[1:]):
+        fields = line.split()
+        gain = re.match(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", fields[2]) if len(fields) > 2 else None
+        if gain is not None and float(gain.group(0)) == 0:
+            zero.add(index)
+    return zero
+
+
+def _check_header_rate(lines: list[str], header: Path) -> None:
+    """The sampling rate as the header writes it (record line, third field; ``fs[/counter[(base)]]``), checked
+    before wfdb reads it: wfdb replaces a negative or non-numeric rate by its 250 Hz default without a word, which
+    would cache a time-stretched ECG."""
+    fields = lines[0].split() if lines else []
     if len(fields) < 3:
         return  # no rate written: WFDB's documented default (250 Hz) applies
     token = fields[2].split("/")[0].split("(")[0]
