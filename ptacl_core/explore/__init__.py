@@ -8,7 +8,8 @@ memory-mapped cache per displayed subject, embeddings from the notebook-03 store
 use. Option lists shown to the browser are capped (``MAX_OPTIONS``); any subject can be opened by id.
 
 Modules: ``compute`` (plain functions, tested against brute force), ``data`` (``ExploreData``), ``controls``
-(the shared run picker, the id box, the canvas), ``viewer``, ``neighbours`` (the retrieval explorer),
+(the shared run picker, the id box, the canvas, and ``html_text`` / ``LITERAL_TEXT``:
+the one gate cohort text passes into HTML and figures), ``viewer``, ``neighbours`` (the retrieval explorer),
 ``point_clouds`` (map, scatter and the point picker), ``phase_browser`` (the K x K browser).
 """
 

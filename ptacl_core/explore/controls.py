@@ -1,9 +1,16 @@
 """Controls and figure plumbing shared by the widgets: the run picker (method + seed), the subject-id search box,
-the ipympl canvas, small HTML helpers."""
+the ipympl canvas, and the one gate cohort text passes to reach the browser or a figure.
+
+Cohort text (subject ids, condition names, splits, file names, error messages quoting them) is untrusted: an id
+``<img src=x onerror=...>`` put into an ``ipywidgets.HTML`` value would run script in the user's JupyterLab, and an
+id ``$\\frac{x}$`` in a matplotlib title would be parsed as mathtext. Every piece of it goes through ``html_text``
+before it joins HTML (the widgets' markup is the kit's own), and through ``LITERAL_TEXT`` / ``literal_texts`` into
+matplotlib text. Dropdown options, ``Label`` and ``Text`` values are plain text in the browser and need neither."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import html
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -55,20 +62,39 @@ class RunPicker:
             self._on_change()
 
 
+LITERAL_TEXT = {"parse_math": False, "usetex": False}  # matplotlib text keywords: drawn as written, never TeX
+
+
+def literal_texts(texts: Iterable) -> None:
+    """Make matplotlib Text artists (e.g. a legend's labels) draw their text as written: no mathtext, no TeX."""
+    for text in texts:
+        text.set_parse_math(False)
+        text.set_usetex(False)
+
+
+def html_text(value) -> str:
+    """``value`` (any cohort text: an id, a condition, a file name, an error message) as the text content of an
+    HTML element, displaying exactly those characters: ``& < >`` escaped, so nothing in it is markup or script.
+    Content only: the widgets never put cohort text into an attribute (where quotes would matter)."""
+    return html.escape(str(value), quote=False)
+
+
 def id_search(open_subject: Callable[[str], None], status) -> object:
     """A text box: type a subject id and press Enter to ``open_subject(id)`` (any of the cohort's ids, not only
-    the listed ones); a ValueError (unknown id, wrong split) is shown in the ``status`` HTML widget."""
+    the listed ones; the text as typed, which ``ExploreData.resolve`` matches exactly first, then without
+    surrounding spaces); a ValueError (unknown id, wrong split) or OSError (an unreadable file) is shown in the
+    ``status`` HTML widget, escaped."""
     import ipywidgets as w  # lazy: widgets load only when a widget is shown
 
     box = w.Text(placeholder="type an id, press Enter", description="id", continuous_update=False)
 
     def submitted(change) -> None:
-        text = change["new"].strip()
-        if not text:
+        text = change["new"]
+        if not text.strip():
             return
         try:
             open_subject(text)
-        except ValueError as error:
+        except (ValueError, OSError) as error:
             status.value = error_html(error)
 
     box.observe(submitted, "value")
@@ -100,9 +126,10 @@ def redraw(figure) -> None:
 
 
 def table(rows: list[tuple], header: tuple) -> str:
-    head = "".join(f"<th style='padding:0 6px'>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td style='padding:0 6px;text-align:right'>{v}</td>" for v in row) + "</tr>"
-                   for row in rows)
+    """An HTML table of ``rows`` under ``header``; every cell is text (``html_text``), never markup."""
+    head = "".join(f"<th style='padding:0 6px'>{html_text(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='padding:0 6px;text-align:right'>{html_text(v)}</td>" for v in row)
+                   + "</tr>" for row in rows)
     return f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>"
 
 
@@ -111,4 +138,5 @@ def fmt(value: float, digits: int = 1) -> str:
 
 
 def error_html(error) -> str:
-    return f"<span style='color:{plotting.MARK_COLOUR}'>{error}</span>"
+    """An error message (which may quote a typed id or a file name) as red HTML text, escaped."""
+    return f"<span style='color:{plotting.MARK_COLOUR}'>{html_text(error)}</span>"

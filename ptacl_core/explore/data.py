@@ -70,7 +70,8 @@ class ExploreData:
     _maps: LRU = field(default_factory=lambda: LRU(ARRAYS_KEPT), repr=False)
     _manifest: pd.DataFrame | None = field(default=None, repr=False)
     _ids: np.ndarray | None = field(default=None, repr=False)
-    _positions: dict | None = field(default=None, repr=False)
+    _positions: dict | None = field(default=None, repr=False)  # stored id -> position (its first row)
+    _stripped: dict | None = field(default=None, repr=False)  # id without surrounding spaces -> positions
     _phenotypes: np.ndarray | None = field(default=None, repr=False)
     _dataset: object = field(default=None, repr=False)  # dataset.CacheDataset over every subject, built once
     _volumes: np.ndarray | None = field(default=None, repr=False)
@@ -111,15 +112,32 @@ class ExploreData:
         return float(self.cache.config.ecg.fs)
 
     def position(self, subject_id: str) -> int:
-        """The subject's position in the cache index; a ValueError naming an unknown id."""
+        """The subject's position in the cache index (the id as stored, or typed with other surrounding spaces:
+        ``resolve``); a ValueError naming an unknown or ambiguous id."""
         if self._positions is None:
-            self._positions = {}
+            self._positions, self._stripped = {}, {}
             for position, subject in enumerate(self.subject_ids):
-                self._positions.setdefault(subject, position)
-        position = self._positions.get(str(subject_id).strip())
-        if position is None:
+                if subject not in self._positions:
+                    self._positions[subject] = position
+                    self._stripped.setdefault(subject.strip(), []).append(position)
+        text = str(subject_id)
+        position = self._positions.get(text)
+        if position is not None:
+            return position
+        candidates = self._stripped.get(text.strip(), [])
+        if len(candidates) > 1:
+            stored = [self.subject_ids[c] for c in candidates]
+            raise ValueError(f"subject id {text!r} is ambiguous without its surrounding spaces: the cache "
+                             f"{self.cache.folder} has {stored!r}; type the id exactly")
+        if not candidates:
             raise ValueError(f"unknown subject id {subject_id!r}: not in the cache {self.cache.folder}")
-        return position
+        return candidates[0]
+
+    def resolve(self, subject_id: str) -> str:
+        """The id as the cache stores it: ``subject_id`` itself when the cache has it, else the one stored id equal
+        to it once surrounding spaces are stripped from both (ids such as ``" 0007 "`` keep their spaces; a typed
+        ``"0007"`` finds it unless another id strips to the same); a ValueError naming an unknown or ambiguous id."""
+        return str(self.subject_ids[self.position(subject_id)])
 
     def _row(self, position: int) -> int:
         return int(self.index.row.iloc[position])
@@ -176,6 +194,7 @@ class ExploreData:
         (between the frames of ``image``; NaN when unknown), interval_from_ecg, source ("cohort" or "cache").
         The interval is the cache's (checked by preprocessing, derived from the ECG for a file without timing),
         never the raw file header's."""
+        subject_id = self.resolve(subject_id)  # the stored id: the cohort manifest's key
         position = self.position(subject_id)
         interval, from_ecg = self.frame_timing(subject_id)
         seg_path = self._seg_path(subject_id)

@@ -8,7 +8,16 @@ import pandas as pd
 
 from ptacl_core.evaluation.tables import DIRECTIONS, ECG_TO_CMR
 from ptacl_core.explore.compute import MAX_OPTIONS, centred_cosine
-from ptacl_core.explore.controls import RunPicker, canvas, error_html, fmt, id_search, list_first, redraw
+from ptacl_core.explore.controls import (
+    LITERAL_TEXT,
+    RunPicker,
+    canvas,
+    error_html,
+    fmt,
+    id_search,
+    list_first,
+    redraw,
+)
 from ptacl_core.explore.data import ExploreData
 from ptacl_core.methods import METHODS
 from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
@@ -63,8 +72,9 @@ class RetrievalExplorer:
                               self.status, self.canvas, self.table])
 
     def set_query(self, subject_id: str) -> None:
-        """Make ``subject_id`` the query (a ValueError when it is not in the gallery)."""
-        subject_id = str(subject_id).strip()
+        """Make ``subject_id`` the query (its id as stored or typed with other surrounding spaces,
+        ``ExploreData.resolve``; a ValueError when it is unknown or not in the gallery)."""
+        subject_id = self.data.resolve(subject_id)
         position = self.data.position(subject_id)
         if position not in self._gallery_position:
             where = self.data.splits[position]
@@ -141,18 +151,18 @@ class RetrievalExplorer:
             axis.set_axis_off()
             if column == 0:
                 axis.set_title(f"query {subject}\nLVEF {fmt(data.phenotypes()[data.position(subject), lvef], 0)}%",
-                               fontsize=8)
+                               fontsize=8, **LITERAL_TEXT)
             else:
                 row = result.iloc[column - 1]
                 mark = "relevant" if row.relevant else ""
                 axis.set_title(f"#{row['rank']} {subject}\ncentred {row.centred:+.2f} (cos {row.cosine:.3f})\n"
-                               f"LVEF {fmt(row.LVEF_pct, 0)}% {mark}", fontsize=8)
+                               f"LVEF {fmt(row.LVEF_pct, 0)}% {mark}", fontsize=8, **LITERAL_TEXT)
         self.figure.suptitle(f"{self.direction.value}, {self.method.value} seed {self.seed.value}: lead II (2.5 s) "
-                             f"and ED frame; gallery = {self.split_name} split", fontsize=9)
+                             f"and ED frame; gallery = {self.split_name} split", fontsize=9, **LITERAL_TEXT)
         self.figure.tight_layout()
         redraw(self.figure)
         shown = result.assign(cosine=result.cosine.map("{:.4f}".format), centred=result.centred.map("{:+.3f}".format))
         precision = result.relevant.mean()
         self.table.value = (f"precision@{len(result)} for this query: {precision:.2f} (relevant = among its "
                             f"{self.relevance_k.value} nearest in z-scored phenotype space)"
-                            + shown.to_html(index=False, float_format="%.1f"))
+                            + shown.to_html(index=False, float_format="%.1f", escape=True))  # ids: text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ptacl_core.explore.compute import phase_similarity_matrix, select_subjects
-from ptacl_core.explore.controls import canvas, id_search, list_first, redraw
+from ptacl_core.explore.controls import LITERAL_TEXT, canvas, html_text, id_search, list_first, redraw
 from ptacl_core.explore.data import ExploreData
 
 
@@ -40,10 +40,9 @@ class PhaseSimilarityBrowser:
                               self.summary])
 
     def show(self, subject_id: str) -> None:
-        """Browse ``subject_id`` (any subject of the cache; a ValueError naming an unknown id)."""
-        subject_id = str(subject_id).strip()
-        self.data.position(subject_id)
-        list_first(self.subject, subject_id)
+        """Browse ``subject_id`` (any subject of the cache, its id as stored or typed with other surrounding
+        spaces, ``ExploreData.resolve``; a ValueError naming an unknown id)."""
+        list_first(self.subject, self.data.resolve(subject_id))
 
     def matrix(self, method: str, seed: int, subject_id: str) -> np.ndarray:
         import torch  # lazy: torch only for the similarity; the explorer imports without it
@@ -67,7 +66,7 @@ class PhaseSimilarityBrowser:
                 matrix = self.matrix(method, self.seed.value, self.subject.value)
             except FileNotFoundError as error:
                 axis.set_axis_off()
-                axis.set_title(f"{method}: no run", fontsize=8)
+                axis.set_title(f"{method}: no run", fontsize=8, **LITERAL_TEXT)
                 lines.append(str(error))
                 continue
             self.matrices[method] = matrix
@@ -77,9 +76,9 @@ class PhaseSimilarityBrowser:
             diagonal = np.nanmean(np.diag(matrix))
             off = np.nanmean(matrix[~np.eye(len(matrix), dtype=bool)])
             axis.set_title(f"{method} seed {self.seed.value}\nsame phase {diagonal:+.2f}, other {off:+.2f}",
-                           fontsize=8)
+                           fontsize=8, **LITERAL_TEXT)
             lines.append(f"{method}: same-phase mean {diagonal:+.3f}, other-phase mean {off:+.3f}")
         if self.matrices:
             self.figure.colorbar(shown, ax=self.figure.axes, shrink=0.8, label="cosine")
-        self.summary.value = f"<b>{self.subject.value}</b>: " + "; ".join(lines)
+        self.summary.value = f"<b>{html_text(self.subject.value)}</b>: " + html_text("; ".join(lines))
         redraw(self.figure)

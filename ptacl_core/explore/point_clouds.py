@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from ptacl_core.explore.compute import HOVER_PIXELS, nearest_point
-from ptacl_core.explore.controls import RunPicker, canvas, fmt, redraw
+from ptacl_core.explore.controls import (
+    LITERAL_TEXT,
+    RunPicker,
+    canvas,
+    fmt,
+    html_text,
+    literal_texts,
+    redraw,
+)
 from ptacl_core.explore.data import ExploreData, label_fractions
 from ptacl_core.phenotypes import EVALUATED, UNITS
 from ptacl_core.plotting import CONDITION_COLOURS
@@ -17,7 +25,8 @@ class PointPicker:
 
     Contract for a subclass: call ``_connect(figure, axis, hover_html)`` once; after every redraw set ``points``
     ((M, 2) data coordinates as drawn), ``point_ids`` ((M,) subject ids) and ``rows`` ((M,) cache positions);
-    implement ``describe(row) -> str`` (HTML for point ``row``); set ``viewer`` and ``retrieval`` (or None)."""
+    implement ``describe(row) -> str`` (HTML for point ``row``, its cohort text through ``html_text``); set
+    ``viewer`` and ``retrieval`` (or None)."""
 
     points: np.ndarray | None = None
     point_ids: np.ndarray = np.array([])
@@ -64,7 +73,7 @@ class PointPicker:
             try:
                 self.retrieval.set_query(subject)
             except ValueError as error:  # not in its gallery: say so there, keep its query
-                self.retrieval.status.value = f"<i>{error}</i>"
+                self.retrieval.status.value = f"<i>{html_text(error)}</i>"
 
 
 class EmbeddingMap(PointPicker):
@@ -98,7 +107,8 @@ class EmbeddingMap(PointPicker):
         position = self.rows[row]
         value = (data.index["condition"].astype(str).iloc[position] if self.colour_by.value == "condition" else
                  f"{self.colour_by.value} {fmt(data.phenotypes()[position, EVALUATED.index(self.colour_by.value)])}")
-        return f"<b>{self.point_ids[row]}</b> · {data.splits[position]} · {value} (click: open in the patient viewer)"
+        return (f"<b>{html_text(self.point_ids[row])}</b> · {html_text(data.splits[position])} · {html_text(value)} "
+                "(click: open in the patient viewer)")
 
     def update(self) -> None:
         data = self.data
@@ -115,7 +125,7 @@ class EmbeddingMap(PointPicker):
                 chosen = conditions == condition
                 self.axis.scatter(*self.points[chosen].T, s=6, color=CONDITION_COLOURS.get(condition, "#777777"),
                                   label=condition.replace("_", " "), linewidths=0)
-            self.axis.legend(fontsize=7, markerscale=2)
+            literal_texts(self.axis.legend(fontsize=7, markerscale=2).get_texts())  # condition names as written
         else:
             values = data.phenotypes()[self.rows, EVALUATED.index(self.colour_by.value)]
             scatter = self.axis.scatter(*self.points.T, s=6, c=values, cmap="viridis", linewidths=0)
@@ -125,7 +135,7 @@ class EmbeddingMap(PointPicker):
                 self._colourbar.update_normal(scatter)
             self._colourbar.set_label(f"{self.colour_by.value} ({UNITS[self.colour_by.value]})")
         self.axis.set_title(f"{method} seed {seed}: ECG embedding ({self.how.upper()}, {len(self.rows)} subjects)",
-                            fontsize=9)
+                            fontsize=9, **LITERAL_TEXT)
         self.axis.set_xticks([])
         self.axis.set_yticks([])
         redraw(self.figure)
@@ -162,8 +172,9 @@ class PredictionScatter(PointPicker):
         data, position = self.data, self.rows[row]
         condition = data.index["condition"].astype(str).iloc[position] if "condition" in data.index else "unknown"
         true, predicted = self.points[row]
-        return (f"<b>{self.point_ids[row]}</b> · {condition.replace('_', ' ')} · true {fmt(true)}, predicted "
-                f"{fmt(predicted)} {UNITS[self.phenotype.value]} (click: open in the patient viewer)")
+        return (f"<b>{html_text(self.point_ids[row])}</b> · {html_text(condition.replace('_', ' '))} · true "
+                f"{fmt(true)}, predicted {fmt(predicted)} {html_text(UNITS[self.phenotype.value])} (click: open in "
+                "the patient viewer)")
 
     def update(self) -> None:
         data = self.data

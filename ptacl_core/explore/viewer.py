@@ -9,7 +9,18 @@ from matplotlib.colors import to_rgb
 
 from ptacl_core import plotting
 from ptacl_core.explore.compute import MAX_OPTIONS, phase_bin_edges, phase_samples, select_subjects, worst_predicted
-from ptacl_core.explore.controls import RunPicker, canvas, error_html, fmt, id_search, list_first, redraw, table
+from ptacl_core.explore.controls import (
+    LITERAL_TEXT,
+    RunPicker,
+    canvas,
+    error_html,
+    fmt,
+    html_text,
+    id_search,
+    list_first,
+    redraw,
+    table,
+)
 from ptacl_core.explore.data import DEFAULT_BINS, ExploreData, label_fractions
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.methods import label
@@ -48,7 +59,7 @@ class PatientViewer:
         self.frame = w.IntSlider(min=0, max=1, value=0, description="frame", continuous_update=True)
         self.play = w.Play(min=0, max=1, interval=150, description="play")
         w.jslink((self.play, "value"), (self.frame, "value"))
-        self.frame_label = w.HTML()
+        self.frame_label = w.Label()  # plain text: no markup needed
         self.readout = w.HTML()
         self._build_figures()
         self.subject_id: str | None = None
@@ -143,11 +154,11 @@ class PatientViewer:
             self.set_frame(self.frame.value)
 
     def show(self, subject_id: str) -> None:
-        """Display one subject (a ValueError naming an unknown id). Everything is read before anything is
-        changed, so a subject that cannot be shown leaves the previous one on screen."""
+        """Display one subject (its id as stored or typed with other surrounding spaces, ``ExploreData.resolve``;
+        a ValueError naming an unknown id). Everything is read before anything is changed, so a subject that
+        cannot be shown leaves the previous one on screen."""
         data = self.data
-        subject_id = str(subject_id).strip()
-        data.position(subject_id)
+        subject_id = data.resolve(subject_id)
         ecg, rpeaks = data.ecg(subject_id)
         cine = data.cine(subject_id)
         self.subject_id, self._rpeaks, self._cine = subject_id, rpeaks, cine
@@ -203,7 +214,8 @@ class PatientViewer:
         position = data.position(self.subject_id)
         condition = data.index["condition"].iloc[position] if "condition" in data.index else "unknown"
         self.ecg_axis.set_title(f"{self.subject_id} · {str(condition).replace('_', ' ')} · {data.splits[position]} "
-                                f"split · K = {self._num_bins} phase bins per RR (shaded alternately)", fontsize=10)
+                                f"split · K = {self._num_bins} phase bins per RR (shaded alternately)", fontsize=10,
+                                **LITERAL_TEXT)
 
     def set_frame(self, frame: int) -> None:
         """Move the cine, the volume cursor and the ECG cursors to ``frame`` (phase frame / T in every beat)."""
@@ -257,6 +269,6 @@ class PatientViewer:
                       "(cache flag frame_interval_from_ecg)</i>")
         elif self._cine is not None and not np.isfinite(self._cine["frame_interval_ms"]):
             timing = "<br><i>no frame timing: the volume curve is drawn against the frame number</i>"
-        self.readout.value = (f"<b>{self.subject_id}</b>: phenotypes, CMR truth vs predicted from the ECG "
-                              f"({source}; {note}){timing}"
+        self.readout.value = (f"<b>{html_text(self.subject_id)}</b>: phenotypes, CMR truth vs predicted from the "
+                              f"ECG ({html_text(source)}; {html_text(note)}){timing}"
                               + table(rows, ("phenotype", "unit", "true", "predicted", "error")))
