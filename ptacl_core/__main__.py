@@ -3,7 +3,9 @@
 
 Every sub-command handles bad input the same way (``main``): a kit error (a bad cohort table, a cache built
 with another config, a bad ``--shard`` or override, a missing file, a run that cannot predict) prints one line,
-``error (<command>): <what and where>``, and exits with status 2; no traceback (``PTACL_DEBUG=1`` shows it).
+``error (<command>): <what and where>``, and exits with status 2; no traceback (``PTACL_DEBUG=1`` shows it). So do a
+full disk (``paths.DiskFullError``, or any write failing with ENOSPC, EDQUOT or EFBIG) and a run another process is
+training (``runs.RunBusyError``). ``--out`` folders (and ``synth --out``) must not be or hold symbolic links.
 A notebook that fails exits with 1.
 """
 
@@ -14,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from ptacl_core import paths
 from ptacl_core.io.csv_cells import write_csv
 from ptacl_core.io.manifest_builder import build_manifest
 from ptacl_core.preprocessing.build import Shard, build_cache
@@ -48,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    paths.refuse_links(args.out)  # the cohort's files must land in the folder, not where a link points
     config = SynthConfig(n_slices=args.slices, n_frames=args.frames, image_size=args.image_size, coupling=args.coupling)
     summary = generate_cohort(args.out, args.n, seed=args.seed, config=config, workers=_workers(args.workers))
     print(f"{summary['n_subjects']} subjects in {args.out}: {summary['n_written']} written, "
@@ -75,6 +79,10 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
+    manifest = Path(args.cohort) / "manifest.csv"
+    if manifest.is_symlink():  # writing it would overwrite the file the link points to
+        raise ValueError(f"{manifest}: is a symbolic link (-> {os.readlink(manifest)}); writing the manifest would "
+                         "overwrite its target: remove the link first")
     rows, problems = build_manifest(args.cohort, layout=args.layout)
     print(f"{len(rows)} subjects with both modalities written to {Path(args.cohort) / 'manifest.csv'}")
     for subject, stage, reason in problems:
@@ -110,28 +118,35 @@ def _seconds(text: str) -> float:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ptacl_core.prediction import Predictor, expand_inputs, format_report  # lazy: torch loads only for predict
+    from ptacl_core.prediction import (  # lazy: torch loads only for predict
+        PREDICTION_TABLES,
+        Predictor,
+        check_output,
+        expand_inputs,
+        format_report,
+        shown,
+    )
     from ptacl_core.training.runs import run_folder  # lazy: torch loads only for predict
 
+    out = check_output(Path(args.out) if args.out else Path("outputs") / "predictions" / run_folder(args.run).name)
     predictor = Predictor.from_run(args.run, args.cache, coverage=args.coverage)
     for note in predictor.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {shown(note)}", file=sys.stderr)
     cohort = "the kit's synthetic cohort" if predictor.synthetic else "its own cohort"
-    print(f"model: {args.run}, trained on {cohort} (cache {predictor.cache.folder.name}); intervals: split-conformal, "
-          f"{100 * predictor.coverage:.0f} % nominal")
+    print(f"model: {shown(str(args.run))}, trained on {cohort} (cache {shown(predictor.cache.folder.name)}); intervals: "
+          f"split-conformal, {100 * predictor.coverage:.0f} % nominal")
     if predictor.synthetic:
         print("DEMONSTRATION ONLY: this model learned from synthetic ECG-CMR pairs; its numbers show the pipeline working, "
               "they are not a measurement of this patient.")
     predictions, neighbours = predictor.predict(expand_inputs(args.files), top=args.top)
     print(format_report(predictions, neighbours, predictor.test_errors))
-    run_name = run_folder(args.run).name
-    out = Path(args.out) if args.out else Path("outputs") / "predictions" / run_name
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(predictions.round(3), out / "predictions.csv", index=False)
-    write_csv(neighbours.round(3), out / "nearest_patients.csv", index=False)
+    tables = [out / name for name in PREDICTION_TABLES]
+    write_csv(predictions.round(3), tables[0], index=False)
+    write_csv(neighbours.round(3), tables[1], index=False)
     failed = int((predictions.status != "ok").sum())
-    print(f"\n{len(predictions) - failed} of {len(predictions)} file(s) predicted; tables in {out}/predictions.csv and "
-          f"{out}/nearest_patients.csv")
+    print(f"\n{len(predictions) - failed} of {len(predictions)} file(s) predicted; tables in {shown(str(tables[0]))} and "
+          f"{shown(str(tables[1]))}")
     return 1 if failed else 0
 
 
@@ -210,9 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """What bad input raises anywhere in the kit: reported in one line, never as a traceback."""
     from ptacl_core.prediction import PredictionError  # lazy: the prediction package loads torch
+    from ptacl_core.training.runs import RunBusyError  # lazy: the run folder's module loads torch
 
-    # ValueError covers CohortError, EcgReadError, CmrReadError, PhenotypeTableError, bad --shard and overrides
-    return ValueError, FileNotFoundError, NotADirectoryError, CacheMismatchError, CohortMismatchError, PredictionError
+    # ValueError covers CohortError, EcgReadError, CmrReadError, PhenotypeTableError, bad --shard and overrides;
+    # CacheMismatchError covers CacheDamagedError
+    return (ValueError, FileNotFoundError, NotADirectoryError, CacheMismatchError, CohortMismatchError, PredictionError,
+            RunBusyError, paths.DiskFullError)
+
+
+def _disk_full_line(error: OSError) -> str:
+    """One line for a full disk that no writer named: the file and the system's words."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}disk full ({error.strerror}); free some space (or raise the quota / file-size limit) and run again"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("PTACL_DEBUG"):  # the full traceback, for a bug report
             raise
         print(f"error ({args.command}): {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, quota or file-size limit is the user's to fix: one line too
+        if not paths.is_disk_full(error) or os.environ.get("PTACL_DEBUG"):
+            raise
+        print(f"error ({args.command}): {_disk_full_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -6,12 +6,14 @@ addressed by dotted keys.
     override(config, parse_overrides(config, ["optim.epochs=3"]))  # ``key=value`` strings, as the CLI gets them
 
 An unknown section or key is a clear ``ValueError`` naming it; the dataclass's own ``__post_init__`` checks run
-on the new values.
+on the new values (``check_number``, ``check_choice``, ``check_kind``: the range and kind checks they share, one
+line naming the field).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -125,3 +127,57 @@ def parse_value(raw: str, current: Any) -> Any:
     if isinstance(current, tuple):
         return tuple(parse_value(part, current[0] if current else None) for part in raw.split(",") if part)
     return raw
+
+
+# --- range checks the configs' ``__post_init__`` share -----------------------------------------------------------
+
+def check_number(key: str, value: Any, *, integer: bool = False, minimum: float | None = None,
+                 maximum: float | None = None, above: float | None = None, below: float | None = None) -> None:
+    """A ValueError naming ``key`` unless ``value`` is a finite number (an integer when ``integer``; never a bool)
+    with minimum <= value <= maximum and above < value < below (each bound optional). A config file can hold any
+    JSON value, so the kind is checked here too, not only by ``override``."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+        raise ValueError(f"{key} must be {kind}, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value}")
+    bounds = [(minimum, "at least", value >= minimum if minimum is not None else True),
+              (maximum, "at most", value <= maximum if maximum is not None else True),
+              (above, "more than", value > above if above is not None else True),
+              (below, "less than", value < below if below is not None else True)]
+    if not all(ok for _, _, ok in bounds):
+        wanted = " and ".join(f"{sign} {_shown(bound)}" for bound, sign, _ in bounds if bound is not None)
+        raise ValueError(f"{key} must be {wanted}, got {_shown(value)}")
+
+
+def _shown(number: float) -> str:
+    """An integer as it is, a float in ``g`` format."""
+    return str(int(number)) if isinstance(number, numbers.Integral) else f"{number:g}"
+
+
+def check_keys(section: str, values: Any, config_type: type) -> dict:
+    """``values`` (a section of a config file) as a dict, after checking it is a mapping whose keys are fields of
+    ``config_type``: a ValueError naming ``section`` and the unknown keys (a typo in a file would otherwise be
+    dropped or fail as a TypeError)."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"config section {section} must be a mapping, got {values!r} ({type(values).__name__})")
+    names = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(str(key) for key in values if key not in names)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} in {section}; known: {sorted(names)}")
+    return dict(values)
+
+
+def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
+    """A ValueError naming ``key`` unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if isinstance(value, bool) or value not in choices:
+        raise ValueError(f"{key} must be one of {choices}, got {value!r}")
+
+
+def check_kind(key: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    """A ValueError naming ``key`` unless ``value`` is an instance of ``kind`` (a bool only where bool is asked)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ValueError(f"{key} must be {names}, got {value!r} ({type(value).__name__})")

@@ -242,3 +242,19 @@ def test_kit_layout_lists_muse_and_dicom_ecgs(tmp_path, realdata):
     rows, _ = build_manifest(tmp_path)
     found = {row["subject_id"]: row["ecg"] for row in rows}
     assert found.get("p001", "").endswith("p001.xml") and found.get("p002", "").endswith("p002.dcm"), rows
+
+
+def test_a_manifest_write_that_fails_keeps_the_previous_manifest_and_no_temporary(kit_cohort, monkeypatch):
+    import csv
+
+    build_manifest(kit_cohort)
+    before = (kit_cohort / "manifest.csv").read_bytes()
+
+    def full_disk(self, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", full_disk)
+    with pytest.raises(OSError, match="manifest.csv"):
+        build_manifest(kit_cohort)
+    assert (kit_cohort / "manifest.csv").read_bytes() == before  # not truncated
+    assert sorted(p.name for p in kit_cohort.iterdir()) == ["cmr", "ecg", "manifest.csv"]  # no temporary left

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
 from ptacl_core.io.csv_cells import escape_cell
+from ptacl_core.paths import written_atomically
 
 
 def split_for(subject_id: str, salt: str = "ptacl", fractions=SPLIT_FRACTIONS) -> str:
@@ -99,7 +100,7 @@ def build_manifest(cohort_dir: Path | str, layout: str = "kit", splits: dict[str
             "cmr_seg": str(seg[subject].relative_to(cohort_dir)) if subject in seg else "",
             "split": (splits or {}).get(subject) or split_for(subject),
         })
-    with open(cohort_dir / "manifest.csv", "w", newline="") as handle:
+    with written_atomically(cohort_dir / "manifest.csv") as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["subject_id", "ecg", "cmr", "cmr_seg", "split"])
         writer.writeheader()
         writer.writerows({key: escape_cell(value) for key, value in row.items()} for row in rows)

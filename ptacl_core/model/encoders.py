@@ -21,7 +21,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ptacl_core.config import check_keys, check_number
 from ptacl_core.model.phases import phase_bin_means
+
+# The largest model a config may describe (both encoders, heads and an MAE decoder): 400 M parameters, 1.6 GB of
+# float32 weights, over twice the ViT-B ``paper`` preset (~180 M). A config past it (a tampered checkpoint's, a
+# typo) is refused before anything is allocated.
+MAX_MODEL_PARAMETERS = 400_000_000
+
+# The MAE's light decoder: one block, narrower than the encoder (MAE's asymmetric design).
+MAE_DECODER_DIM = 64
+MAE_DECODER_HEADS = 4
+MAE_DECODER_MLP_RATIO = 2.0
+
+
+def _check_transformer(section: str, dim: int, depth: int, heads: int, mlp_ratio: float) -> None:
+    """A transformer stack's sizes: positive integers, ``dim`` divisible by ``heads``, a positive MLP width."""
+    for name, value in (("dim", dim), ("depth", depth), ("heads", heads)):
+        check_number(f"{section}.{name}", value, integer=True, minimum=1)
+    if dim % heads:
+        raise ValueError(f"{section}.dim ({dim}) must be divisible by {section}.heads ({heads})")
+    check_number(f"{section}.mlp_ratio", mlp_ratio, above=0)
+    if int(dim * mlp_ratio) < 1:
+        raise ValueError(f"{section}.mlp_ratio ({mlp_ratio}) leaves an MLP of no unit at dim {dim}")
+
+
+def _stack_parameters(dim: int, depth: int, mlp_ratio: float) -> int:
+    """Parameters of ``TransformerStack(dim, depth, heads, mlp_ratio)``: per block two norms, qkv, proj, the MLP."""
+    hidden = int(dim * mlp_ratio)
+    return depth * (4 * dim + 4 * dim * dim + 4 * dim + 2 * dim * hidden + hidden + dim)
 
 
 @dataclass(frozen=True)
@@ -34,6 +62,24 @@ class EcgEncoderConfig:
     depth: int = 2
     heads: int = 2
     mlp_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_leads", "patch_samples", "n_times", "token_leads"):
+            check_number(f"model.ecg.{name}", getattr(self, name), integer=True, minimum=1)
+        if self.n_leads % self.token_leads:
+            raise ValueError(f"model.ecg.token_leads must divide n_leads ({self.n_leads}), got {self.token_leads}")
+        _check_transformer("model.ecg", self.dim, self.depth, self.heads, self.mlp_ratio)
+
+    @property
+    def patch_dim(self) -> int:
+        """Samples in one token: token_leads x patch_samples."""
+        return self.token_leads * self.patch_samples
+
+    def parameter_count(self) -> int:
+        """Parameters of ``EcgEncoder(self)``: patch, lead and time embeddings, the stack, two norms."""
+        lead_groups = self.n_leads // self.token_leads
+        embeddings = (self.patch_dim + 1 + lead_groups + self.n_times) * self.dim
+        return embeddings + _stack_parameters(self.dim, self.depth, self.mlp_ratio) + 4 * self.dim
 
 
 @dataclass(frozen=True)
@@ -48,19 +94,64 @@ class CmrEncoderConfig:
     heads: int = 2
     mlp_ratio: float = 2.0
 
+    def __post_init__(self) -> None:
+        for name in ("in_slices", "tubelet_frames", "patch_px", "n_frames", "image_px"):
+            check_number(f"model.cmr.{name}", getattr(self, name), integer=True, minimum=1)
+        if self.n_frames < self.tubelet_frames:
+            raise ValueError(f"model.cmr.n_frames ({self.n_frames}) must hold one tubelet ({self.tubelet_frames} frames)")
+        if self.image_px < self.patch_px:
+            raise ValueError(f"model.cmr.image_px ({self.image_px}) must hold one patch ({self.patch_px} px)")
+        _check_transformer("model.cmr", self.dim, self.depth, self.heads, self.mlp_ratio)
+
+    @property
+    def patch_dim(self) -> int:
+        """Pixels in one tubelet: in_slices x tubelet_frames x patch_px x patch_px."""
+        return self.in_slices * self.tubelet_frames * self.patch_px ** 2
+
+    def parameter_count(self) -> int:
+        """Parameters of ``CmrEncoder(self)``: patch, time and space embeddings, the stack, two norms."""
+        positions = self.n_frames // self.tubelet_frames + (self.image_px // self.patch_px) ** 2
+        embeddings = (self.patch_dim + 1 + positions) * self.dim
+        return embeddings + _stack_parameters(self.dim, self.depth, self.mlp_ratio) + 4 * self.dim
+
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Both encoders and the projection size; refused when the model would pass ``MAX_MODEL_PARAMETERS``."""
+
     ecg: EcgEncoderConfig = field(default_factory=EcgEncoderConfig)
     cmr: CmrEncoderConfig = field(default_factory=CmrEncoderConfig)
     embed_dim: int = 64  # projection size d, shared by the global and local losses
+
+    def __post_init__(self) -> None:
+        for name, kind in (("ecg", EcgEncoderConfig), ("cmr", CmrEncoderConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"model.{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
+        check_number("model.embed_dim", self.embed_dim, integer=True, minimum=1)
+        count = self.parameter_count()
+        if count > MAX_MODEL_PARAMETERS:
+            raise ValueError(f"the model would have {count:,} parameters (ECG encoder {self.ecg.parameter_count():,}, "
+                             f"CMR encoder {self.cmr.parameter_count():,}), more than the {MAX_MODEL_PARAMETERS:,} a "
+                             "config may describe")
+
+    def parameter_count(self) -> int:
+        """Parameters of ``PTACLModel(self)`` and, at most, an MAE decoder on either encoder (an upper bound for
+        the size check: the count of the model a run trains, to within the decoder)."""
+        heads = sum(dim * dim + dim + dim * self.embed_dim + self.embed_dim for dim in (self.ecg.dim, self.cmr.dim))
+        decoder = max(2 * encoder.dim * MAE_DECODER_DIM + 3 * MAE_DECODER_DIM + (MAE_DECODER_DIM + 1) * encoder.patch_dim
+                      for encoder in (self.ecg, self.cmr)) + _stack_parameters(MAE_DECODER_DIM, 1, MAE_DECODER_MLP_RATIO)
+        return self.ecg.parameter_count() + self.cmr.parameter_count() + heads + decoder
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        return cls(ecg=EcgEncoderConfig(**values.get("ecg", {})), cmr=CmrEncoderConfig(**values.get("cmr", {})),
+        """The config a dict holds (a checkpoint's, a config file's); an unknown key or a value out of range is a
+        ValueError naming it."""
+        values = check_keys("model", values, cls)
+        return cls(ecg=EcgEncoderConfig(**check_keys("model.ecg", values.get("ecg", {}), EcgEncoderConfig)),
+                   cmr=CmrEncoderConfig(**check_keys("model.cmr", values.get("cmr", {}), CmrEncoderConfig)),
                    embed_dim=values.get("embed_dim", 64))
 
 
@@ -162,11 +253,9 @@ class EcgEncoder(nn.Module):
 
     def __init__(self, config: EcgEncoderConfig):
         super().__init__()
-        if config.token_leads < 1 or config.n_leads % config.token_leads:
-            raise ValueError(f"token_leads must divide n_leads ({config.n_leads}), got {config.token_leads}")
-        self.config = config
+        self.config = config  # its sizes checked by EcgEncoderConfig
         self.lead_groups = config.n_leads // config.token_leads
-        self.patch_dim = config.token_leads * config.patch_samples
+        self.patch_dim = config.patch_dim
         self.patch_embed = nn.Linear(self.patch_dim, config.dim)
         self.lead_embed = nn.Parameter(torch.zeros(self.lead_groups, config.dim))
         self.time_embed = nn.Parameter(sincos_embedding(config.n_times, config.dim))
@@ -217,8 +306,8 @@ class CmrEncoder(nn.Module):
 
     def __init__(self, config: CmrEncoderConfig):
         super().__init__()
-        self.config = config
-        self.patch_dim = config.in_slices * config.tubelet_frames * config.patch_px ** 2
+        self.config = config  # its sizes checked by CmrEncoderConfig
+        self.patch_dim = config.patch_dim
         self.patch_embed = nn.Linear(self.patch_dim, config.dim)
         self.time_embed = nn.Parameter(sincos_embedding(config.n_frames // config.tubelet_frames, config.dim))
         side = config.image_px // config.patch_px
@@ -313,12 +402,6 @@ class PTACLModel(nn.Module):
         u_ecg = F.normalize(self.ecg_head(segments), dim=-1)
         u_cmr = F.normalize(self.cmr_head(frames), dim=-1)
         return ContrastiveFeatures(z_ecg, z_cmr, u_ecg, u_cmr, mask)
-
-
-# The MAE's light decoder: one block, narrower than the encoder (MAE's asymmetric design).
-MAE_DECODER_DIM = 64
-MAE_DECODER_HEADS = 4
-MAE_DECODER_MLP_RATIO = 2.0
 
 
 class MaskedAutoencoder(nn.Module):

@@ -24,7 +24,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 
 def preset(name: str) -> Preset:
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
     return PRESETS[name]
 

@@ -52,6 +52,10 @@ class Predictor:
     @classmethod
     def from_run(cls, run: Path | str, cache: Path | str | None = None, store: Path | str | None = None,
                  coverage: float = DEFAULT_COVERAGE) -> Predictor:
+        """The predictor of a run folder (or checkpoint file). The checkpoint's stored config is checked (sizes,
+        ranges: ``ModelConfig``) before its model is built; any problem is a ``PredictionError`` naming the file."""
+        if not 0 < coverage < 1:  # before the gallery is embedded, not after
+            raise PredictionError(f"coverage must lie in (0, 1), got {coverage}")
         run = Path(run)
         checkpoint = checkpoint_path(run)
         if not checkpoint.exists():

@@ -2,7 +2,10 @@
 
 Subjects are processed one by one (``subject.process_subject``) in worker processes; each completed subject's
 arrays are flushed before its line is appended to ``rows.jsonl`` (failures to ``failures.jsonl``), so a killed
-build resumes where it stopped. The tables (``index.csv``, ``failures.csv``) are rewritten at the end.
+build resumes where it stopped. The tables (``index.csv``, ``failures.csv``) are rewritten at the end, atomically
+(``paths.written_atomically``: a full disk keeps the previous tables). ``--out`` must be a new folder, a cache or a
+killed build's leftovers, never a link or a folder holding links or other files (``check_output_folder``); the
+arrays' disk space is reserved before the first subject (``cache.open_arrays``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ptacl_core import __version__
+from ptacl_core import __version__, paths
 from ptacl_core.io.cohort_tables import CohortError, read_cohort
 from ptacl_core.io.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import (
+    CACHE_FILES,
     CACHE_FORMAT,
-    DESCRIPTION_FILE,
     CacheMismatchError,
     fingerprint,
     is_cache,
@@ -78,14 +81,16 @@ def _repair_tail(path: Path) -> None:
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-# Everything a cache folder (or a killed build's leftovers) may hold; any other file means --out is someone's folder.
-CACHE_FILES = frozenset({DESCRIPTION_FILE, "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
+    """One line of a resume log, on disk before the next subject (a line a full disk cuts is redone on resume)."""
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        if paths.is_disk_full(error):
+            raise paths.disk_full(path.parent, path.name, error=error) from error
+        raise
 
 
 def check_paths_inside(cohort_dir: Path, table: pd.DataFrame) -> None:
@@ -106,6 +111,19 @@ def check_paths_inside(cohort_dir: Path, table: pd.DataFrame) -> None:
         raise CohortError(f"{cohort_dir / 'manifest.csv'}: {len(outside)} path(s) lie outside the cohort folder "
                           f"({'; '.join(outside[:3])}{'; ...' if len(outside) > 3 else ''}); make them relative to it "
                           "(links inside it are fine) or pass --allow-outside-paths")
+
+
+def check_output_folder(out: Path) -> None:
+    """ValueError unless ``out`` is new, a cache (to resume or rerun) or a folder holding only a killed build's
+    leftovers; never a file, a symbolic link or a folder holding links (writes would land where they point)."""
+    paths.refuse_links(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file, not a folder; choose an empty or new folder for --out")
+    if out.is_dir() and not is_cache(out):  # not a cache (yet): it may hold only a killed build's leftovers
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in CACHE_FILES and not paths.is_temporary(p))
+        if foreign:
+            raise ValueError(f"{out}: the folder holds other files ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}) "
+                             "and is not a cache; choose an empty or new folder for --out")
 
 
 def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfig | None = None,
@@ -134,11 +152,8 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
         "config": config.to_dict(), "n_subjects": len(table), "cohort": str(cohort_dir.resolve()),
         "shard": [shard.index, shard.count] if shard else None,
     }
-    if out.is_dir() and not is_cache(out):  # not a cache (yet): it may hold only a killed build's leftovers
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in CACHE_FILES)
-        if foreign:
-            raise ValueError(f"{out}: the folder holds other files ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}) "
-                             "and is not a cache; choose an empty or new folder for --out")
+    check_output_folder(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     fresh = not is_cache(out)
     if fresh:  # leftovers of a build killed before it wrote cache.json describe nothing: start clean
@@ -151,7 +166,12 @@ def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfi
                 raise CacheMismatchError(
                     f"{out} holds a cache built from another manifest, preprocessing config or kit version "
                     f"({key}: {existing.get(key)!r} there, {description[key]!r} now); use another --out or delete it")
-    ecg_array, cmr_array = open_arrays(out, len(table), config, create=fresh)
+    try:
+        ecg_array, cmr_array = open_arrays(out, len(table), config, create=fresh)
+    except paths.DiskFullError:
+        if created:
+            out.rmdir()  # the arrays were removed again: leave no empty folder behind
+        raise
     if fresh:  # only once the arrays exist: a cache.json always has its arrays
         write_description(out, {**description, "complete": False})
 
@@ -305,8 +325,10 @@ def _write_tables(out: Path, table: pd.DataFrame, rows: list[dict], failures: li
         })
     columns = ["subject_id", "row", "split", "rpeaks", "ed_frame", "es_frame", "frame_interval_ms", "source_frames",
                "flags", *phenotype_columns]
-    write_csv(pd.DataFrame(records, columns=columns), out / "index.csv", index=False)
+    with paths.written_atomically(out / "index.csv") as temporary:  # a full disk keeps the previous table
+        write_csv(pd.DataFrame(records, columns=columns), temporary, index=False)
     unique_failures = {f["subject_id"]: f for f in failures}
-    write_rows(out / "failures.csv", ["subject_id", "stage", "reason"],
-               ([subject, unique_failures[subject]["stage"], unique_failures[subject]["reason"]]
-                for subject in sorted(unique_failures)))
+    with paths.written_atomically(out / "failures.csv") as temporary:
+        write_rows(temporary, ["subject_id", "stage", "reason"],
+                   ([subject, unique_failures[subject]["stage"], unique_failures[subject]["reason"]]
+                    for subject in sorted(unique_failures)))

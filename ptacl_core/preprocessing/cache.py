@@ -15,14 +15,19 @@ failed or on the order work finished. A killed build resumes from ``rows.jsonl``
 cache is a no-op; a folder built with another fingerprint is refused.
 
 This module is the layout, the one reader and writer of ``cache.json`` (``read_description``,
-``write_description``) and the reader of a finished cache (``Cache``); ``subject`` preprocesses one subject,
-``build`` builds and resumes a cache, ``merge`` joins the shards of a cluster build.
+``write_description``), the arrays (``open_arrays``: preallocated, so a full disk is one error up front, never a
+SIGBUS mid-build), the checks that a folder's files agree (``load_array``, ``check_index``: a partly copied or
+tampered cache is a named ``CacheDamagedError``, never a bare IndexError later) and the reader of a finished cache
+(``Cache``); ``subject`` preprocesses one subject, ``build`` builds and resumes a cache, ``merge`` joins the shards of
+a cluster build. Tables and ``cache.json`` are written atomically (``paths.written_atomically``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +41,17 @@ from ptacl_core.preprocessing.config import PreprocessConfig
 
 CACHE_FORMAT = 1
 DESCRIPTION_FILE = "cache.json"  # the cache's description; read and written only through this module
+# Everything a cache folder (or a killed build's leftovers) may hold; any other file means --out is someone's folder.
+CACHE_FILES = frozenset({DESCRIPTION_FILE, "ecg.npy", "cmr.npy", "index.csv", "failures.csv", "rows.jsonl", "failures.jsonl"})
 
 
 class CacheMismatchError(RuntimeError):
     """A cache folder built from another manifest, config or kit version."""
+
+
+class CacheDamagedError(CacheMismatchError):
+    """A cache folder whose files disagree or do not read: a partial copy, a truncated array, an index whose rows
+    lie beyond the arrays or repeat a subject. The message names the file."""
 
 
 def fingerprint(cohort_dir: Path, config: PreprocessConfig) -> str:
@@ -81,8 +93,9 @@ def read_description(folder: Path | str) -> dict:
 
 
 def write_description(folder: Path | str, description: dict) -> None:
-    """Write a cache folder's description (``cache.json``, indented JSON)."""
-    description_path(folder).write_text(json.dumps(description, indent=1))
+    """Write a cache folder's description (``cache.json``, indented JSON), atomically: a full disk or a kill keeps
+    the previous one."""
+    paths.write_text_atomically(description_path(folder), json.dumps(description, indent=1))
 
 
 def array_shapes(config: PreprocessConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -92,12 +105,116 @@ def array_shapes(config: PreprocessConfig) -> tuple[tuple[int, ...], tuple[int, 
     return (12, config.ecg.n_samples), cmr
 
 
+ARRAY_FILES = ("ecg.npy", "cmr.npy")
+HEADER_BYTES = 4096  # more than a .npy header takes (128 bytes for these shapes): the margin of the free-space check
+CANNOT_PREALLOCATE = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS})  # filesystems without fallocate
+
+
+def array_bytes(n: int, config: PreprocessConfig) -> int:
+    """Bytes the two float16 arrays of ``n`` subjects take on disk (headers included, generously)."""
+    return sum(2 * n * int(np.prod(shape)) + HEADER_BYTES for shape in array_shapes(config))
+
+
 def open_arrays(out: Path, n: int, config: PreprocessConfig, create: bool):
+    """(ecg, cmr) memory maps of a cache folder: created for ``n`` subjects (``create``) or opened to resume.
+
+    Their disk space is reserved up front (free space checked before creating, then ``posix_fallocate``), so a full
+    disk is one ``paths.DiskFullError`` naming the folder and the bytes needed, before any subject is processed,
+    instead of a SIGBUS when a write into the map finds no block (which killed the build and orphaned its workers).
+    Arrays this call created are removed again when the space cannot be reserved."""
     ecg_shape, cmr_shape = array_shapes(config)
+    if create:
+        replaced = sum(_allocated_bytes(out / name) for name in ARRAY_FILES)  # freed when the files are recreated
+        paths.check_free_space(out, array_bytes(n, config) - replaced, f"the cache arrays of {n} subjects")
     mode = "w+" if create else "r+"
-    ecg = np.lib.format.open_memmap(out / "ecg.npy", mode=mode, dtype=np.float16, shape=(n, *ecg_shape) if create else None)
-    cmr = np.lib.format.open_memmap(out / "cmr.npy", mode=mode, dtype=np.float16, shape=(n, *cmr_shape) if create else None)
+    try:
+        ecg = np.lib.format.open_memmap(out / "ecg.npy", mode=mode, dtype=np.float16, shape=(n, *ecg_shape) if create else None)
+        cmr = np.lib.format.open_memmap(out / "cmr.npy", mode=mode, dtype=np.float16, shape=(n, *cmr_shape) if create else None)
+        for name in ARRAY_FILES:
+            _preallocate(out / name)
+    except OSError as error:
+        if create:
+            for name in ARRAY_FILES:
+                (out / name).unlink(missing_ok=True)
+        if paths.is_disk_full(error):
+            raise paths.disk_full(out, f"the cache arrays of {n} subjects", array_bytes(n, config), error) from error
+        raise
     return ecg, cmr
+
+
+def _allocated_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512
+    except (FileNotFoundError, AttributeError):  # absent, or a platform without st_blocks
+        return 0
+
+
+def _preallocate(path: Path) -> None:
+    """Reserve the disk blocks of a whole file (a no-op for blocks it already has; data unchanged)."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "rb+") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as error:
+            if error.errno not in CANNOT_PREALLOCATE:  # this filesystem cannot: the free-space check stands alone
+                raise
+
+
+def load_array(path: Path) -> np.ndarray:
+    """A cache array, memory-mapped read-only; ``CacheDamagedError`` naming the file when it is absent or does not
+    read as a .npy (truncated by a partial copy, or not an array)."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise CacheDamagedError(f"{path}: missing; the cache is incomplete (partly copied?): copy it again or rebuild it") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise CacheDamagedError(f"{path}: not a readable array ({error}); the cache is damaged or partly copied: "
+                                "copy it again or rebuild it") from None
+
+
+def read_index(folder: Path) -> pd.DataFrame:
+    """A cache folder's ``index.csv``; ``CacheDamagedError`` naming it when it is absent or does not parse."""
+    path = Path(folder) / "index.csv"
+    try:
+        return read_kit_csv(path, id_columns=("subject_id", "flags"))  # flags: "" is none
+    except FileNotFoundError:
+        raise CacheDamagedError(f"{path}: missing; the cache is incomplete (partly copied?): copy it again or rebuild it") from None
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise CacheDamagedError(f"{path}: does not read as the cache's index ({error})") from None
+
+
+def check_arrays(folder: Path, ecg: np.ndarray, cmr: np.ndarray, n_subjects: int, config: PreprocessConfig) -> None:
+    """``CacheDamagedError`` unless both arrays hold ``n_subjects`` rows (cache.json's count) of the config's shapes."""
+    ecg_shape, cmr_shape = array_shapes(config)
+    for name, array, shape in (("ecg.npy", ecg, ecg_shape), ("cmr.npy", cmr, cmr_shape)):
+        if array.dtype != np.float16 or tuple(array.shape) != (n_subjects, *shape):
+            raise CacheDamagedError(f"{Path(folder) / name}: holds {array.dtype} {tuple(array.shape)}, but {DESCRIPTION_FILE} "
+                                    f"describes float16 {(n_subjects, *shape)}; the cache is damaged or partly copied")
+
+
+def check_index(folder: Path, index: pd.DataFrame, n_rows: int) -> None:
+    """``CacheDamagedError`` naming ``index.csv`` unless each of its rows names one subject (no id twice, none
+    missing) and one array row in 0..n_rows-1 (no row twice)."""
+    path = Path(folder) / "index.csv"
+    missing = [c for c in ("subject_id", "row") if c not in index]
+    if missing:
+        raise CacheDamagedError(f"{path}: no {', '.join(missing)} column")
+    ids = index.subject_id
+    if ids.isna().any():
+        raise CacheDamagedError(f"{path}: {int(ids.isna().sum())} row(s) without a subject_id")
+    twice = sorted(ids[ids.duplicated()].unique())
+    if twice:
+        raise CacheDamagedError(f"{path}: subject(s) listed twice: {twice[:5]}")
+    rows = pd.to_numeric(index.row, errors="coerce")
+    bad = index.subject_id[~(rows.notna() & (rows % 1 == 0) & (rows >= 0) & (rows < n_rows))].tolist()
+    if bad:
+        raise CacheDamagedError(f"{path}: {len(bad)} row number(s) outside the arrays' 0..{n_rows - 1} (subjects "
+                                f"{bad[:5]}); the cache is damaged or partly copied")
+    if rows.duplicated().any():
+        raise CacheDamagedError(f"{path}: array row(s) {sorted(int(r) for r in rows[rows.duplicated()].unique())[:5]} "
+                                "given to two subjects")
 
 
 def mid_slice(cine: np.ndarray) -> np.ndarray:
@@ -127,9 +244,11 @@ class Cache:
         config = PreprocessConfig.from_dict(description["config"])
         if expected_config is not None and expected_config.to_dict() != config.to_dict():
             raise CacheMismatchError(f"{folder}: built with preprocessing {config.to_dict()}, expected {expected_config.to_dict()}")
-        index = read_kit_csv(folder / "index.csv", id_columns=("subject_id", "flags"))  # flags: "" is none
-        return cls(folder, np.load(folder / "ecg.npy", mmap_mode="r"), np.load(folder / "cmr.npy", mmap_mode="r"),
-                   index, config, description["fingerprint"], description)
+        index = read_index(folder)
+        ecg, cmr = load_array(folder / "ecg.npy"), load_array(folder / "cmr.npy")
+        check_arrays(folder, ecg, cmr, int(description.get("n_subjects", len(ecg))), config)
+        check_index(folder, index, len(ecg))
+        return cls(folder, ecg, cmr, index, config, description["fingerprint"], description)
 
     @property
     def cohort(self) -> str:

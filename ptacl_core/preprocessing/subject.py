@@ -113,7 +113,18 @@ def _process_subject(cohort_dir: Path, row: dict, config: PreprocessConfig, fail
         "frame_interval_ms": interval_ms * cine.n_frames / config.cmr.n_frames,
         "source_frames": cine.n_frames,
     }
-    return meta, ecg_out.signal.astype(np.float16), cmr_array.astype(np.float16)
+    with np.errstate(over="ignore"):  # an overflow to inf is refused just below
+        ecg16, cmr16 = ecg_out.signal.astype(np.float16), cmr_array.astype(np.float16)
+    if not np.isfinite(ecg16).all():  # a NaN from a filter, or beyond float16's range: never cached
+        return failure("ecg_quality", EcgReadError(ecg_path, f"{_non_finite(ecg16)} after preprocessing"))
+    if not np.isfinite(cmr16).all():
+        return failure("cmr_quality", CmrReadError(cmr_path, f"{_non_finite(cmr16)} after preprocessing"))
+    return meta, ecg16, cmr16
+
+
+def _non_finite(array: np.ndarray) -> str:
+    """How many values of a preprocessed float16 array are NaN or infinite (float16 holds at most ±65504)."""
+    return f"{int(np.isnan(array).sum())} NaN and {int(np.isinf(array).sum())} infinite value(s) (float16 holds ±65504)"
 
 
 PLAUSIBLE_CYCLE_MS = (250.0, 2500.0)  # the frames of a cine span one cardiac cycle: 24-240 beats/min

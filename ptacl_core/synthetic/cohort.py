@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 from ptacl_core import __version__
 from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
 from ptacl_core.io.ecg import read_wfdb, write_wfdb
+from ptacl_core.paths import write_text_atomically, written_atomically
 from ptacl_core.phenotypes import (
     ECG_TRUTH,
     PHENOTYPES,
@@ -103,9 +103,8 @@ def _write_nifti(volume: np.ndarray, cine: SyntheticCine, path: Path) -> None:
     image = nib.Nifti1Image(volume, np.diag([-dx, dy, -dz, 1.0]))
     image.header.set_zooms((*cine.spacing_mm, cine.frame_interval_ms))
     image.header.set_xyzt_units("mm", "msec")
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(igzip.compress(image.to_bytes(), compresslevel=1, mtime=0))
-    os.replace(temporary, path)
+    with written_atomically(path) as temporary:  # a unique temporary name, removed on failure
+        temporary.write_bytes(igzip.compress(image.to_bytes(), compresslevel=1, mtime=0))
 
 
 def subject_record(subject: SyntheticSubject) -> dict:
@@ -143,9 +142,7 @@ def write_subject(index: int, seed: int, config: SynthConfig, out: Path) -> dict
     _write_nifti(subject.cine.labels, subject.cine, out / "cmr" / f"{name}_sa_seg.nii.gz")
     record = subject_record(subject)
     done = out / "subjects" / f"{name}.json"
-    temporary = done.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(temporary, done)
+    write_text_atomically(done, json.dumps(record, indent=1, sort_keys=True))
     return record
 
 

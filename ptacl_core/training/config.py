@@ -8,15 +8,45 @@ and later ``model.*`` overrides still apply.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ptacl_core.config import override, parse_overrides
+import torch
+
+from ptacl_core.config import check_choice, check_keys, check_kind, check_number, override, parse_overrides
 from ptacl_core.methods import METHODS, check_trainable
 from ptacl_core.model.encoders import MODEL_PRESETS, ModelConfig
 from ptacl_core.model.losses import LOCAL_VARIANTS
 from ptacl_core.model.presets import preset as lookup_preset
+
+AMP_MODES = ("auto", "off", "bf16")
+MAX_PHASE_BINS = 1000  # far above any geometry: a bin must stay a token wide (``ptacl_core.model.geometry``)
+MAX_SEED = 2**32 - 1  # a 32-bit seed: the epochs' torch seeds (``epoch.epoch_seed``: seed * 1000 + epoch) fit 64 bits
+DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(device: str) -> None:
+    """A ValueError unless ``device`` names a device the trainer can run on: auto, cpu, mps, cuda or cuda:N (whether
+    it is present is checked when a run starts, ``check_device``: a saved config may come from another machine)."""
+    if not isinstance(device, str) or not DEVICE_NAME.match(device):
+        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:<index>, got {device!r}")
+
+
+def check_device(device: str) -> None:
+    """A ValueError unless ``device`` (``check_device_name``) is present on this machine: cuda:7 with two GPUs, or
+    cuda without one, is named before a run starts."""
+    check_device_name(device)
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device}: no CUDA device on this machine (device=cpu or auto runs on the CPU)")
+        if index and int(index) >= count:
+            raise ValueError(f"device={device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device}: no MPS device on this machine")
 
 
 @dataclass(frozen=True)
@@ -38,12 +68,19 @@ class LossConfig:
     mask_ratio: float = 0.75  # MAE methods
 
     def __post_init__(self) -> None:
-        if self.local_variant not in LOCAL_VARIANTS:
-            raise ValueError(f"loss.local_variant must be one of {LOCAL_VARIANTS}, got {self.local_variant!r}")
-        if self.num_bins < 2:
-            raise ValueError(f"loss.num_bins must be at least 2, got {self.num_bins}")
-        if self.soft_sigma is not None and not self.soft_sigma > 0:
-            raise ValueError(f"loss.soft_sigma must be positive (or none: from the geometry), got {self.soft_sigma}")
+        """Every field in its range: a temperature of 0 divides by zero, alpha outside [0, 1] or a negative lam
+        rewards the wrong pairs, a mask ratio of 0 or 1 leaves nothing to reconstruct or nothing to see."""
+        check_choice("loss.local_variant", self.local_variant, LOCAL_VARIANTS)
+        check_number("loss.num_bins", self.num_bins, integer=True, minimum=2, maximum=MAX_PHASE_BINS)
+        check_number("loss.temperature", self.temperature, above=0)
+        check_number("loss.local_temperature", self.local_temperature, above=0)
+        check_number("loss.alpha", self.alpha, minimum=0, maximum=1)
+        check_number("loss.lam", self.lam, minimum=0)
+        check_number("loss.mask_ratio", self.mask_ratio, above=0, below=1)
+        check_kind("loss.soft_targets", self.soft_targets, bool)
+        check_kind("loss.learnable_temperature", self.learnable_temperature, bool)
+        if self.soft_sigma is not None:  # None: from the geometry
+            check_number("loss.soft_sigma", self.soft_sigma, above=0)
 
 
 @dataclass(frozen=True)
@@ -53,8 +90,19 @@ class OptimConfig:
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm; 0: no clipping
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU; "off"; "bf16"
+
+    def __post_init__(self) -> None:
+        """Every field in its range: an infinite or negative lr, a negative clip (which flips the gradient) or
+        decay, no epoch or an empty batch would train nothing or diverge without a word."""
+        check_number("optim.epochs", self.epochs, integer=True, minimum=1)
+        check_number("optim.batch_size", self.batch_size, integer=True, minimum=1)
+        check_number("optim.lr", self.lr, minimum=0)
+        check_number("optim.weight_decay", self.weight_decay, minimum=0)
+        check_number("optim.warmup_epochs", self.warmup_epochs, minimum=0)
+        check_number("optim.grad_clip", self.grad_clip, minimum=0)
+        check_choice("optim.amp", self.amp, AMP_MODES)
 
 
 @dataclass(frozen=True)
@@ -82,6 +130,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_trainable(self.method)
         lookup_preset(self.preset)
+        for key in ("cache", "name", "runs_dir", "init_from"):
+            check_kind(key, getattr(self, key), str)
+        for key, kind in (("model", ModelConfig), ("loss", LossConfig), ("optim", OptimConfig)):
+            check_kind(key, getattr(self, key), kind)
+        check_kind("augment", self.augment, bool)
+        check_number("seed", self.seed, integer=True, minimum=0, maximum=MAX_SEED)
+        check_number("num_workers", self.num_workers, integer=True, minimum=0)
+        check_number("threads", self.threads, integer=True, minimum=0)
+        check_device_name(self.device)
 
     @property
     def local_variant(self) -> str:
@@ -93,18 +150,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        values = dict(values)
-        model = _preset_model(values.get("preset", "tiny"))
+        """The config a dict holds (config.json, a checkpoint, a config file); keys it lacks take today's defaults,
+        an unknown key or a value out of range is a ValueError naming it."""
+        values = check_keys("of the run", values, cls)
+        preset_name = values.get("preset", "tiny")
+        model = _preset_model(preset_name)
         if "model" in values:
             base = model.to_dict()
-            for key, value in values["model"].items():
-                base[key] = {**base[key], **value} if isinstance(value, dict) else value
+            for key, value in check_keys("model", values["model"], ModelConfig).items():
+                base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base[key], dict) else value
             model = ModelConfig.from_dict(base)
         values["model"] = model
-        loss = dict(values.get("loss", {}))
-        loss.setdefault("num_bins", lookup_preset(values.get("preset", "tiny")).num_bins)  # the preset's K
+        loss = check_keys("loss", values.get("loss", {}), LossConfig)
+        loss.setdefault("num_bins", lookup_preset(preset_name).num_bins)  # the preset's K
         values["loss"] = LossConfig(**loss)
-        values["optim"] = OptimConfig(**values.get("optim", {}))
+        values["optim"] = OptimConfig(**check_keys("optim", values.get("optim", {}), OptimConfig))
         return cls(**values)
 
     def with_overrides(self, overrides: Mapping[str, object] | list[str]) -> TrainConfig:
@@ -125,5 +185,10 @@ def _preset_model(name: str) -> ModelConfig:
 
 def load_config(path: Path | str | None, overrides: Mapping[str, object] | list[str] | None = None) -> TrainConfig:
     """A JSON config file (``configs/``; None: the defaults) with overrides applied."""
-    config = TrainConfig.from_dict(json.loads(Path(path).read_text())) if path else TrainConfig()
+    if not path:
+        return TrainConfig().with_overrides(overrides or [])
+    try:
+        config = TrainConfig.from_dict(json.loads(Path(path).read_text()))
+    except ValueError as error:  # a bad value, an unknown key, or not JSON: one line naming the file
+        raise ValueError(f"{path}: {error}") from error
     return config.with_overrides(overrides or [])

@@ -4,38 +4,105 @@
 (``epoch``), validates (``validation``) and, on rank 0, logs and checkpoints (``runs``: metrics.csv,
 TensorBoard, checkpoints/last.pt). A killed run resumes from its checkpoint; on CPU it ends with the same weights as
 an uninterrupted one. AdamW, linear warm-up then cosine decay, gradient clipping, bf16 autocast on CUDA.
+
+Before the first epoch: the device must be present (``config.check_device``), the training split must fill a
+batch, and the cache's arrays must be finite (``check_finite_cache``: NaN or Inf is refused, the file and subjects
+named). A loss or weight that is not finite stops the run (``epoch.NonFiniteLossError``) before that epoch's
+metrics row or checkpoint is written: the run folder keeps its last good epoch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ptacl_core import __version__
+from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.training import runs
-from ptacl_core.training.config import TrainConfig
-from ptacl_core.training.epoch import EpochTotals, train_epoch
+from ptacl_core.training.config import TrainConfig, check_device
+from ptacl_core.training.epoch import EpochTotals, NonFiniteLossError, last_good_epoch, train_epoch
 from ptacl_core.training.setup import Run, environment, set_up
 from ptacl_core.training.validation import validate
+
+SCAN_CHUNK_BYTES = 64 * 2**20  # ``check_finite_cache`` reads the memory-mapped arrays in pieces of about this size
 
 
 def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | None = None) -> Path:
     """Train (or resume) the run ``config.name``; returns its folder. stop_after_epochs: leave after that
     many epochs of this call, as a kill would (tests of resume)."""
+    check_device(config.device)
     run = set_up(config)
+    try:
+        return _train_epochs(run, progress, stop_after_epochs)
+    finally:  # a run that stops (a non-finite loss, a kill by an exception) frees its folder for the next writer
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _train_epochs(run: Run, progress: bool, stop_after_epochs: int | None) -> Path:
+    """The checks before the first epoch, then the epochs of a set-up run; returns its folder."""
+    config = run.config
+    check_batches(run)
+    check_finite_cache(run.cache)
     writer = _describe(run) if run.rank == 0 else None
     epochs_done = 0
-    for epoch in range(run.start_epoch, config.optim.epochs):
-        if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
-            break
-        totals = train_epoch(run, epoch, progress)
-        val_loss, margin = validate(run.objective, run.val_set, config.optim.batch_size, run.device, run.use_bf16,
-                                    config.seed)
-        if run.rank == 0:
-            _log_epoch(run, epoch, totals, val_loss, margin, writer, progress)
-        epochs_done += 1
-    if writer is not None:
-        writer.close()
+    try:
+        for epoch in range(run.start_epoch, config.optim.epochs):
+            if stop_after_epochs is not None and epochs_done >= stop_after_epochs:
+                break
+            totals = train_epoch(run, epoch, progress)
+            try:
+                val_loss, margin = validate(run.objective, run.val_set, config.optim.batch_size, run.device,
+                                            run.use_bf16, config.seed)
+            except NonFiniteLossError as error:
+                raise NonFiniteLossError(f"{run.name}: epoch {epoch + 1}: {error}; stopped, "
+                                         f"{last_good_epoch(run, epoch)}") from error
+            check_finite_weights(run, epoch)
+            if run.rank == 0:
+                _log_epoch(run, epoch, totals, val_loss, margin, writer, progress)
+            epochs_done += 1
+    finally:
+        if writer is not None:
+            writer.close()
     return run.folder
+
+
+def check_batches(run: Run) -> None:
+    """A ValueError when the training split cannot fill one batch per process (an epoch of no step would log a
+    loss of 0 and checkpoint an untrained model)."""
+    per_process = len(run.train_set) // run.world
+    if per_process < run.config.optim.batch_size:
+        raise ValueError(f"optim.batch_size={run.config.optim.batch_size} is more than the {len(run.train_set)} training "
+                         f"subjects of {run.cache.folder}" + (f" over {run.world} processes" if run.world > 1 else "")
+                         + ": an epoch would have no step")
+
+
+def check_finite_cache(cache: Cache) -> None:
+    """A ValueError naming the array file and its first subjects when a cached ECG or cine holds NaN or Inf.
+    Reads every indexed row once, ``SCAN_CHUNK_BYTES`` at a time (the memory maps stay on disk)."""
+    positions = np.argsort(cache.index.row.to_numpy(dtype=np.int64), kind="stable")
+    rows = cache.index.row.to_numpy(dtype=np.int64)[positions]
+    for name, array in (("ecg", cache.ecg), ("cmr", cache.cmr)):
+        per_row = max(int(np.prod(array.shape[1:], dtype=np.int64)) * array.itemsize, 1)
+        step = max(SCAN_CHUNK_BYTES // per_row, 1)
+        bad: list[str] = []
+        for start in range(0, len(rows), step):
+            chunk = np.asarray(array[rows[start:start + step]])
+            finite = np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+            bad += [str(cache.index.subject_id.iloc[p]) for p in positions[start:start + step][~finite]]
+        if bad:
+            where = getattr(array, "filename", None) or f"{cache.folder} ({name})"
+            raise ValueError(f"{where}: the cached {name.upper()} of {len(bad)} subject(s) holds NaN or Inf "
+                             f"({bad[:5]!r}{' ...' if len(bad) > 5 else ''}); refusing to train on it: rebuild the cache")
+
+
+def check_finite_weights(run: Run, epoch: int) -> None:
+    """``NonFiniteLossError`` when a trained weight is NaN or Inf after an epoch (its checkpoint is not written)."""
+    if run.parameters and not bool(torch.stack([torch.isfinite(p).all() for p in run.parameters]).all()):
+        raise NonFiniteLossError(f"{run.name}: a weight is NaN or infinite after epoch {epoch + 1} (lower optim.lr); "
+                                 f"stopped, {last_good_epoch(run, epoch)}")
 
 
 def _describe(run: Run):

@@ -1,6 +1,8 @@
 """Setting up a training run (METHOD.md §4-5): device and DDP (torchrun), the cache and its fit to the model, the
 phase geometry, the method's objective and its starting weights, the datasets, AdamW with warm-up then cosine
-decay, and resuming from the run's checkpoint. ``set_up(config) -> Run``: everything the epochs need.
+decay, and resuming from the run's checkpoint. ``set_up(config) -> Run``: everything the epochs need. Rank 0 locks
+the run folder before reading its checkpoint (``runs.lock_run``) and cuts ``metrics.csv`` back to the checkpoint's
+epochs (``runs.truncate_metrics``).
 
 The order of the steps is the order of torch's RNG draws (the model's initialisation after ``manual_seed(seed)``),
 so it is part of what a run is: keep it.
@@ -56,6 +58,7 @@ class Run:
     sampler: DistributedSampler | None  # under torchrun
     start_epoch: int  # 0, or the epoch after the checkpoint's
     use_bf16: bool
+    lock: runs.RunLock | None = None  # rank 0's lock on the run folder (``runs.lock_run``); released with the Run
 
     @property
     def saved_config(self) -> dict:
@@ -65,11 +68,11 @@ class Run:
 
 def set_up(config: TrainConfig) -> Run:
     """Device and DDP, cache, objective (seeded by ``config.seed``), data, optimiser and resume of a run."""
+    name = config.name or runs.default_name(config.method, config.seed)
+    folder = runs.run_folder_of(config.runs_dir, name)  # a name, never a path out of the runs folder
     device, rank, world = _device(config)
     cache = Cache.open(resolve_cache(config))
     check_compatible(config, cache)
-    name = config.name or runs.default_name(config.method, config.seed)
-    folder = runs.runs_dir(config.runs_dir) / name
     if device.type == "cpu" and config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -81,14 +84,17 @@ def set_up(config: TrainConfig) -> Run:
     steps_per_epoch = max(len(train_set) // (config.optim.batch_size * world), 1)
     parameters = [p for p in objective.parameters() if p.requires_grad]
     optimizer, scheduler = _optimiser(parameters, config, device, steps_per_epoch)
+    lock = runs.lock_run(folder) if rank == 0 else None  # one writer per run; under torchrun rank 0 alone writes
     start_epoch = resume(folder, config.to_dict() | {"name": name}, objective, optimizer, scheduler, device)
+    if rank == 0:
+        runs.truncate_metrics(folder, start_epoch)  # rows of epochs the checkpoint does not hold are written again
     module = objective
     if world > 1:
         module = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
                                                            find_unused_parameters=not objective.uses_every_parameter)
     use_bf16 = config.optim.amp == "bf16" or (config.optim.amp == "auto" and device.type == "cuda")
     return Run(config, name, folder, device, rank, world, cache, geometry, objective, module, parameters, optimizer,
-               scheduler, train_set, val_set, sampler, start_epoch, use_bf16)
+               scheduler, train_set, val_set, sampler, start_epoch, use_bf16, lock)
 
 
 def resolve_cache(config: TrainConfig) -> Path:
