@@ -2,11 +2,11 @@
 ``preprocessing.cache``; the synthetic cohort's ground-truth file (``latents.csv``) is named only by
 ``synthetic.cohort``. Everything else goes through their functions and constants."""
 
-import ast
 import json
 from pathlib import Path
 
 import pytest
+from test_layout import _strings  # string constants of a module, docstrings excluded
 
 from ptacl_core.preprocessing.cache import (
     DESCRIPTION_FILE,
@@ -21,19 +21,9 @@ from ptacl_core.preprocessing.merge import merge_caches
 PACKAGE = Path(__file__).resolve().parent.parent / "ptacl_core"
 
 
-def _string_constants(path: Path) -> list[str]:
-    """String constants of a module, docstrings excluded (comments are not in the tree)."""
-    tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
-
-
 @pytest.mark.parametrize("literal, home", [("cache.json", "preprocessing/cache.py"), ("latents.csv", "synthetic/cohort.py")])
 def test_a_data_file_name_has_one_home(literal, home):
-    holders = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if any(literal in s for s in _string_constants(p))}
+    holders = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if any(literal in s for s in _strings(p))}
     assert holders == {home}
 
 
