@@ -2,6 +2,7 @@
 the model without training or evaluation, evaluation and prediction without the training loop."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,10 @@ def test_a_stage_docstring_names_what_it_owns(package):
     owned = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {p.name for p in package.iterdir()
                                                                              if (p / "__init__.py").exists()}
     assert all(name in docstring for name in owned), sorted(n for n in owned if n not in docstring)
+
+
+def test_the_readme_links_only_files_a_clone_has():
+    """A user's clone has no ../shared: every relative link of the README names a file of the repository."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    targets = [t for t in re.findall(r"\]\(([^)#\s]+)", readme) if "://" not in t]
+    assert targets and all(not t.startswith("..") and (PACKAGE.parent / t).exists() for t in targets), targets

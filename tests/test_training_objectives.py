@@ -15,7 +15,7 @@ from ptacl_core.methods import METHODS, TRAINABLE
 from ptacl_core.phenotypes import PHENOTYPES
 from ptacl_core.training.config import TrainConfig
 from ptacl_core.training.objective import OBJECTIVES, Contrastive, MaskedAutoencoding, Supervised, build_objective
-from ptacl_core.training.plan import PlanSettings, training_plan
+from ptacl_core.training.plan import PlanSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FS, SIGMA, LAM = 250.0, 0.05, 0.5
@@ -146,13 +146,7 @@ def test_no_training_code_switches_on_a_method_name():
 
 
 def test_the_training_plan_has_one_home():
-    plan = training_plan(["global", "ptacl"], 2, ["ptacl", "mae_ecg"], 1)
-    assert plan == [("global", 0), ("global", 1), ("ptacl", 0), ("ptacl", 1), ("mae_ecg", 0)]
-    with pytest.raises(ValueError, match="method must be one of"):
-        training_plan(["clip"], 1)
-    plan = training_plan(["global", "ptacl"], 1, ["supervised", "mae_ecg"], 1, variants=["ptacl_sham", "ptacl_mae"], variant_seeds=2)
-    assert plan == [("global", 0), ("ptacl", 0), ("ptacl_sham", 0), ("ptacl_sham", 1), ("mae_ecg", 0), ("mae_cmr", 0),
-                    ("ptacl_mae", 0), ("mae_ecg", 1), ("mae_cmr", 1), ("ptacl_mae", 1), ("supervised", 0)]
+    """(The plan's order itself: tests/test_prediction.py::test_training_plan.)"""
     definitions = {str(p.relative_to(ROOT)) for p in (ROOT / "ptacl_core").rglob("*.py")
                    for node in ast.walk(ast.parse(p.read_text()))
                    if isinstance(node, ast.FunctionDef) and node.name in ("training_plan", "train_plan")}

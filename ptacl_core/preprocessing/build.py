@@ -28,11 +28,12 @@ from ptacl_core.io.cohort_tables import CohortError, read_cohort
 from ptacl_core.io.csv_cells import write_csv, write_rows
 from ptacl_core.phenotypes import ECG_TRUTH, PHENOTYPES, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import (
-    CACHE_FILES,
     CACHE_FORMAT,
     CacheMismatchError,
     fingerprint,
+    foreign_files,
     is_cache,
+    listed,
     open_arrays,
     read_description,
     write_description,
@@ -120,10 +121,10 @@ def check_output_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: is a file, not a folder; choose an empty or new folder for --out")
     if out.is_dir() and not is_cache(out):  # not a cache (yet): it may hold only a killed build's leftovers
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in CACHE_FILES and not paths.is_temporary(p))
+        foreign = foreign_files(out)
         if foreign:
-            raise ValueError(f"{out}: the folder holds other files ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}) "
-                             "and is not a cache; choose an empty or new folder for --out")
+            raise ValueError(f"{out}: the folder holds other files ({listed(foreign)}) and is not a cache; choose an "
+                             "empty or new folder for --out")
 
 
 def build_cache(cohort_dir: Path | str, out: Path | str, config: PreprocessConfig | None = None,

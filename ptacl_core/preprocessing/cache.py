@@ -73,6 +73,17 @@ def default_cache_dir(cohort_dir: Path | str, preset: str) -> Path:
     return paths.data_root() / "cache" / f"{cohort_dir.name}_{preset}_{fingerprint(cohort_dir, config)[:8]}"
 
 
+def foreign_files(folder: Path) -> list[str]:
+    """Names of the files in a cache folder that are no cache file (``CACHE_FILES``) and no write in progress,
+    sorted: a non-empty list means the folder is someone else's."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in CACHE_FILES and not paths.is_temporary(p))
+
+
+def listed(names: list[str], most: int = 5) -> str:
+    """The first ``most`` names, comma-separated, with ", ..." when there are more."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
 def description_path(folder: Path | str) -> Path:
     """``<folder>/cache.json``: where a cache folder describes itself."""
     return Path(folder) / DESCRIPTION_FILE

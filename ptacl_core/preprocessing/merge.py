@@ -16,13 +16,14 @@ import pandas as pd
 from ptacl_core import paths
 from ptacl_core.io.csv_cells import read_kit_csv, write_csv
 from ptacl_core.preprocessing.cache import (
-    CACHE_FILES,
     DESCRIPTION_FILE,
     CacheDamagedError,
     CacheMismatchError,
     check_arrays,
     check_index,
+    foreign_files,
     is_cache,
+    listed,
     load_array,
     open_arrays,
     read_description,
@@ -113,10 +114,10 @@ def check_output_folder(out: Path, fingerprint: str) -> None:
         raise ValueError(f"--out {out}: is a file, not a folder; choose a new folder")
     if not out.is_dir():
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in CACHE_FILES and not paths.is_temporary(p))
+    foreign = foreign_files(out)
     if foreign:
-        raise ValueError(f"--out {out}: the folder holds other files ({', '.join(foreign[:5])}"
-                         f"{', ...' if len(foreign) > 5 else ''}) and is not a merged cache; choose an empty or new folder")
+        raise ValueError(f"--out {out}: the folder holds other files ({listed(foreign)}) and is not a merged cache; "
+                         "choose an empty or new folder")
     if is_cache(out):
         existing = read_description(out)
         if existing.get("fingerprint") != fingerprint or existing.get("shard") is not None:
