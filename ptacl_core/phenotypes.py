@@ -87,6 +87,35 @@ ECG_TRUTH: tuple[str, ...] = ("HR_bpm", "PR_ms", "QRS_ms", "QT_ms")
 EVALUATED: tuple[str, ...] = (*PHENOTYPES, *TEMPORAL_PHENOTYPES)  # what evaluation probes (when a cohort has them)
 UNITS.update({name: "%" if name.endswith("_pct") else name.rsplit("_", 1)[1] if not name.endswith("_mL_s") else "mL/s"
               for name in TEMPORAL_PHENOTYPES})
+UNITS.update({"HR_bpm": "bpm", "PR_ms": "ms", "QRS_ms": "ms", "QT_ms": "ms"})
+
+# How figures, tables and the explorer name a column: a short display name and its unit, one table for the kit
+# (``display_name``, ``unit``, ``axis_label``). Units are written once: "LVEDV (mL)", never "LVEDV mL (mL)".
+DISPLAY_NAMES: dict[str, str] = {
+    "LVEDV_mL": "LVEDV", "LVESV_mL": "LVESV", "LVSV_mL": "LVSV", "LVEF_pct": "LVEF", "LVCO_L_min": "LV cardiac output",
+    "LVM_g": "LV mass", "RVEDV_mL": "RVEDV", "RVESV_mL": "RVESV", "RVSV_mL": "RVSV", "RVEF_pct": "RVEF",
+    "LV_time_to_ES_ms": "time to end-systole", "LV_time_to_ES_pct": "time to end-systole, share of RR",
+    "LV_PER_mL_s": "peak ejection rate", "LV_PFR_E_mL_s": "early filling rate", "LV_PFR_A_mL_s": "atrial filling rate",
+    "LV_atrial_fraction_pct": "atrial filling fraction",
+    "HR_bpm": "heart rate", "PR_ms": "PR interval", "QRS_ms": "QRS duration", "QT_ms": "QT interval",
+}
+
+
+def display_name(column: str) -> str:
+    """The short name a figure shows for a phenotype column ("LVEF_pct" -> "LVEF"); unknown columns lose their
+    underscores."""
+    return DISPLAY_NAMES.get(column, column.replace("_", " "))
+
+
+def unit(column: str) -> str:
+    """The unit of a phenotype column ("LVEF_pct" -> "%"), "" when it has none."""
+    return UNITS.get(column, "")
+
+
+def axis_label(column: str, prefix: str = "") -> str:
+    """An axis label with the unit once: ``axis_label("LVEF_pct", "CMR")`` -> "CMR LVEF (%)"."""
+    name = f"{prefix} {display_name(column)}".strip()
+    return f"{name} ({unit(column)})" if unit(column) else name
 
 
 def temporal_phenotypes(lv_volume_ml: np.ndarray, frame_interval_ms: float, min_peak_fraction: float = 0.05) -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""Figures, in one style: ``style`` (the kit's colours, ``use_kit_style``, ``save_figure`` as PNG + PDF), ``cohort``
-(the cohort, the cache and training: notebooks 00-02), ``comparison`` (the results of notebooks 03-05). Every function
-returns its matplotlib Figure; the notebooks save it with ``save_figure``.
+"""Figures, in one style: ``style`` (the kit's colours, ``use_kit_style``, ``save_figure`` as PNG + PDF,
+``show_figure`` to also show it inline), ``cohort`` (the cohort, the cache and training: notebooks 00-02),
+``comparison`` (the results of notebooks 03-05). Every function returns its matplotlib Figure; the notebooks save
+and show it with ``show_figure``.
 
 ``from ptacl_core import plotting`` gives the style and the cohort figures (``plotting.plot_ecg_12lead``).
 """
@@ -15,8 +16,15 @@ from ptacl_core.plotting.cohort import (
     plot_phenotypes_by_condition,
     plot_rr_and_flags,
 )
-from ptacl_core.plotting.style import CONDITION_COLOURS, LABEL_COLOURS, MARK_COLOUR, save_figure, use_kit_style
+from ptacl_core.plotting.style import (
+    CONDITION_COLOURS,
+    LABEL_COLOURS,
+    MARK_COLOUR,
+    save_figure,
+    show_figure,
+    use_kit_style,
+)
 
 __all__ = ["CONDITION_COLOURS", "LABEL_COLOURS", "MARK_COLOUR", "plot_cine_grid", "plot_cine_phases", "plot_ecg_12lead",
            "plot_ecg_before_after", "plot_electromechanical_coupling", "plot_phase_similarity",
-           "plot_phenotypes_by_condition", "plot_rr_and_flags", "save_figure", "use_kit_style"]
+           "plot_phenotypes_by_condition", "plot_rr_and_flags", "save_figure", "show_figure", "use_kit_style"]

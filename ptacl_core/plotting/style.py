@@ -1,8 +1,9 @@
-"""The kit's figure style: colours shared by every figure, ``use_kit_style``, and ``save_figure`` (PNG + PDF side by
-side into the figures folder)."""
+"""The kit's figure style: colours shared by every figure, ``use_kit_style``, ``save_figure`` (PNG + PDF side by
+side into the figures folder) and ``show_figure`` (save, then show the PNG inline in the notebook)."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # the backend is the caller's: inline in JupyterLab, Agg under the runner
@@ -33,3 +34,24 @@ def save_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> list[
     for path in paths:
         figure.savefig(path, bbox_inches="tight")
     return paths
+
+
+def show_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> None:
+    """``save_figure``, then show the saved PNG inline when running in a notebook kernel, and close the figure.
+
+    The image output is written whatever the matplotlib backend (papermill runs with Agg, where a figure left
+    open shows nothing), the notebook shows exactly the file in ``figures/``, and closing it keeps the inline
+    backend from drawing it a second time. Returns None, so a cell ending with it prints no paths."""
+    png = save_figure(figure, name, figures_dir)[0]
+    plt.close(figure)
+    try:
+        from IPython import get_ipython  # lazy: only a notebook kernel has a display to show the image on
+        from IPython.display import Image, display  # lazy: with get_ipython
+    except ImportError:  # plain Python without IPython: the files are written, nothing to show
+        return
+    if get_ipython() is None:
+        return
+    data = png.read_bytes()
+    width_px = struct.unpack(">I", data[16:20])[0]  # the PNG header's IHDR width
+    dpi = float(plt.rcParams["savefig.dpi"]) if plt.rcParams["savefig.dpi"] != "figure" else float(figure.dpi)
+    display(Image(data=data, format="png", width=round(width_px * 100 / dpi)))  # shown at 100 px per inch
