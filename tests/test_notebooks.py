@@ -1,8 +1,10 @@
 """Committed notebooks carry no outputs; the runner executes them in order and names failures."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -120,6 +122,32 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
     assert "## Pre-registered endpoints" in report and "R² within condition" in report and "null twin" in report
     assert (tmp_path / "figures/tables/00_information_audit_physiological.csv").exists()
     assert list((tmp_path / "embeddings").glob("*.npz"))  # the embedding cache went where it was told
+    for notebook in NOTEBOOKS:
+        _assert_figures_inline(tmp_path / "out" / notebook.name)
+        _assert_figures_inline(tmp_path / "out" / "null_twin" / notebook.name, required=False)
+
+
+MAX_WIDGET_OUTPUTS = 4  # progress bars: one per long loop, never one per epoch or run
+
+
+def _assert_figures_inline(executed: Path, required: bool = True) -> None:
+    """Every figure cell of an executed notebook shows its figures (one PNG output per ``show_figure`` call), no
+    cell prints the paths of a saved figure, and progress bars stay a handful."""
+    if not executed.exists():
+        assert not required, executed
+        return
+    cells = json.loads(executed.read_text())["cells"]
+    widgets = 0
+    for cell in (c for c in cells if c["cell_type"] == "code"):
+        source = "".join(cell["source"])
+        outputs = cell.get("outputs", [])
+        images = sum("image/png" in o.get("data", {}) for o in outputs)
+        widgets += sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+        calls = len(re.findall(r"^\s*plotting\.show_figure\(", source, flags=re.M))
+        assert images >= calls, f"{executed.name}: a figure cell shows {images} of its {calls} figure(s):\n{source[:300]}"
+        assert "save_figure(" not in source, f"{executed.name}: a figure saved but not shown:\n{source[:300]}"
+        assert not any("PosixPath(" in "".join(o.get("data", {}).get("text/plain", "")) for o in outputs), executed.name
+    assert widgets <= MAX_WIDGET_OUTPUTS, f"{executed.name}: {widgets} widget outputs"
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):

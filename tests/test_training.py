@@ -201,3 +201,42 @@ def test_a_finished_run_resumes_whatever_its_thread_setting(tiny_cache, tmp_path
     train(_config(tiny_cache, tmp_path, name="r", threads=1, **{"optim.epochs": 1}), progress=False)
     with pytest.raises(ValueError, match="another config"):
         train(_config(tiny_cache, tmp_path, name="r", **{"optim.epochs": 1, "loss.lam": 0.5}), progress=False)
+
+
+def test_a_plan_shows_one_progress_bar_in_epochs(monkeypatch, tmp_path):
+    """Notebook 02 keeps one widget for the whole plan: train_plan opens one bar, counts every run's epochs (a
+    finished run's too) and trains each run without its own bars."""
+    from ptacl_core.training import plan as plan_module
+
+    bars, calls = [], []
+
+    class Bar:
+        def __init__(self, total, **_):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, step):
+            self.n += step
+
+        def set_postfix(self, **_):
+            pass
+
+        def set_description(self, _):
+            pass
+
+        def close(self):
+            pass
+
+    def fake_train(config, progress, on_epoch=None):
+        calls.append(progress)
+        done = 0 if config.seed == 0 else config.optim.epochs  # seed 1: already finished, nothing left to train
+        for epoch in range(done, config.optim.epochs):
+            on_epoch({"epoch": epoch + 1, "loss": 1.0, "val_loss": 1.0})
+        return tmp_path / config.name
+
+    monkeypatch.setattr(plan_module, "tqdm", Bar)
+    monkeypatch.setattr(plan_module, "train", fake_train)
+    settings = plan_module.PlanSettings("tiny", tmp_path, tmp_path, epochs=3, batch_size=8, lr=1e-3, lam=1.0)
+    folders = plan_module.train_plan([("global", 0), ("global", 1), ("ptacl", 0)], settings)
+    assert len(bars) == 1 and bars[0].total == 9 and bars[0].n == 9
+    assert calls == [False, False, False] and len(folders) == 3

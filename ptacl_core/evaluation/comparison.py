@@ -238,20 +238,24 @@ class Comparison:
 
     def retrieval_panel_queries(self, method: str, seed: int, n_queries: int = 3, split: str = "test") -> list[dict]:
         """ECG->ECG retrieval examples for ``plotting.comparison.plot_retrieval_panel``: one query per condition, in the
-        split's order, each with its ECG, its own mid-slice ED frame and its top-3 retrieved patients'."""
+        split's order, each with its ECG, its own mid-slice ED frame, ``condition`` and ``lvef`` (%), and its top-3
+        retrieved patients' (frame, title, condition, lvef)."""
         view, cache = self.view, self.view.cache
         index = cache.index
         rows = np.flatnonzero(view.splits == split)
         embedding = self.embeddings[(method, seed)][rows]
-        retrieved, similarity = topk(embedding, embedding, 3, exclude=np.arange(len(rows)))
+        retrieved, _ = topk(embedding, embedding, 3, exclude=np.arange(len(rows)))
 
         def mid_ed_frame(position: int) -> np.ndarray:
             cine = np.asarray(cache.cmr[int(index.row.iloc[position])], dtype=np.float32)
             return mid_slice(cine)[int(index.ed_frame.iloc[position])]
 
         def describe(position: int) -> str:
-            return (f"LVEF {view.column('LVEF_pct')[position]:.0f}%, LVEDV {view.column('LVEDV_mL')[position]:.0f} mL\n"
+            return (f"LVEF {view.column('LVEF_pct')[position]:.0f} %, LVEDV {view.column('LVEDV_mL')[position]:.0f} mL\n"
                     f"{view.conditions[position].replace('_', ' ')}")
+
+        def facts(position: int) -> dict:
+            return {"condition": str(view.conditions[position]), "lvef": float(view.column("LVEF_pct")[position])}
 
         chosen, seen = [], set()  # one query per condition, in a fixed order, so the panel shows different hearts
         for q, position in enumerate(rows):
@@ -265,8 +269,10 @@ class Comparison:
                 "ecg": np.asarray(cache.ecg[int(index.row.iloc[position])], dtype=np.float32),
                 "title": f"query ECG (lead II): {describe(position)}".replace("\n", ", "),
                 "own_frame": mid_ed_frame(position),
-                "retrieved": [{"frame": mid_ed_frame(rows[r]), "title": f"#{rank + 1} cos {score:.2f}\n{describe(rows[r])}"}
-                              for rank, (r, score) in enumerate(zip(retrieved[q], similarity[q], strict=True))],
+                **facts(position),
+                # captions name the rank and the heart, not the raw cosine (pooled embeddings' cosines all sit near 1)
+                "retrieved": [{"frame": mid_ed_frame(rows[r]), "title": f"#{rank + 1}: {describe(rows[r])}", **facts(rows[r])}
+                              for rank, r in enumerate(retrieved[q])],
             })
         return queries
 

@@ -3,6 +3,7 @@ side into the figures folder) and ``show_figure`` (save, then show the PNG inlin
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
@@ -36,13 +37,19 @@ def save_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> list[
     return paths
 
 
-def show_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> None:
+def show_figure(figure: plt.Figure, name: str, figures_dir: Path | str | None) -> None:
     """``save_figure``, then show the saved PNG inline when running in a notebook kernel, and close the figure.
 
     The image output is written whatever the matplotlib backend (papermill runs with Agg, where a figure left
     open shows nothing), the notebook shows exactly the file in ``figures/``, and closing it keeps the inline
-    backend from drawing it a second time. Returns None, so a cell ending with it prints no paths."""
-    png = save_figure(figure, name, figures_dir)[0]
+    backend from drawing it a second time. figures_dir None: show only (a figure another notebook saves).
+    Returns None, so a cell ending with it prints no paths."""
+    if figures_dir is None:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", bbox_inches="tight")
+        data = buffer.getvalue()
+    else:
+        data = save_figure(figure, name, figures_dir)[0].read_bytes()
     plt.close(figure)
     try:
         from IPython import get_ipython  # lazy: only a notebook kernel has a display to show the image on
@@ -51,7 +58,6 @@ def show_figure(figure: plt.Figure, name: str, figures_dir: Path | str) -> None:
         return
     if get_ipython() is None:
         return
-    data = png.read_bytes()
     width_px = struct.unpack(">I", data[16:20])[0]  # the PNG header's IHDR width
     dpi = float(plt.rcParams["savefig.dpi"]) if plt.rcParams["savefig.dpi"] != "figure" else float(figure.dpi)
     display(Image(data=data, format="png", width=round(width_px * 100 / dpi)))  # shown at 100 px per inch

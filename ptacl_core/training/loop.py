@@ -13,6 +13,7 @@ metrics row or checkpoint is written: the run folder keeps its last good epoch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +30,24 @@ from ptacl_core.training.validation import validate
 SCAN_CHUNK_BYTES = 64 * 2**20  # ``check_finite_cache`` reads the memory-mapped arrays in pieces of about this size
 
 
-def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | None = None) -> Path:
-    """Train (or resume) the run ``config.name``; returns its folder. stop_after_epochs: leave after that
-    many epochs of this call, as a kill would (tests of resume)."""
+EpochHook = Callable[[dict], None]  # called on rank 0 with each finished epoch's metrics.csv row
+
+
+def train(config: TrainConfig, progress: bool = True, stop_after_epochs: int | None = None,
+          on_epoch: EpochHook | None = None) -> Path:
+    """Train (or resume) the run ``config.name``; returns its folder. progress: a bar per epoch and a line per
+    epoch; on_epoch: called with each finished epoch's metrics row (a plan's single progress bar); stop_after_epochs:
+    leave after that many epochs of this call, as a kill would (tests of resume)."""
     check_device(config.device)
     run = set_up(config)
     try:
-        return _train_epochs(run, progress, stop_after_epochs)
+        return _train_epochs(run, progress, stop_after_epochs, on_epoch)
     finally:  # a run that stops (a non-finite loss, a kill by an exception) frees its folder for the next writer
         if run.lock is not None:
             run.lock.release()
 
 
-def _train_epochs(run: Run, progress: bool, stop_after_epochs: int | None) -> Path:
+def _train_epochs(run: Run, progress: bool, stop_after_epochs: int | None, on_epoch: EpochHook | None = None) -> Path:
     """The checks before the first epoch, then the epochs of a set-up run; returns its folder."""
     config = run.config
     check_batches(run)
@@ -61,7 +67,9 @@ def _train_epochs(run: Run, progress: bool, stop_after_epochs: int | None) -> Pa
                                          f"{last_good_epoch(run, epoch)}") from error
             check_finite_weights(run, epoch)
             if run.rank == 0:
-                _log_epoch(run, epoch, totals, val_loss, margin, writer, progress)
+                row = _log_epoch(run, epoch, totals, val_loss, margin, writer, progress)
+                if on_epoch is not None:
+                    on_epoch(row)
             epochs_done += 1
     finally:
         if writer is not None:
@@ -116,8 +124,8 @@ def _describe(run: Run):
         return None
 
 
-def _log_epoch(run: Run, epoch: int, totals: EpochTotals, val_loss: float, margin: dict, writer, progress: bool) -> None:
-    """metrics.csv's row, TensorBoard's scalars and the checkpoint of one finished epoch (rank 0)."""
+def _log_epoch(run: Run, epoch: int, totals: EpochTotals, val_loss: float, margin: dict, writer, progress: bool) -> dict:
+    """metrics.csv's row, TensorBoard's scalars and the checkpoint of one finished epoch (rank 0); returns the row."""
     config = run.config
     samples = totals.steps * config.optim.batch_size * run.world
     means = totals.means()
@@ -136,3 +144,4 @@ def _log_epoch(run: Run, epoch: int, totals: EpochTotals, val_loss: float, margi
     if progress:
         print(f"{run.name}: epoch {epoch + 1}/{config.optim.epochs} loss {row['loss']:.4f} val {val_loss:.4f} "
               f"({row['samples_per_s']:.0f} pairs/s)", flush=True)
+    return row

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ptacl_core.methods import METHODS, check_trainable
 from ptacl_core.model.presets import preset as lookup_preset
 from ptacl_core.training.config import TrainConfig
@@ -74,8 +76,20 @@ def train_plan(plan: Iterable[tuple[str, int]], settings: PlanSettings, progress
                ) -> dict[tuple[str, int], Path]:
     """Train (or resume, or find finished) every (method, seed) of the plan in order; returns their run folders. A
     method that starts from other runs (``ptacl_mae``) is initialised from those of the same seed, planned before it."""
+    plan = list(plan)
     folders: dict[tuple[str, int], Path] = {}
-    for method, seed in plan:
+    # one bar for the whole plan, in epochs (a bar per run and epoch would leave hundreds of widgets in notebook 02)
+    bar = tqdm(total=len(plan) * settings.epochs, desc="training plan", unit="epoch", disable=not progress)
+
+    def advance(row: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_loss']:.3f}")
+
+    for position, (method, seed) in enumerate(plan, 1):
         starts_from = ",".join(str(folders[(m, seed)]) for m in METHODS[method].starts_from)
-        folders[(method, seed)] = train(settings.config(method, seed, starts_from), progress=progress)
+        config = settings.config(method, seed, starts_from)
+        bar.set_description(f"{config.name} ({position}/{len(plan)})")
+        folders[(method, seed)] = train(config, progress=False, on_epoch=advance)
+        bar.update(position * settings.epochs - bar.n)  # a finished or resumed run counts its earlier epochs too
+    bar.close()
     return folders
