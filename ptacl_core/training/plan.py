@@ -1,7 +1,8 @@
 """The comparison's training plan (what notebook 02 trains, METHOD.md §5): which (method, seed) runs in which order
 (``training_plan``), each run's config from the settings every run shares (``PlanSettings.config``), and training
-the plan in order (``train_plan``). Runs are named ``runs.run_name(method, preset, seed, fast)``, so a finished run
-is found (``runs.find_runs``) and not retrained, and an interrupted one resumes.
+the plan (``train_plan``) through the grid executor (``executor``: a process pool, one run per GPU, or Slurm).
+Runs are named ``runs.run_name(method, preset, seed, fast)``, so a finished run is found (``runs.find_runs``) and
+not retrained, and an interrupted one resumes.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ptacl_core.methods import METHODS, check_trainable
 from ptacl_core.model.presets import preset as lookup_preset
 from ptacl_core.training.config import TrainConfig
-from ptacl_core.training.loop import train
-from ptacl_core.training.runs import run_name
+from ptacl_core.training.executor import GridFailed, GridJob, execute
+from ptacl_core.training.runs import run_folder_of, run_name
 
 
 def training_plan(methods: list[str], seeds: int, baselines: list[str] = (), baseline_seeds: int = 1,
@@ -72,24 +71,27 @@ class PlanSettings:
         return self.num_bins or lookup_preset(self.preset).num_bins
 
 
-def train_plan(plan: Iterable[tuple[str, int]], settings: PlanSettings, progress: bool = True
+def grid_jobs(plan: Iterable[tuple[str, int]], settings: PlanSettings) -> list[GridJob]:
+    """The plan as executor jobs: each run's config, and for a method that starts from other runs (``ptacl_mae``)
+    those of the same seed as its prerequisites (their folders in ``init_from``)."""
+    jobs = []
+    for method, seed in plan:
+        after = tuple((m, seed) for m in METHODS[method].starts_from)
+        init_from = ",".join(str(run_folder_of(settings.runs_dir, run_name(m, settings.preset, seed, settings.fast)))
+                             for m, _ in after)
+        jobs.append(GridJob((method, seed), settings.config(method, seed, init_from), after))
+    return jobs
+
+
+def train_plan(plan: Iterable[tuple[str, int]], settings: PlanSettings, progress: bool = True,
+               backend: str = "auto", workers: int | None = None, slurm: dict | None = None, log=print
                ) -> dict[tuple[str, int], Path]:
-    """Train (or resume, or find finished) every (method, seed) of the plan in order; returns their run folders. A
-    method that starts from other runs (``ptacl_mae``) is initialised from those of the same seed, planned before it."""
-    plan = list(plan)
-    folders: dict[tuple[str, int], Path] = {}
-    # one bar for the whole plan, in epochs (a bar per run and epoch would leave hundreds of widgets in notebook 02)
-    bar = tqdm(total=len(plan) * settings.epochs, desc="training plan", unit="epoch", disable=not progress)
-
-    def advance(row: dict) -> None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_loss']:.3f}")
-
-    for position, (method, seed) in enumerate(plan, 1):
-        starts_from = ",".join(str(folders[(m, seed)]) for m in METHODS[method].starts_from)
-        config = settings.config(method, seed, starts_from)
-        bar.set_description(f"{config.name} ({position}/{len(plan)})")
-        folders[(method, seed)] = train(config, progress=False, on_epoch=advance)
-        bar.update(position * settings.epochs - bar.n)  # a finished or resumed run counts its earlier epochs too
-    bar.close()
-    return folders
+    """Train (or resume, or find finished) every (method, seed) of the plan with the executor ``backend``
+    (``executor.BACKENDS``; auto: a process pool on a multi-core CPU, one run per GPU on a GPU node); returns their
+    run folders. A failed run does not stop the others: once all have run, ``GridFailed`` names each failure and its
+    log (run the cell again: finished runs are skipped, the failed ones start again)."""
+    report = execute(grid_jobs(plan, settings), backend, workers=workers, threads=settings.threads or None,
+                     slurm=slurm, progress=progress, log=log)
+    if report.failed:
+        raise GridFailed(report)
+    return report.folders()
