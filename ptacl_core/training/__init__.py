@@ -1,7 +1,8 @@
 """Training: ``config`` (TrainConfig) -> ``objective`` (what each method optimises: the objective classes the method
 registry names) -> ``loop`` (train: ``setup`` of device, DDP, data, objective, optimiser and resume; ``epoch``, one
 training epoch; ``validation``, the validation loss and phase-clock margin) -> ``runs`` (the run folder: names,
-checkpoints, metrics, finding finished runs); ``plan`` (the comparison's runs, what notebook 02 trains).
+checkpoints, metrics, finding finished runs); ``plan`` (the comparison's runs, what notebook 02 trains) run by
+``executor`` (the grid on this machine: sequential, a process pool, one run per GPU, or Slurm via submitit).
 
 Importing ``ptacl_core.training.runs`` (as evaluation and prediction do) does not import the loop.
 """

@@ -241,6 +241,13 @@ def execute(jobs: Sequence[GridJob], backend: str = "auto", workers: int | None 
     devices the cuda backend shares out (default ``visible_gpus()``); slurm: ``submitit`` parameters (e.g.
     ``{"cluster": "local", "folder": ..., "slurm_partition": "gpu", "timeout_min": 120, "gpus_per_node": 1}``)."""
     backend = choose_backend(backend)
+    if isinstance(slurm, str):  # from the command line: -p slurm '{"slurm_partition": "gpu"}'
+        try:
+            slurm = json.loads(slurm) if slurm.strip() else {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"slurm parameters must be a JSON object, got {slurm!r}: {error}") from None
+    if slurm is not None and not isinstance(slurm, dict):
+        raise ValueError(f"slurm parameters must be a JSON object (a dict), got {type(slurm).__name__}")
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"a grid lists a run twice: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
