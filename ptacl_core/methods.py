@@ -49,33 +49,33 @@ class Method:
 
 _BOTH = ("ecg", "cmr")
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("random", "random init", "#9e9e9e", "untrained", ()),
-    Method("mae_ecg", "ECG MAE", "#8172B3", "self-supervised", ("ecg",), "masked_autoencoding"),
-    Method("mae_cmr", "CMR MAE", "#64B5CD", "self-supervised", ("cmr",), "masked_autoencoding"),
-    Method("global", "global only", "#4C72B0", "contrastive", _BOTH, "contrastive", global_weight=1.0, local_weight=0.0),
-    Method("local", "local only", "#55A868", "contrastive", _BOTH, "contrastive", global_weight=0.0, local_weight=1.0),
+    Method("random", "random init", "#BBBBBB", "untrained", ()),
+    Method("mae_ecg", "ECG MAE", "#332288", "self-supervised", ("ecg",), "masked_autoencoding"),
+    Method("mae_cmr", "CMR MAE", "#999933", "self-supervised", ("cmr",), "masked_autoencoding"),
+    Method("global", "global only", "#0072B2", "contrastive", _BOTH, "contrastive", global_weight=1.0, local_weight=0.0),
+    Method("local", "local only", "#009E73", "contrastive", _BOTH, "contrastive", global_weight=0.0, local_weight=1.0),
     Method("ptacl", "PTACL", "#C44E52", "contrastive", _BOTH, "contrastive", global_weight=1.0, local_weight=1.0),
-    Method("ptacl_cross", "PTACL (cross-patient local)", "#E377C2", "contrastive", _BOTH, "contrastive",
+    Method("ptacl_cross", "PTACL (cross-patient local)", "#CC79A7", "contrastive", _BOTH, "contrastive",
            global_weight=1.0, local_weight=1.0, local_variant="cross_patient"),
-    Method("ptacl_sham", "PTACL sham (another patient's R peaks)", "#BCBD22", "contrastive", _BOTH, "contrastive",
+    Method("ptacl_sham", "PTACL sham (another patient's R peaks)", "#E69F00", "contrastive", _BOTH, "contrastive",
            global_weight=1.0, local_weight=1.0, local_variant="sham"),
-    Method("ptacl_noaug", "PTACL, no ECG amplitude augmentation", "#8C564B", "contrastive", _BOTH, "contrastive",
+    Method("ptacl_noaug", "PTACL, no ECG amplitude augmentation", "#56B4E9", "contrastive", _BOTH, "contrastive",
            global_weight=1.0, local_weight=1.0, amplitude_augmentation=False),
-    Method("ptacl_mae", "PTACL from MAE weights", "#17BECF", "contrastive", _BOTH, "contrastive",
+    Method("ptacl_mae", "PTACL from MAE weights", "#882255", "contrastive", _BOTH, "contrastive",
            global_weight=1.0, local_weight=1.0, starts_from=("mae_ecg", "mae_cmr")),
-    Method("supervised", "supervised (reference)", "#DD8452", "reference", ("ecg",), "supervised"),
+    Method("supervised", "supervised (reference)", "#000000", "reference", ("ecg",), "supervised"),
     # the PTACL run's *CMR* embedding: what the image itself tells a linear probe (evaluation only)
-    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#222222", "reference", (), cmr_embedding_of="ptacl"),
+    Method("cmr_ptacl", "CMR embedding (upper ref.)", "#3D3D3D", "reference", (), cmr_embedding_of="ptacl"),
     # feature rows that bound what is learnable (METHOD.md §5; ``evaluation.references``), probed like embeddings
-    Method("condition_label", "condition label only", "#B8B8B8", "reference", ()),
-    Method("ecg_measures", "hand-crafted ECG measurements", "#937860", "reference", ()),
-    Method("generator_latents", "generator latents (ceiling)", "#DA8BC3", "reference", ()),
+    Method("condition_label", "condition label only", "#5C5C5C", "reference", ()),
+    Method("ecg_measures", "hand-crafted ECG measurements", "#7A7A7A", "reference", ()),
+    Method("generator_latents", "generator latents (ceiling)", "#999999", "reference", ()),
 )}
 TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
 CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)
 SELF_SUPERVISED = tuple(name for name, method in METHODS.items() if method.self_supervised)
 REFERENCE_FEATURES = ("condition_label", "ecg_measures", "generator_latents")  # not encoders: probed, not searched
-OTHER_COLOUR = "#777777"
+OTHER_COLOUR = "#DDCC77"
 
 
 def label(name: str) -> str:

@@ -1,7 +1,9 @@
-"""Figures, in one style: ``style`` (the kit's colours, ``use_kit_style``, ``save_figure`` as PNG + PDF,
-``show_figure`` to also show it inline), ``cohort`` (the cohort, the cache and training: notebooks 00-02),
-``comparison`` (the results of notebooks 03-05). Every function returns its matplotlib Figure; the notebooks save
-and show it with ``show_figure``.
+"""Figures, in one style: ``style`` (the kit's colour-blind-safe colours, sizes for a two-column paper, fonts
+(``use_kit_style``, ``kit_style``), panel letters, how methods and reference rows are drawn, ``save_figure`` as
+PNG + PDF, ``show_figure`` to also show it inline), ``cohort`` (the cohort, the cache and training: notebooks
+00-02), ``comparison`` (the results of notebooks 03-05), ``checks`` (the figure standard as a test:
+``checks.figure_problems``: labels with units, no overlapping text, no text over data, the size). Every function
+returns its matplotlib Figure; the notebooks save and show it with ``show_figure``.
 
 ``from ptacl_core import plotting`` gives the style and the cohort figures (``plotting.plot_ecg_12lead``).
 """
