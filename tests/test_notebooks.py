@@ -147,6 +147,8 @@ def _assert_figures_inline(executed: Path, required: bool = True) -> None:
         assert images >= calls, f"{executed.name}: a figure cell shows {images} of its {calls} figure(s):\n{source[:300]}"
         assert "save_figure(" not in source, f"{executed.name}: a figure saved but not shown:\n{source[:300]}"
         assert not any("PosixPath(" in "".join(o.get("data", {}).get("text/plain", "")) for o in outputs), executed.name
+        texts = "".join("".join(o.get("text", "")) for o in outputs)
+        assert "breaks the kit's figure standard" not in texts, f"{executed.name}: {texts[:1500]}"
     assert widgets <= MAX_WIDGET_OUTPUTS, f"{executed.name}: {widgets} widget outputs"
 
 

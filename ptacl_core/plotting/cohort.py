@@ -254,12 +254,10 @@ def plot_phase_similarity(similarities: dict[str, np.ndarray], masks: dict[str, 
             matrix = matrices[name][row]
             image = axis.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax)
             bin_ticks(axis, len(matrix))
-            if row == n_patients - 1:
-                axis.set_xlabel("CMR phase bin")
-            if column == 0:
-                axis.set_ylabel("ECG phase bin")
             if column == len(names) - 1:
                 axis.text(1.06, 0.5, f"patient {row + 1}", rotation=-90, va="center", ha="left", transform=axis.transAxes)
         panel_title(axes[0, column], LETTERS[column], textwrap.fill(method_label(name), 30))
+    figure.supxlabel("CMR phase bin")  # one label per axis for the grid: per-panel labels did not fit two columns
+    figure.supylabel("ECG phase bin")
     figure.colorbar(image, ax=axes, shrink=0.6, label="cosine similarity")
     return figure

@@ -10,6 +10,7 @@ import functools
 import io
 import struct
 import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # the backend is the caller's: inline in JupyterLab, Agg under the runner
@@ -169,7 +170,14 @@ def show_figure(figure: plt.Figure, name: str, figures_dir: Path | str | None) -
     The image output is written whatever the matplotlib backend (papermill runs with Agg, where a figure left
     open shows nothing), the notebook shows exactly the file in ``figures/``, and closing it keeps the inline
     backend from drawing it a second time. figures_dir None: show only (a figure another notebook saves).
-    Returns None, so a cell ending with it prints no paths."""
+    Returns None, so a cell ending with it prints no paths. A figure that breaks the kit's figure standard
+    (``checks.figure_problems``: labels and units, overlapping text, size) is shown with a warning naming each
+    problem, so an executed notebook says so next to the figure."""
+    from ptacl_core.plotting.checks import figure_problems  # lazy: checks imports this module's sizes
+
+    problems = figure_problems(figure)
+    if problems:
+        warnings.warn(f"figure {name!r} breaks the kit's figure standard: " + "; ".join(problems), stacklevel=2)
     if figures_dir is None:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", bbox_inches="tight")
