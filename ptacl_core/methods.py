@@ -69,12 +69,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # feature rows that bound what is learnable (METHOD.md §5; ``evaluation.references``), probed like embeddings
     Method("condition_label", "condition label only", "#5C5C5C", "reference", ()),
     Method("ecg_measures", "hand-crafted ECG measurements", "#7A7A7A", "reference", ()),
+    Method("median_beat", "median beat (PCA, ridge)", "#8C8C8C", "reference", ()),
     Method("generator_latents", "generator latents (ceiling)", "#999999", "reference", ()),
 )}
 TRAINABLE = tuple(name for name, method in METHODS.items() if method.trainable)
 CONTRASTIVE = tuple(name for name, method in METHODS.items() if method.contrastive)
 SELF_SUPERVISED = tuple(name for name, method in METHODS.items() if method.self_supervised)
-REFERENCE_FEATURES = ("condition_label", "ecg_measures", "generator_latents")  # not encoders: probed, not searched
+REFERENCE_FEATURES = ("condition_label", "ecg_measures", "median_beat", "generator_latents")  # not encoders: probed, not searched
 OTHER_COLOUR = "#DDCC77"
 
 

@@ -89,6 +89,14 @@ UNITS.update({name: "%" if name.endswith("_pct") else name.rsplit("_", 1)[1] if 
               for name in TEMPORAL_PHENOTYPES})
 UNITS.update({"HR_bpm": "bpm", "PR_ms": "ms", "QRS_ms": "ms", "QT_ms": "ms"})
 
+# Each temporal phenotype's residual after a ridge regression on the ECG's heart rate (fitted on the training split;
+# ``evaluation.heart_rate``): what an embedding knows of the heart's timing beyond the rate (METHOD.md §5, the
+# endpoint "temporal family R² beyond heart rate", pre-registered 2026-12-06). Probed like the others.
+BEYOND_HR_SUFFIX = "_beyond_HR"
+BEYOND_HEART_RATE: tuple[str, ...] = tuple(f"{name}{BEYOND_HR_SUFFIX}" for name in TEMPORAL_PHENOTYPES)
+PROBED: tuple[str, ...] = (*EVALUATED, *BEYOND_HEART_RATE)  # what evaluation probes: measured, then derived
+UNITS.update({f"{name}{BEYOND_HR_SUFFIX}": UNITS[name] for name in TEMPORAL_PHENOTYPES})
+
 # How figures, tables and the explorer name a column: a short display name and its unit, one table for the kit
 # (``display_name``, ``unit``, ``axis_label``). Units are written once: "LVEDV (mL)", never "LVEDV mL (mL)".
 DISPLAY_NAMES: dict[str, str] = {
@@ -104,6 +112,8 @@ DISPLAY_NAMES: dict[str, str] = {
 def display_name(column: str) -> str:
     """The short name a figure shows for a phenotype column ("LVEF_pct" -> "LVEF"); unknown columns lose their
     underscores."""
+    if column.endswith(BEYOND_HR_SUFFIX) and column[: -len(BEYOND_HR_SUFFIX)] in DISPLAY_NAMES:
+        return f"{DISPLAY_NAMES[column[: -len(BEYOND_HR_SUFFIX)]]} beyond heart rate"
     return DISPLAY_NAMES.get(column, column.replace("_", " "))
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ptacl_core.evaluation.embedding_maps import embedding_map
 from ptacl_core.evaluation.embeddings import cache_embeddings
 from ptacl_core.evaluation.endpoints import EndpointPlan
+from ptacl_core.evaluation.heart_rate import beyond_heart_rate, ecg_heart_rate
 from ptacl_core.evaluation.inputs import EvaluationInputs
 from ptacl_core.evaluation.references import reference_features
 from ptacl_core.evaluation.retrieval import KS, score_retrieval, topk, zscore_phenotypes
@@ -30,7 +31,7 @@ from ptacl_core.evaluation.statistics import (
 from ptacl_core.evaluation.tables import ECG_TO_CMR, ECG_TO_ECG
 from ptacl_core.methods import CONTRASTIVE, METHODS, REFERENCE_FEATURES, cmr_embedding_rows, label, ordered
 from ptacl_core.model.encoders import ModelConfig
-from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES, PROBED, TEMPORAL_PHENOTYPES
 from ptacl_core.preprocessing.cache import Cache, mid_slice
 from ptacl_core.training.runs import RunInfo, load_model, random_init_model
 
@@ -38,7 +39,8 @@ from ptacl_core.training.runs import RunInfo, load_model, random_init_model
 @dataclass
 class CohortView:
     """What evaluation needs of a cache, in its index order: ids (N,), splits (N,), phenotypes (N, P) in
-    ``phenotype_names`` order (the ten volumes, then the temporal ones; NaN where a cohort lacks them),
+    ``phenotype_names`` order (the ten volumes, the temporal ones, then the temporal ones beyond heart rate,
+    ``heart_rate.beyond_heart_rate``; NaN where a cohort lacks them),
     conditions (N,) (or "unknown")."""
 
     cache: Cache
@@ -46,7 +48,7 @@ class CohortView:
     splits: np.ndarray
     phenotypes: np.ndarray
     conditions: np.ndarray
-    phenotype_names: tuple[str, ...] = EVALUATED
+    phenotype_names: tuple[str, ...] = PROBED
 
     @property
     def volumes(self) -> np.ndarray:
@@ -60,8 +62,12 @@ class CohortView:
     def of(cls, cache: Cache) -> CohortView:
         index = cache.index
         conditions = index["condition"].astype(str).to_numpy() if "condition" in index else np.full(len(index), "unknown")
-        return cls(cache, index.subject_id.astype(str).to_numpy(), index.split.astype(str).to_numpy(),
-                   cache.phenotypes(EVALUATED), conditions, EVALUATED)
+        splits = index.split.astype(str).to_numpy()
+        measured = cache.phenotypes(EVALUATED)
+        temporal = measured[:, [EVALUATED.index(name) for name in TEMPORAL_PHENOTYPES]]
+        derived = beyond_heart_rate(temporal, ecg_heart_rate(cache), splits == "train")
+        return cls(cache, index.subject_id.astype(str).to_numpy(), splits, np.hstack([measured, derived]),
+                   conditions, PROBED)
 
 
 def collect_embeddings(cache: Cache, runs: list[RunInfo], random_config: ModelConfig, random_seeds: list[int],

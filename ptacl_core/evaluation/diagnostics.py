@@ -12,9 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ptacl_core.evaluation.embeddings import cache_embeddings
+from ptacl_core.evaluation.heart_rate import ecg_heart_rate
 from ptacl_core.evaluation.probing import ProbeConfig, fit_ridge, probe_methods
 from ptacl_core.model.encoders import PTACLModel
-from ptacl_core.model.geometry import median_rr_s
 from ptacl_core.phenotypes import EVALUATED
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.preprocessing.dataset import CacheDataset
@@ -86,7 +86,7 @@ def heart_rate_probe(embeddings: dict[tuple[str, int], np.ndarray], cache: Cache
     embeddings: {(method, seed): (N, D) in cache order}. Returns rows method, seed, r2.
     """
 
-    rate = 60.0 / median_rr_s([cache.rpeaks(i) for i in range(len(cache.index))], float(cache.config.ecg.fs))
+    rate = ecg_heart_rate(cache)
     split = cache.index.split.to_numpy()
     train, test = (split == "train") & np.isfinite(rate), (split == "test") & np.isfinite(rate)
     rows = []

@@ -32,7 +32,7 @@ from ptacl_core.evaluation.statistics import (
 )
 from ptacl_core.evaluation.tables import DIRECTIONS, ENDPOINT_SAMPLES_GLOB
 from ptacl_core.methods import METHODS
-from ptacl_core.phenotypes import EVALUATED
+from ptacl_core.phenotypes import PROBED
 
 RETRIEVAL_METRIC = re.compile(r"^(precision|zdist|lvef_error|recall)@\d+$")
 ENDPOINT_COLUMNS = ["cohort", "endpoint", "role", "comparison", "method", "baseline", "metric", "difference", "ci_low",
@@ -58,9 +58,9 @@ class Endpoint:
         if self.kind == "probe":
             if not self.phenotypes:
                 raise ValueError(f"endpoint {self.name!r}: a probe endpoint needs its phenotypes")
-            unknown = set(self.phenotypes) - set(EVALUATED)
+            unknown = set(self.phenotypes) - set(PROBED)
             if unknown:
-                raise ValueError(f"endpoint {self.name!r}: unknown phenotype(s) {sorted(unknown)}; known: {EVALUATED}")
+                raise ValueError(f"endpoint {self.name!r}: unknown phenotype(s) {sorted(unknown)}; known: {PROBED}")
             if self.metric not in METRICS:
                 raise ValueError(f"endpoint {self.name!r}: probe metric must be one of {METRICS}, got {self.metric!r}")
         if self.kind == "retrieval":

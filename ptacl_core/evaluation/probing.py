@@ -27,7 +27,7 @@ from ptacl_core.evaluation.statistics import (
     resample_counts,
     seed_sd,
 )
-from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
+from ptacl_core.phenotypes import PHENOTYPES, PROBED
 
 METRICS = ("r2", "mae", "pearson", "r2_within")
 RIDGE_ALPHAS = tuple(np.logspace(-3, 6, 19))  # up to "predict the mean" for a handful of labels
@@ -43,16 +43,16 @@ class ProbeConfig:
     alphas: tuple[float, ...] = RIDGE_ALPHAS
     min_labels: int = 5
     bootstrap_seed: int = 0
-    phenotypes: tuple[str, ...] = field(default_factory=lambda: tuple(EVALUATED))
+    phenotypes: tuple[str, ...] = field(default_factory=lambda: tuple(PROBED))
 
     def __post_init__(self) -> None:
         if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
             raise ValueError(f"label fractions must lie in (0, 1], got {self.fractions}")
         if self.n_bootstrap < 10:
             raise ValueError(f"n_bootstrap must be at least 10, got {self.n_bootstrap}")
-        unknown = set(self.phenotypes) - set(EVALUATED)
+        unknown = set(self.phenotypes) - set(PROBED)
         if unknown:
-            raise ValueError(f"unknown phenotype(s) {sorted(unknown)}; known: {EVALUATED}")
+            raise ValueError(f"unknown phenotype(s) {sorted(unknown)}; known: {PROBED}")
 
 
 def fit_ridge(train_x: np.ndarray, train_y: np.ndarray, alphas=RIDGE_ALPHAS) -> Pipeline:

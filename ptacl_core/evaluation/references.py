@@ -4,6 +4,9 @@ probed exactly like the encoders' embeddings.
 - ``condition_label``: the condition one-hot alone (how much of a phenotype is condition recognition);
 - ``ecg_measures``: the kit's hand-crafted measurements of each cached ECG (heart rate, QRS duration, QT, the
   12 QRS amplitudes);
+- ``median_beat``: the R-peak aligned median beat of every lead (``ecg_measures.median_beat``, 250 ms before to
+  450 ms after R), flattened, reduced by a PCA fitted on the training split (``MEDIAN_BEAT_COMPONENTS``): the raw
+  signal's linear ceiling for the probe (METHOD.md §5, pre-registered 2026-12-06);
 - ``generator_latents``: on a synthetic cohort, the latents the generator draws the ECG from (with timing), plus
   the condition: the ceiling. LV mass and infarct size reach the ECG only through noisy amplitudes, so this row
   can exceed what any reader of the ECG could reach.
@@ -20,11 +23,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ptacl_core.preprocessing.cache import Cache
-from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg
+from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg, median_beat
 from ptacl_core.synthetic.audit import latent_features
 from ptacl_core.synthetic.cohort import LATENTS_FILE
 
 MEASURES_VERSION = 1
+MEDIAN_BEAT_WINDOW_S = (0.25, 0.45)  # before and after the R peak: QRS and T at any rate the cohorts have
+MEDIAN_BEAT_COMPONENTS = 50  # PCA components (fewer when the training split is smaller)
+MEDIAN_BEAT_VERSION = 1
 
 
 def condition_features(cache: Cache) -> np.ndarray | None:
@@ -63,6 +69,47 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
     return features
 
 
+def median_beats(cache: Cache, store: Path | str, progress: bool = False) -> np.ndarray:
+    """(N, 12 * W) every cached ECG's median beat, flattened (NaN rows where no complete beat exists), cached in
+    ``store`` (keyed by the cache's fingerprint)."""
+    store = Path(store)
+    path = store / f"median_beats_{cache.fingerprint[:24]}_v{MEDIAN_BEAT_VERSION}.npz"
+    ids = np.array(cache.index.subject_id.astype(str).tolist(), dtype=str)
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            if np.array_equal(stored["subject_id"], ids):
+                return stored["beats"]
+    fs = float(cache.config.ecg.fs)
+    before, after = MEDIAN_BEAT_WINDOW_S
+    width = int(round(before * fs)) + int(round(after * fs))
+    beats = np.full((len(ids), cache.ecg.shape[1] * width), np.nan, dtype=np.float32)
+    for position, row in enumerate(tqdm(cache.index.row.to_numpy(dtype=int), desc="median beats", disable=not progress)):
+        try:
+            beat = median_beat(np.asarray(cache.ecg[row], dtype=np.float64), fs, cache.rpeaks(position), before, after)
+            beats[position] = beat[:, :width].ravel()
+        except ValueError:  # no complete beat: the row stays NaN (filled with the training mean below)
+            pass
+    store.mkdir(parents=True, exist_ok=True)
+    np.savez(path, beats=beats, subject_id=ids)
+    return beats
+
+
+def median_beat_features(cache: Cache, store: Path | str, progress: bool = False,
+                         components: int = MEDIAN_BEAT_COMPONENTS) -> np.ndarray:
+    """(N, K) the median beats projected on the first K principal components of the training split's beats
+    (centred on the training mean; a subject without a beat sits at the mean)."""
+    beats = median_beats(cache, store, progress).astype(np.float64)
+    train = cache.index.split.to_numpy() == "train"
+    usable = train & np.isfinite(beats).all(axis=1)
+    if usable.sum() < 3:
+        raise ValueError(f"{cache.folder}: fewer than 3 training subjects with a median beat")
+    mean = beats[usable].mean(axis=0)
+    centred = np.where(np.isfinite(beats), beats - mean, 0.0)
+    k = int(min(components, usable.sum() - 1, beats.shape[1]))
+    _, _, vt = np.linalg.svd(centred[usable], full_matrices=False)
+    return (centred @ vt[:k].T).astype(np.float32)
+
+
 def generator_latent_features(cache: Cache) -> np.ndarray | None:
     """(N, F) the generator's ECG-side latents with timing and the condition one-hot, for a cache built from a
     synthetic cohort (``latents.csv`` beside its manifest); None otherwise."""
@@ -85,6 +132,7 @@ def reference_features(cache: Cache, store: Path | str, progress: bool = False) 
     if condition is not None:
         references[("condition_label", 0)] = condition
     references[("ecg_measures", 0)] = ecg_measure_features(cache, store, progress)
+    references[("median_beat", 0)] = median_beat_features(cache, store, progress)
     latents = generator_latent_features(cache)
     if latents is not None:
         references[("generator_latents", 0)] = latents

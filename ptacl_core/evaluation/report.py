@@ -44,7 +44,7 @@ from ptacl_core.evaluation.statistics import judge_row, seed_margin
 from ptacl_core.evaluation.tables import DIRECTIONS, ResultTables
 from ptacl_core.evaluation.training_summary import FLAT_LATE_SHARE
 from ptacl_core.methods import label, ordered
-from ptacl_core.phenotypes import EVALUATED, UNITS
+from ptacl_core.phenotypes import PROBED, UNITS
 
 __all__ = ["ResultTables", "reading", "write_report", "sentence", "endpoint_sentence", "margin_sentences",
            "heart_rate_sentences", "reference_sentences", "probe_table", "retrieval_table", "markdown_table"]
@@ -200,7 +200,7 @@ def probe_table(probe: pd.DataFrame, metric: str, fraction: float, digits: int) 
     methods = ordered(subset.method)
     keyed = subset.set_index(["phenotype", "method"])
     rows = []
-    for phenotype in [p for p in EVALUATED if p in set(subset.phenotype)]:
+    for phenotype in [p for p in PROBED if p in set(subset.phenotype)]:
         unit = f" ({UNITS[phenotype]})" if metric == "mae" else ""
         rows.append([phenotype + unit] + [_cell(keyed.loc[(phenotype, m)], metric, digits) if (phenotype, m) in keyed.index else "–"
                                           for m in methods])
