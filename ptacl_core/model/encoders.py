@@ -52,6 +52,35 @@ def _stack_parameters(dim: int, depth: int, mlp_ratio: float) -> int:
     return depth * (4 * dim + 4 * dim * dim + 4 * dim + 2 * dim * hidden + hidden + dim)
 
 
+ECG_ARCHITECTURES = ("vit", "resnet")
+RESNET_STEM_KERNEL = 15  # 60 ms at 250 Hz: the stem sees a QRS slope
+RESNET_KERNEL = 7
+
+
+def resnet_strides(total: int) -> list[int]:
+    """The downsampling strides of ``EcgResNet``: ``total``'s prime factors, largest first (25 -> [5, 5], 20 -> [5, 2, 2]),
+    so that their product is one token's width."""
+    factors, rest, prime = [], total, 2
+    while prime * prime <= rest:
+        while rest % prime == 0:
+            factors.append(prime)
+            rest //= prime
+        prime += 1
+    if rest > 1:
+        factors.append(rest)
+    return sorted(factors, reverse=True)
+
+
+def resnet_parameter_count(config: EcgEncoderConfig) -> int:
+    """Parameters of ``EcgResNet(config)``: the stem (conv without bias + GroupNorm), one downsampling block per
+    stride (two convolutions, two norms, a 1 x 1 shortcut with its norm) and ``depth`` plain blocks, two LayerNorms."""
+    dim = config.dim
+    stem = config.n_leads * dim * RESNET_STEM_KERNEL + 2 * dim
+    block = 2 * (dim * dim * RESNET_KERNEL + 2 * dim)
+    downsampling = len(resnet_strides(config.patch_samples)) * (block + dim * dim + 2 * dim)
+    return stem + downsampling + config.depth * block + 4 * dim
+
+
 @dataclass(frozen=True)
 class EcgEncoderConfig:
     n_leads: int = 12
@@ -62,12 +91,21 @@ class EcgEncoderConfig:
     depth: int = 2
     heads: int = 2
     mlp_ratio: float = 2.0
+    # "vit": the transformer over patches; "resnet": a 1-D ResNet (``EcgResNet``) whose output positions are the
+    # ViT's tokens (one per patch_samples, same time centres), so the local loss applies unchanged; depth = its
+    # residual blocks after the downsampling ones; heads and mlp_ratio are the ViT's only
+    architecture: str = "vit"
 
     def __post_init__(self) -> None:
         for name in ("n_leads", "patch_samples", "n_times", "token_leads"):
             check_number(f"model.ecg.{name}", getattr(self, name), integer=True, minimum=1)
         if self.n_leads % self.token_leads:
             raise ValueError(f"model.ecg.token_leads must divide n_leads ({self.n_leads}), got {self.token_leads}")
+        if self.architecture not in ECG_ARCHITECTURES:
+            raise ValueError(f"model.ecg.architecture must be one of {ECG_ARCHITECTURES}, got {self.architecture!r}")
+        if self.architecture == "resnet" and self.token_leads != self.n_leads:
+            raise ValueError(f"model.ecg.architecture 'resnet' convolves all {self.n_leads} leads at once: token_leads "
+                             f"must be {self.n_leads}, got {self.token_leads}")
         _check_transformer("model.ecg", self.dim, self.depth, self.heads, self.mlp_ratio)
 
     @property
@@ -76,7 +114,10 @@ class EcgEncoderConfig:
         return self.token_leads * self.patch_samples
 
     def parameter_count(self) -> int:
-        """Parameters of ``EcgEncoder(self)``: patch, lead and time embeddings, the stack, two norms."""
+        """Parameters of ``EcgEncoder(self)`` (patch, lead and time embeddings, the stack, two norms) or of
+        ``EcgResNet(self)`` (stem, blocks, two norms)."""
+        if self.architecture == "resnet":
+            return resnet_parameter_count(self)
         lead_groups = self.n_leads // self.token_leads
         embeddings = (self.patch_dim + 1 + lead_groups + self.n_times) * self.dim
         return embeddings + _stack_parameters(self.dim, self.depth, self.mlp_ratio) + 4 * self.dim
@@ -167,6 +208,8 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
     # Matches the `default` preprocessing preset (500 Hz x 10 s, 50 frames of 64 px).
     # GPU, ViT-B class: 250 ECG tokens of 12 leads x 40 ms (K = 16 bins: >= 40 ms for RR >= 0.64 s).
+    # the tiny preset with a 1-D ResNet ECG encoder (same tokens and time centres; ``EcgResNet``), for ViT vs ResNet
+    "tiny_resnet": ModelConfig(ecg=EcgEncoderConfig(architecture="resnet")),
     "paper": ModelConfig(
         ecg=EcgEncoderConfig(patch_samples=20, n_times=250, token_leads=12, dim=768, depth=12, heads=12, mlp_ratio=4.0),
         cmr=CmrEncoderConfig(tubelet_frames=2, patch_px=8, n_frames=50, image_px=64, dim=768, depth=12, heads=12,
@@ -352,6 +395,68 @@ class CmrEncoder(nn.Module):
         return self.norm(hidden).reshape(cmr.shape[0], times, -1, self.config.dim), pooled
 
 
+def _group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm, not BatchNorm: a contrastive batch must not share statistics across its patients."""
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class ResidualBlock1d(nn.Module):
+    """Two convolutions (kernel ``RESNET_KERNEL``) with GroupNorm and GELU, the first with ``stride``; a 1 x 1
+    convolution on the shortcut when the block downsamples. (B, C, L) -> (B, C, L / stride) for L a multiple."""
+
+    def __init__(self, channels: int, stride: int = 1):
+        super().__init__()
+        padding = RESNET_KERNEL // 2
+        self.conv1 = nn.Conv1d(channels, channels, RESNET_KERNEL, stride=stride, padding=padding, bias=False)
+        self.norm1 = _group_norm(channels)
+        self.conv2 = nn.Conv1d(channels, channels, RESNET_KERNEL, padding=padding, bias=False)
+        self.norm2 = _group_norm(channels)
+        self.shortcut = (nn.Sequential(nn.Conv1d(channels, channels, 1, stride=stride, bias=False), _group_norm(channels))
+                         if stride > 1 else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.gelu(self.norm1(self.conv1(x)))
+        return F.gelu(self.norm2(self.conv2(out)) + self.shortcut(x))
+
+
+class EcgResNet(nn.Module):
+    """1-D ResNet over the 12 leads (the strongest family of ECG encoders on PTB-XL benchmarks), laid out as the
+    ViT's tokens: the signal is cut to a multiple of ``patch_samples`` (P), and the strides (``resnet_strides``)
+    multiply to P, so there is one output position per P samples and position t's receptive field (odd kernels,
+    symmetric padding) is centred on sample t * P: ``token_times_s`` gives those centres, the local loss bins them by
+    phase as it bins the ViT's. ecg (B, 12, L) -> tokens (B, 1, L // P, D), pooled (B, D)."""
+
+    def __init__(self, config: EcgEncoderConfig):
+        super().__init__()
+        self.config = config
+        self.lead_groups = 1
+        dim = config.dim
+        self.stem = nn.Sequential(nn.Conv1d(config.n_leads, dim, RESNET_STEM_KERNEL, padding=RESNET_STEM_KERNEL // 2,
+                                            bias=False), _group_norm(dim), nn.GELU())
+        self.blocks = nn.Sequential(*[ResidualBlock1d(dim, stride) for stride in resnet_strides(config.patch_samples)],
+                                    *[ResidualBlock1d(dim) for _ in range(config.depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.pool_norm = nn.LayerNorm(dim)
+
+    def token_times_s(self, length: int, fs: float, device=None) -> torch.Tensor:
+        """Centre (seconds) of each output position's receptive field, t * patch_samples / fs, (L // patch_samples,)."""
+        n_times = length // self.config.patch_samples
+        return torch.arange(n_times, device=device, dtype=torch.float32) * self.config.patch_samples / fs
+
+    def forward(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if ecg.shape[1] != self.config.n_leads:
+            raise ValueError(f"the ECG encoder expects {self.config.n_leads} leads, got {ecg.shape[1]}")
+        n_times = ecg.shape[-1] // self.config.patch_samples
+        hidden = self.blocks(self.stem(ecg[..., : n_times * self.config.patch_samples])).transpose(1, 2)  # (B, T, D)
+        pooled = self.pool_norm(hidden.mean(dim=1))
+        return self.norm(hidden)[:, None], pooled
+
+
+def ecg_encoder(config: EcgEncoderConfig) -> nn.Module:
+    """The ECG encoder a config names: ``EcgEncoder`` (ViT) or ``EcgResNet``."""
+    return EcgResNet(config) if config.architecture == "resnet" else EcgEncoder(config)
+
+
 def projection_head(dim: int, embed_dim: int) -> nn.Module:
     """D -> d, shared by the global loss (pooled embedding) and the local loss (phase-bin embeddings)."""
     return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embed_dim))
@@ -378,7 +483,7 @@ class PTACLModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.ecg_encoder = EcgEncoder(config.ecg)
+        self.ecg_encoder = ecg_encoder(config.ecg)
         self.cmr_encoder = CmrEncoder(config.cmr)
         self.ecg_head = projection_head(config.ecg.dim, config.embed_dim)
         self.cmr_head = projection_head(config.cmr.dim, config.embed_dim)

@@ -18,6 +18,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     # 100 ms ECG tokens; the default cohort's median RR 0.90 s: bins of 128 ms, 3.5 % of patients below 100 ms
     Preset("tiny", preprocessing="tiny", hardware="CPU, minutes (250 Hz x 10 s, 24 frames of 48 px)", num_bins=7),
+    Preset("tiny_resnet", preprocessing="tiny", hardware="CPU, minutes: tiny, with a 1-D ResNet ECG encoder", num_bins=7),
     # 40 ms ECG tokens: bins of 56 ms at the median RR, ~1 % of patients below 40 ms
     Preset("paper", preprocessing="default", hardware="GPU, ViT-B class (500 Hz x 10 s, 50 frames of 64 px)", num_bins=16),
 )}

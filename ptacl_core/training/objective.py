@@ -67,6 +67,9 @@ class MaskedAutoencoding(Objective):
                  soft_sigma: float | None = None):
         super().__init__(config)
         (self.modality,) = METHODS[config.method].trains
+        if self.modality == "ecg" and config.model.ecg.architecture != "vit":
+            raise ValueError(f"method {config.method}: masked autoencoding masks ViT tokens; model.ecg.architecture "
+                             f"{config.model.ecg.architecture!r} has none (use the ViT for MAE runs)")
         self.mae = MaskedAutoencoder(getattr(self.model, f"{self.modality}_encoder"), config.loss.mask_ratio)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
