@@ -156,7 +156,8 @@ def test_a_run_from_another_cache_is_flagged(trained_runs, tmp_path):
     comparison = Comparison.load(cache_dir=state["config"]["cache"], runs_dir=trained_runs, embeddings_dir=tmp_path / "store",
                                  progress=False)
     assert sorted(comparison.embeddings) == [("cmr_ptacl", 0), ("condition_label", 0), ("ecg_measures", 0),
-                                             ("generator_latents", 0), ("global", 0), ("ptacl", 0), ("random", 0)]
+                                             ("generator_latents", 0), ("global", 0), ("median_beat", 0), ("ptacl", 0),
+                                             ("random", 0)]
     assert comparison.headline() == ("ptacl", 0) and not comparison.notes
 
 

@@ -153,7 +153,7 @@ def test_the_training_plan_has_one_home():
     assert definitions == {"ptacl_core/training/plan.py"}
     notebook = json.loads((ROOT / "notebooks" / "02_pretraining.ipynb").read_text())
     code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    assert "train_plan(plan, settings)" in code and "TrainConfig(" not in code and "train(" not in code.replace("_train(", "")
+    assert "train_plan(plan, settings," in code and "TrainConfig(" not in code and "train(" not in code.replace("_train(", "")
 
 
 def test_a_planned_run_config_is_notebook_02s():
