@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ptacl_core import explore, paths
-from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES, axis_label
+from ptacl_core.plotting.style import CONDITION_COLOURS, condition_name
 
 # ipympl's own toolbar passes traitlets an argument it deprecates: theirs, harmless
 pytestmark = pytest.mark.filterwarnings("ignore:Passing unrecognized arguments to super\\(Toolbar\\):DeprecationWarning")
@@ -117,6 +118,50 @@ def test_nearest_point_matches_a_loop():
     assert explore.nearest_point(np.zeros((0, 2)), 1, 1) is None
 
 
+def test_cine_frames_rgb_matches_a_loop_over_pixels():
+    rng = np.random.default_rng(9)
+    image = rng.uniform(-10, 110, size=(3, 5, 4))
+    image[0, 0, 0] = np.nan
+    masks = rng.integers(0, 4, size=(3, 5, 4))
+    colours = {1: (1.0, 0.0, 0.0), 3: (0.0, 0.5, 1.0)}
+    frames = explore.compute.cine_frames_rgb(image, masks, (0.0, 100.0), colours, alpha=0.4)
+    assert frames.shape == (3, 5, 4, 3) and frames.dtype == np.uint8
+    for t, y, x in np.ndindex(*image.shape):
+        value = image[t, y, x]
+        grey = 0.0 if not np.isfinite(value) else min(max(value / 100.0, 0.0), 1.0)
+        expected = [grey] * 3
+        if masks[t, y, x] in colours:
+            expected = [0.6 * grey + 0.4 * c for c in colours[masks[t, y, x]]]
+        assert frames[t, y, x].tolist() == [round(255 * v) for v in expected]
+    assert np.array_equal(explore.compute.cine_frames_rgb(image, None, (0.0, 100.0), colours)[..., 0],
+                          explore.compute.cine_frames_rgb(image, None, (0.0, 100.0), colours)[..., 2])
+
+
+def test_a_draw_on_another_kernel_thread_waits_for_the_figure_to_be_changed():
+    """Issue 21's blank panel: ipympl's draw, on another kernel thread, ran while a widget was inside
+    ``tight_layout`` (drawing methods swapped for no-ops) and sent an empty frame. Each draw now holds the
+    figure's lock, which a widget holds while it changes the figure."""
+    import threading
+    import time
+
+    from ptacl_core.explore.controls import canvas, locked
+
+    figure, widget = canvas(3.0, 2.0)
+    figure.add_subplot().plot([0, 1], [0, 1])
+    renderer = widget.get_renderer()
+    with renderer._draw_disabled():  # what tight_layout does: a draw now draws nothing
+        widget.draw()
+    assert np.asarray(renderer.buffer_rgba())[..., 3].max() == 0  # the empty frame the browser received
+
+    with locked(figure), renderer._draw_disabled():  # a widget changing its figure
+        drawing = threading.Thread(target=widget.draw)  # ipympl answering the browser, on another thread
+        drawing.start()
+        time.sleep(0.3)
+        assert drawing.is_alive()  # waits for the change
+    drawing.join(10)
+    assert not drawing.is_alive() and np.asarray(widget.get_renderer().buffer_rgba())[..., 3].min() == 255
+
+
 def test_probe_predictions_equal_notebook_03s_probe_on_the_test_split():
     from ptacl_core.evaluation.probing import ProbeConfig, probe_methods
 
@@ -165,10 +210,23 @@ def test_unknown_subject_and_missing_run_are_named(data):
         data.embedding("ptacl", 0, "cmr")
 
 
+def _decoded(image_widget) -> np.ndarray:
+    """The pixels of an ``ipywidgets.Image(format="url")`` holding a PNG data URL, as the browser decodes them."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    header, encoded = bytes(image_widget.value).split(b",", 1)
+    assert header == b"data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB"))
+
+
 def test_patient_viewer_follows_the_dropdown_and_the_frame_slider(data):
     viewer = explore.PatientViewer(data)
-    first, second = viewer.subject.options[:2]
-    assert viewer.subject_id == first
+    first = viewer.subject_id
+    assert data.splits[data.position(first)] == "test"  # the first predictions a newcomer sees are held out
+    second = next(s for s in viewer.subject.options if s != first)
     ecg_before, readout_before = viewer.lead_lines[1].get_ydata().copy(), viewer.readout.value
     viewer.subject.value = second  # what the browser's dropdown does
     assert viewer.subject_id == second and second in viewer.readout.value and first not in viewer.readout.value
@@ -180,18 +238,65 @@ def test_patient_viewer_follows_the_dropdown_and_the_frame_slider(data):
     lvef = EVALUATED.index("LVEF_pct")
     assert f"{data.phenotypes()[position, lvef]:.1f}" in viewer.readout.value
     assert f"{data.predictions('ptacl', 0)[position, lvef]:.1f}" in viewer.readout.value
-    # frame slider: cine image, volume cursor and the ECG cursors (same phase in every beat) move together
-    image_before = np.array(viewer.cine_image.get_array()).copy()
-    viewer.frame.value = 9
+    # every frame rendered once: the cine with its masks, the volume curve with that frame's cursor, the label;
+    # the browser shows frame f of each (Stacks linked to the slider there)
     cine = data.cine(second)
-    assert np.array_equal(np.array(viewer.cine_image.get_array()), cine["image"][9]) and not np.array_equal(image_before, cine["image"][9])
-    assert viewer.volume_cursor.get_xdata()[0] == pytest.approx(9 * cine["frame_interval_ms"])
+    n = len(cine["image"])
+    assert len(viewer.cine_stack.children) == len(viewer.volume_stack.children) == len(viewer.label_stack.children) == n
+    links = {(link.source[0], link.target[0], link.target[1]) for link in viewer.stack_links}
+    assert links == {(viewer.frame, stack, "selected_index")
+                     for stack in (viewer.cine_stack, viewer.volume_stack, viewer.label_stack)}
+    frames = [_decoded(image) for image in viewer.cine_stack.children]
+    assert frames[9].shape[:2] == cine["image"].shape[1:]  # sent at the cine's own resolution
+    outside = cine["masks"][9] == 0  # grey there: the frame shown is frame 9 of the cine
+    similarity = [np.corrcoef(frames[9][..., 0][outside], cine["image"][f][outside])[0, 1] for f in range(n)]
+    assert int(np.argmax(similarity)) == 9 and similarity[9] > 0.99
+    inside = cine["masks"][9] == 1  # the LV cavity tinted with its colour
+    assert np.abs(frames[9][inside].astype(int)[:, 0] - frames[9][inside].astype(int)[:, 2]).mean() > 10
+    assert viewer.cursor_times()[9] == pytest.approx(9 * cine["frame_interval_ms"])
+    volumes = [_decoded(image) for image in viewer.volume_stack.children[8:10]]
+    assert not np.array_equal(*volumes)  # the cursor moved
+    sent = sum(len(bytes(image.value)) for stack in (viewer.cine_stack, viewer.volume_stack) for image in stack.children)
+    assert sent < 1_500_000, f"{sent} bytes of frames for one subject"
+    viewer.frame.value = 9
+    assert viewer.frame_label.value.startswith(f"frame 10 of {n} · phase {9 / n:.2f} · bin ")
     cursors = [segment[0, 0] for segment in viewer.ecg_cursors.get_segments()]
-    assert cursors == pytest.approx(explore.phase_samples(rpeaks, 9 / len(cine["image"])) / data.fs)
+    assert cursors == pytest.approx(explore.phase_samples(rpeaks, 9 / n) / data.fs)
     assert cine["source"] == "cohort" and cine["masks"] is not None and np.ptp(cine["lv_ml"]) > 0
-    assert np.array(viewer.mask_image.get_array())[..., 3].max() > 0  # the mask overlay is drawn
     viewer.search.value = "NOBODY"  # typed and submitted
     assert "unknown subject id 'NOBODY'" in viewer.status.value and viewer.subject_id == second
+
+
+def test_frame_labels_and_phase_bins_count_from_one_and_units_are_written_once(data):
+    viewer = explore.PatientViewer(data)
+    n, k = len(viewer._cine["image"]), viewer._num_bins
+    labels = [label.value for label in viewer.label_stack.children]
+    assert labels[0].startswith(f"frame 1 of {n} · phase 0.00 · bin 1/{k} · 0 ms after R")
+    assert labels[-1].startswith(f"frame {n} of {n} ") and f"bin {k}/{k}" in labels[-1]
+    for frame, text in enumerate(labels):
+        assert f"bin {int(frame / n * k) + 1}/{k}" in text  # the bin the ECG highlights, counted from 1
+    # the readout: a phenotype's short name, its unit in the unit column, never both in the name
+    assert "<td style='padding:0 6px;text-align:right'>LVEDV</td><td style='padding:0 6px;text-align:right'>mL</td>" \
+        in viewer.readout.value
+    assert "LVEDV mL" not in viewer.readout.value and "LVEDV_mL" not in viewer.readout.value
+    browser = explore.PhaseSimilarityBrowser(data)
+    axis = next(a for a in browser.figure.axes if a.images)
+    browser.figure.canvas.draw()
+    ticks = [t.get_text() for t in axis.get_xticklabels()]
+    assert ticks[0] == "1" and axis.get_xlabel() == "CMR phase bin"
+    assert "bin 1 starts at the R peak" in browser.summary.value
+
+
+def test_stop_keeps_the_frame_and_play_runs_in_the_browser(data):
+    viewer = explore.PatientViewer(data)
+    assert not viewer.frame.readout  # the slider's 0-based number is not shown: the label counts from 1
+    assert viewer.play.layout.display == "none" and viewer.play.repeat  # ipywidgets' Play: its timer, hidden
+    links = {(link.source[0], link.source[1], link.target[0], link.target[1])
+             for link in viewer.play_links}
+    assert (viewer.playing, "value", viewer.play, "playing") in links  # play / stop: a toggle, no rewind
+    assert (viewer.play, "value", viewer.frame, "value") in links
+    assert (viewer.repeat, "value", viewer.play, "repeat") in links
+    assert viewer.play.interval <= 100  # at least 10 frames per second
 
 
 def test_worst_predicted_listing_is_the_test_split_ranked(data):
@@ -236,9 +341,9 @@ def test_embedding_map_hover_and_click_open_the_patient(data):
     embedding_map._on_click(SimpleNamespace(inaxes=embedding_map.axis, x=x, y=y))
     assert viewer.subject_id == embedding_map.point_ids[found]
     embedding_map.colour_by.value = "condition"
-    assert {t.get_text() for t in embedding_map.axis.get_legend().get_texts()} <= {"normal", "dilated cardiomyopathy",
-                                                                                "lv hypertrophy", "myocardial infarction",
-                                                                                "conduction delay"}
+    legend = {t.get_text() for t in embedding_map.axis.get_legend().get_texts()}
+    assert legend <= {condition_name(c) for c in CONDITION_COLOURS} and "LV hypertrophy" in legend
+    assert (embedding_map.axis.get_xlabel(), embedding_map.axis.get_ylabel()) == ("PC 1", "PC 2")
 
 
 def test_prediction_scatter_shows_the_probe_on_the_test_split(data):
@@ -266,8 +371,21 @@ def test_phase_similarity_browser_equals_the_batched_diagnostic(data):
     valid = mask[0][:, None] & mask[0][None, :]
     assert browser.matrices["ptacl"][valid] == pytest.approx(similarity[0][valid], abs=1e-5)
     assert np.isnan(browser.matrices["ptacl"][~valid]).all()
+    assert list(browser.seed.options) == sorted(set(data.seeds("global")) | set(data.seeds("ptacl")))  # what exists
+
+
+def test_phase_similarity_seeds_are_the_seeds_of_the_chosen_methods(data, monkeypatch):
+    browser = explore.PhaseSimilarityBrowser(data)
+    assert list(browser.seed.options) == [0]
+    monkeypatch.setattr(data, "seeds", lambda method: [0, 7] if method == "ptacl" else [0])  # a second ptacl run
+    monkeypatch.setattr(browser, "matrix", lambda method, seed, subject: np.eye(3))
+    browser.methods.value = ("ptacl",)
+    assert list(browser.seed.options) == [0, 7]
+    browser.methods.value = ("global", "ptacl")
     browser.seed.value = 7
-    assert "no finished run of 'global' seed 7" in browser.summary.value
+    assert set(browser.matrices) == {"ptacl"}
+    assert browser.summary.value.count("no run of seed 7") == 1 and "for global" in browser.summary.value
+    assert browser.summary.value.count("ptacl") == 1  # the runs are not listed once per method
 
 
 # --- a 30,000-subject cohort: rows read on demand, small browser state ------------------------------------------
@@ -292,6 +410,7 @@ class _RowReads:
 
 def test_a_30000_subject_cohort_reads_rows_on_demand_and_sends_the_browser_little(tmp_path):
     import ipywidgets
+    from ipympl.backend_nbagg import Canvas
 
     n = 30_000
     rng = np.random.default_rng(0)
@@ -323,9 +442,11 @@ def test_a_30000_subject_cohort_reads_rows_on_demand_and_sends_the_browser_littl
             yield from tree(child)
 
     widgets = list(tree(viewer.widget))
-    assert any(type(w).__name__ == "Canvas" for w in widgets) and all(isinstance(w, ipywidgets.Widget) for w in widgets)
+    assert any(isinstance(w, Canvas) for w in widgets) and all(isinstance(w, ipywidgets.Widget) for w in widgets)
     size = len(json.dumps([w.get_state() for w in widgets], default=str))
     assert size < 100_000, f"{size} bytes of widget state"
+    frames = sum(len(bytes(w.value)) for w in widgets if isinstance(w, ipywidgets.Image))  # the cine's frames
+    assert frames < 100_000, f"{frames} bytes of frames"
     assert "no trained run" in viewer.readout.value
     with pytest.raises(FileNotFoundError, match="needs trained encoders"):
         explore.RetrievalExplorer(data)
@@ -517,7 +638,7 @@ def test_embedding_map_colour_change_reuses_the_coordinates_and_drops_the_colour
     assert embedding_map.points is points and len(embedding_map.figure.axes) == 1
     embedding_map.colour_by.value = "LVEDV_mL"
     assert embedding_map.points is points and len(embedding_map.figure.axes) == 2
-    assert "LVEDV_mL" in embedding_map._colourbar.ax.get_ylabel()
+    assert embedding_map._colourbar.ax.get_ylabel() == axis_label("LVEDV_mL") == "LVEDV (mL)"
 
 
 def test_clicking_the_map_sets_the_retrieval_query(data):
@@ -536,7 +657,11 @@ def test_prediction_scatter_follows_the_phenotype(data):
     true, predicted = data.phenotypes()[test, column], data.predictions("ptacl", 0)[test, column]
     known = np.isfinite(true) & np.isfinite(predicted)
     assert scatter.points[:, 0] == pytest.approx(true[known]) and scatter.points[:, 1] == pytest.approx(predicted[known])
-    assert "LVEDV_mL" in scatter.axis.get_xlabel()
+    assert scatter.axis.get_xlabel() == axis_label("LVEDV_mL", "CMR") == "CMR LVEDV (mL)"
+    assert scatter.axis.get_ylabel() == "ECG-predicted LVEDV (mL)"
+    legend = {t.get_text() for t in scatter.axis.get_legend().get_texts()}
+    conditions = set(data.index.condition.astype(str).to_numpy()[scatter.rows])
+    assert legend == {condition_name(c) for c in conditions}
 
 
 def test_one_subject_batch_equals_the_datasets_and_caches_are_bounded(data):
@@ -597,8 +722,7 @@ def test_patient_viewer_shows_a_cine_without_frame_timing(cohort, tmp_path):
     assert cine["source"] == "cohort" and cine["interval_from_ecg"] and cine["frame_interval_ms"] == pytest.approx(expected)
     assert np.isfinite(viewer.volume_axis.get_xlim()).all() and viewer.subject_id == untimed_id
     assert "frame_interval_from_ecg" in viewer.readout.value and "interval from the ECG" in viewer.frame_label.value
-    viewer.frame.value = 4
-    assert viewer.volume_cursor.get_xdata()[0] == pytest.approx(4 * expected)
+    assert viewer.cursor_times()[4] == pytest.approx(4 * expected)
     # the file with timing keeps it: the cached interval scaled back to its own frames is the header's
     stated = nib.load(folder / manifest.cmr[1]).header.get_zooms()[3]
     assert data.cine(timed_id)["frame_interval_ms"] == pytest.approx(stated, rel=1e-3) and not data.cine(timed_id)[

@@ -16,6 +16,7 @@ import pytest
 from ptacl_core import explore
 from ptacl_core.explore.controls import error_html, html_text, table
 from ptacl_core.io.csv_cells import read_kit_csv, write_csv
+from ptacl_core.plotting.style import condition_name
 
 # ipympl's own toolbar passes traitlets an argument it deprecates: theirs, harmless
 pytestmark = pytest.mark.filterwarnings("ignore:Passing unrecognized arguments to super\\(Toolbar\\):DeprecationWarning")
@@ -152,7 +153,7 @@ def _hover(picker, row: int) -> None:
     picker._on_move(SimpleNamespace(inaxes=picker.axis, x=x, y=y))
 
 
-def test_every_explorer_widget_shows_payload_ids_and_conditions_as_text(hostile):
+def test_every_explorer_widget_shows_payload_ids_and_conditions_as_text(hostile, monkeypatch):
     data, ids = hostile
     viewer = explore.PatientViewer(data)
     retrieval = explore.RetrievalExplorer(data)
@@ -192,7 +193,7 @@ def test_every_explorer_widget_shows_payload_ids_and_conditions_as_text(hostile)
     assert all(" ".join(subject.split()) in listed for subject in retrieval.result.subject_id)
     embedding_map.colour_by.value = "condition"
     _hover(embedding_map, row)
-    assert data.index.condition.iloc[embedding_map.rows[row]] in shown_text(embedding_map.hover.value)
+    assert condition_name(data.index.condition.iloc[embedding_map.rows[row]]) in shown_text(embedding_map.hover.value)
     # a click on a subject outside the gallery: retrieval says why, naming it
     outside = next(r for r, subject in enumerate(embedding_map.point_ids) if subject not in gallery)
     embedding_map.open_point(outside)
@@ -206,6 +207,10 @@ def test_every_explorer_widget_shows_payload_ids_and_conditions_as_text(hostile)
     assert viewer.subject_id == scatter.point_ids[1]
     phases.subject.value = phases.subject.options[1]
     assert phases.subject.value in shown_text(phases.summary.value)
+    monkeypatch.setattr(data, "seeds", lambda method: [0, 7] if method == "ptacl" else [0])  # a seed global lacks
+    monkeypatch.setattr(phases, "matrix", lambda method, seed, subject: np.eye(3))
+    phases.methods.value = ("ptacl",)
+    phases.methods.value = ("global", "ptacl")
     phases.seed.value = 7
     assert str(data.runs_dir) in shown_text(phases.summary.value)
     assert_no_markup_from_the_cohort(*widgets)
@@ -225,7 +230,6 @@ def test_mathtext_ids_and_conditions_are_drawn_as_written(hostile):
     data, _ = hostile
     viewer = explore.PatientViewer(data, TEX_ID)
     viewer.ecg_figure.canvas.draw()  # raised ValueError (mathtext) before
-    viewer.cine_figure.canvas.draw()
     assert viewer.ecg_axis.get_title().startswith(TEX_ID + " · ")
     retrieval = explore.RetrievalExplorer(data, TEX_ID)
     retrieval.figure.canvas.draw()

@@ -8,9 +8,10 @@ memory-mapped cache per displayed subject, embeddings from the notebook-03 store
 use. Option lists shown to the browser are capped (``MAX_OPTIONS``); any subject can be opened by id.
 
 Modules: ``compute`` (plain functions, tested against brute force), ``data`` (``ExploreData``), ``controls``
-(the shared run picker, the id box, the canvas, and ``html_text`` / ``LITERAL_TEXT``:
-the one gate cohort text passes into HTML and figures), ``viewer``, ``neighbours`` (the retrieval explorer),
-``point_clouds`` (map, scatter and the point picker), ``phase_browser`` (the K x K browser).
+(the shared run picker, the id box, the canvas with its lock against draws on another kernel thread, frames as
+data URLs, and ``html_text`` / ``LITERAL_TEXT``: the one gate cohort text passes into HTML and figures), ``viewer``
+(the patient viewer; its cine plays in the browser), ``neighbours`` (the retrieval explorer), ``point_clouds`` (map,
+scatter and the point picker), ``phase_browser`` (the K x K browser).
 """
 
 from ptacl_core.explore.compute import (
@@ -18,6 +19,7 @@ from ptacl_core.explore.compute import (
                                         MAP_MAX_POINTS_TSNE,
                                         MAX_OPTIONS,
                                         centred_cosine,
+                                        cine_frames_rgb,
                                         map_coordinates,
                                         nearest_point,
                                         phase_bin_edges,
@@ -39,6 +41,6 @@ NO_RUNS = ("no finished runs for this cache yet: run notebook 02 (or `python -m 
 
 __all__ = ["HOVER_PIXELS", "MAP_MAX_POINTS_TSNE", "MAX_OPTIONS", "NO_RUNS", "DEFAULT_METHOD", "EmbeddingMap",
            "ExploreData", "PatientViewer", "PhaseSimilarityBrowser", "PointPicker", "PredictionScatter",
-           "RetrievalExplorer", "RunPicker", "centred_cosine", "label_fractions", "map_coordinates", "nearest_point",
+           "RetrievalExplorer", "RunPicker", "centred_cosine", "cine_frames_rgb", "label_fractions", "map_coordinates", "nearest_point",
            "phase_bin_edges", "phase_samples", "phase_similarity_matrix", "probe_predictions", "select_subjects",
            "worst_predicted"]

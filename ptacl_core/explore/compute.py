@@ -91,6 +91,21 @@ def phase_bin_edges(rpeaks: np.ndarray, num_bins: int) -> np.ndarray:
         else np.zeros((0, num_bins + 1))
 
 
+def cine_frames_rgb(image: np.ndarray, masks: np.ndarray | None, clim: tuple[float, float], colours: dict,
+                    alpha: float = 0.35) -> np.ndarray:
+    """(T, H, W, 3) uint8: every frame of a cine (T, H, W) in grey, ``clim`` (low, high) mapped to 0..255 and
+    clipped (NaN black), each mask label of ``colours`` ({label: (r, g, b) in 0..1}) blended over it with weight
+    ``alpha``. masks: (T, H, W) labels, or None for the grey cine."""
+    low, high = float(clim[0]), float(clim[1])
+    grey = np.clip(np.nan_to_num((np.asarray(image, np.float64) - low) / max(high - low, 1e-12)), 0.0, 1.0)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    if masks is not None:
+        for value, colour in colours.items():
+            inside = np.asarray(masks) == value
+            rgb[inside] = (1.0 - alpha) * rgb[inside] + alpha * np.asarray(colour, np.float64)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
 def nearest_point(points: np.ndarray, x: float, y: float, max_distance: float = np.inf) -> int | None:
     """Row of the point of ``points`` (N, 2) nearest to (x, y), or None when none lies within ``max_distance``
     (same units: screen pixels for hovering). NaN points are never chosen."""

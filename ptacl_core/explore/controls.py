@@ -1,5 +1,13 @@
 """Controls and figure plumbing shared by the widgets: the run picker (method + seed), the subject-id search box,
-the ipympl canvas, and the one gate cohort text passes to reach the browser or a figure.
+the ipympl canvas (``canvas``, ``locked``, ``redraw``), frames for the browser (``png_data_url``), and the one gate
+cohort text passes to reach the browser or a figure.
+
+Threads: JupyterLab (4.4 and later) sends widget messages to the kernel over subshells, and ipykernel (7) answers a
+widget's messages on the thread that last sent from it, so an ipympl canvas's draw requests can be handled on one
+kernel thread while a dropdown's callback changes the same figure on another. A draw that ran while the callback was
+inside ``Figure.tight_layout`` (which swaps the renderer's drawing methods for no-ops) sent the browser an empty frame:
+the blank panel of issue 21. Every figure of ``canvas`` therefore has a lock (``locked``): each draw holds it, and so
+does every widget while it changes its figure.
 
 Cohort text (subject ids, condition names, splits, file names, error messages quoting them) is untrusted: an id
 ``<img src=x onerror=...>`` put into an ``ipywidgets.HTML`` value would run script in the user's JupyterLab, and an
@@ -9,10 +17,16 @@ matplotlib text. Dropdown options, ``Label`` and ``Text`` values are plain text 
 
 from __future__ import annotations
 
+import base64
+import functools
 import html
+import io
+import threading
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 
 import numpy as np
+import PIL.Image
 from matplotlib.figure import Figure
 
 from ptacl_core import plotting
@@ -108,21 +122,77 @@ def list_first(dropdown, subject_id: str) -> None:
     dropdown.value = subject_id
 
 
-def canvas(width: float, height: float):
-    """A matplotlib Figure in an ipympl canvas widget (the kernel renders, the browser shows PNG frames)."""
-    from ipympl.backend_nbagg import Canvas, FigureManager  # lazy: ipympl loads only when a canvas is shown
+@functools.cache
+def _locked_canvas_class() -> type:
+    """ipympl's canvas whose every draw, blit and save holds the figure's lock (``locked``)."""
+    from ipympl.backend_nbagg import Canvas  # lazy: ipympl loads only when a canvas is shown
 
-    figure = Figure(figsize=(width, height), dpi=90)
-    widget = Canvas(figure)
+    class LockedCanvas(Canvas):
+        def draw(self):
+            with locked(self.figure):
+                super().draw()
+
+        def blit(self, bbox=None):
+            with locked(self.figure):
+                super().blit(bbox)
+
+        def print_figure(self, *args, **kwargs):
+            with locked(self.figure):
+                return super().print_figure(*args, **kwargs)
+
+    return LockedCanvas
+
+
+def canvas(width: float, height: float, toolbar: bool = False, layout: str | None = None):
+    """A matplotlib Figure in an ipympl canvas widget (the kernel renders, the browser shows PNG frames), with its
+    lock (``locked``). toolbar: ipympl's zoom / pan toolbar, on the figure's right edge while the pointer is over it
+    (a figure that shows it keeps its right margin free); without it the canvas shows none. layout: the figure's
+    layout engine ("constrained" keeps titles, labels and colour bars apart)."""
+    from ipympl.backend_nbagg import FigureManager  # lazy: ipympl loads only when a canvas is shown
+
+    figure = Figure(figsize=(width, height), dpi=90, layout=layout)
+    figure.explore_lock = threading.RLock()
+    widget = _locked_canvas_class()(figure)
     FigureManager(widget, 0)
-    widget.header_visible = False
-    widget.toolbar_position = "left"
+    widget.header_visible = widget.footer_visible = False  # no title bar, no pointer coordinates line
+    widget.toolbar_visible = "fade-in-fade-out" if toolbar else False
+    widget.toolbar_position = "right"
     widget.resizable = False
     return figure, widget
 
 
+def locked(figure):
+    """The lock of a ``canvas`` figure (a context manager): hold it while changing the figure, so that no draw
+    (on any kernel thread) sees it half changed. A figure of no ``canvas`` (offscreen Agg) has none."""
+    return getattr(figure, "explore_lock", None) or nullcontext()
+
+
+def browser_attached(widget) -> bool:
+    """Whether a browser view of this ipympl canvas is up (it said so: ipympl then stops embedding its image)."""
+    return getattr(widget, "syncing_data_url", True) is False
+
+
 def redraw(figure) -> None:
-    figure.canvas.draw_idle()
+    """Put the figure's current state on screen. With a browser view up it is drawn now and pushed: ipympl's own
+    ``draw_idle`` asks the browser to request a draw, and the browser drops that request while an earlier frame is
+    on its way, which left the previous state on screen. Before a view exists, only the request (nothing to push)."""
+    if browser_attached(figure.canvas):
+        figure.canvas.draw()
+    else:
+        figure.canvas.draw_idle()
+
+
+def png_data_url(pixels: np.ndarray, colours: int | None = None) -> bytes:
+    """An (H, W, 3) uint8 image as a PNG ``data:`` URL, the value of an ``ipywidgets.Image(format="url")``.
+    colours: at most that many colours (a plot: a quarter of the bytes), else every one (a cine). Measured in
+    Chromium: frames switched in the browser at 16 per second showed an empty image in 3 % of paints with
+    ipywidgets' blob URLs (each view decodes its image again) and in none with data URLs."""
+    image = PIL.Image.fromarray(np.ascontiguousarray(pixels, np.uint8))
+    if colours is not None:
+        image = image.quantize(colours, method=PIL.Image.Quantize.FASTOCTREE, dither=PIL.Image.Dither.NONE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", compress_level=1 if colours is None else 6)
+    return b"data:image/png;base64," + base64.b64encode(buffer.getvalue())
 
 
 def table(rows: list[tuple], header: tuple) -> str:
@@ -130,7 +200,7 @@ def table(rows: list[tuple], header: tuple) -> str:
     head = "".join(f"<th style='padding:0 6px'>{html_text(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td style='padding:0 6px;text-align:right'>{html_text(v)}</td>" for v in row)
                    + "</tr>" for row in rows)
-    return f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>"
+    return f"<table style='font-size:12px;line-height:1.35'><tr>{head}</tr>{body}</table>"
 
 
 def fmt(value: float, digits: int = 1) -> str:

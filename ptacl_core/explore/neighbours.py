@@ -16,11 +16,15 @@ from ptacl_core.explore.controls import (
     fmt,
     id_search,
     list_first,
+    locked,
     redraw,
 )
 from ptacl_core.explore.data import ExploreData
 from ptacl_core.methods import METHODS
-from ptacl_core.phenotypes import EVALUATED, PHENOTYPES
+from ptacl_core.phenotypes import EVALUATED, PHENOTYPES, axis_label, display_name, unit
+from ptacl_core.plotting.style import condition_name
+
+CAPTION_FONT = 7.5  # neighbour captions: four short lines each, so that 9 columns (top k = 8) stay apart
 
 
 class RetrievalExplorer:
@@ -60,7 +64,7 @@ class RetrievalExplorer:
         self.relevance_k = w.IntSlider(min=1, max=min(50, candidates), value=min(N_RELEVANT, candidates),
                                        description="relevance k")
         self.table = w.HTML()
-        self.figure, self.canvas = canvas(11.0, 3.6)
+        self.figure, self.canvas = canvas(11.2, 4.0)
         for control in (self.query, self.direction, self.rank_by, self.k, self.relevance_k):
             control.observe(lambda _: self.update(), "value")
         self.result: pd.DataFrame | None = None
@@ -125,6 +129,10 @@ class RetrievalExplorer:
             table["condition"] = data.index["condition"].astype(str).to_numpy()[rows[found]]
         return table
 
+    @staticmethod
+    def _lvef(value: float) -> str:
+        return f"{display_name('LVEF_pct')} {fmt(value, 0)} {unit('LVEF_pct')}"
+
     def update(self) -> None:
         if self.query.value is None or self.runs.seed.value is None:
             return
@@ -134,34 +142,39 @@ class RetrievalExplorer:
             self.table.value = error_html(error)
             return
         data, result = self.data, self.result
-        self.figure.clear()
-        columns = 1 + len(result)
-        grid = self.figure.add_gridspec(2, columns, height_ratios=[1, 2])
         lvef = EVALUATED.index("LVEF_pct")
-        for column, subject in enumerate([self.query.value, *result.subject_id]):
-            ecg, _ = data.ecg(subject)
-            axis = self.figure.add_subplot(grid[0, column])
-            seconds = min(ecg.shape[1] / data.fs, 2.5)
-            samples = int(seconds * data.fs)
-            axis.plot(np.arange(samples) / data.fs, ecg[1, :samples], lw=0.6, color="k")
-            axis.set_xticks([])
-            axis.set_yticks([])
-            axis = self.figure.add_subplot(grid[1, column])
-            axis.imshow(np.asarray(data.cache_cine(subject)[data.ed_frame(subject)], np.float32), cmap="gray")
-            axis.set_axis_off()
-            if column == 0:
-                axis.set_title(f"query {subject}\nLVEF {fmt(data.phenotypes()[data.position(subject), lvef], 0)}%",
-                               fontsize=8, **LITERAL_TEXT)
-            else:
-                row = result.iloc[column - 1]
-                mark = "relevant" if row.relevant else ""
-                axis.set_title(f"#{row['rank']} {subject}\ncentred {row.centred:+.2f} (cos {row.cosine:.3f})\n"
-                               f"LVEF {fmt(row.LVEF_pct, 0)}% {mark}", fontsize=8, **LITERAL_TEXT)
-        self.figure.suptitle(f"{self.direction.value}, {self.method.value} seed {self.seed.value}: lead II (2.5 s) "
-                             f"and ED frame; gallery = {self.split_name} split", fontsize=9, **LITERAL_TEXT)
-        self.figure.tight_layout()
-        redraw(self.figure)
+        with locked(self.figure):
+            self.figure.clear()
+            columns = 1 + len(result)
+            # captions on top, then the ED frame, then lead II; one column per subject, the query first
+            grid = self.figure.add_gridspec(2, columns, height_ratios=[2, 1], left=0.01, right=0.99, bottom=0.03,
+                                            top=0.78, wspace=0.1, hspace=0.05)
+            for column, subject in enumerate([self.query.value, *result.subject_id]):
+                ecg, _ = data.ecg(subject)
+                axis = self.figure.add_subplot(grid[1, column])
+                seconds = min(ecg.shape[1] / data.fs, 2.5)
+                samples = int(seconds * data.fs)
+                axis.plot(np.arange(samples) / data.fs, ecg[1, :samples], lw=0.6, color="k")
+                axis.set_xticks([])
+                axis.set_yticks([])
+                axis = self.figure.add_subplot(grid[0, column])
+                axis.imshow(np.asarray(data.cache_cine(subject)[data.ed_frame(subject)], np.float32), cmap="gray")
+                axis.set_axis_off()
+                if column == 0:
+                    caption = f"query {subject}\n{self._lvef(data.phenotypes()[data.position(subject), lvef])}"
+                else:
+                    row = result.iloc[column - 1]
+                    caption = (f"#{row['rank']} {subject}\ncentred {row.centred:+.2f}\ncos {row.cosine:.3f}\n"
+                               f"{self._lvef(row.LVEF_pct)}{' · relevant' if row.relevant else ''}")
+                axis.set_title(caption, fontsize=CAPTION_FONT, **LITERAL_TEXT)
+            self.figure.suptitle(f"{self.direction.value}, {self.method.value} seed {self.seed.value}: ED frame and "
+                                 f"lead II (2.5 s); gallery = {self.split_name} split", fontsize=9, y=0.99,
+                                 **LITERAL_TEXT)
+            redraw(self.figure)
         shown = result.assign(cosine=result.cosine.map("{:.4f}".format), centred=result.centred.map("{:+.3f}".format))
+        if "condition" in shown:
+            shown["condition"] = shown.condition.map(condition_name)
+        shown = shown.rename(columns={name: axis_label(name) for name in ("LVEF_pct", "LVEDV_mL", "LVM_g")})
         precision = result.relevant.mean()
         self.table.value = (f"precision@{len(result)} for this query: {precision:.2f} (relevant = among its "
                             f"{self.relevance_k.value} nearest in z-scored phenotype space)"

@@ -1,13 +1,15 @@
 """``PhaseSimilarityBrowser``: one patient's K x K similarity of projected ECG phase segments and CMR phase
-frames, for each chosen contrastive method."""
+frames, for each chosen contrastive method and one of their seeds. Phase bins are counted from 1 (bin 1 starts at
+the R peak), as the patient viewer's frame label counts them."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ptacl_core.explore.compute import phase_similarity_matrix, select_subjects
-from ptacl_core.explore.controls import LITERAL_TEXT, canvas, html_text, id_search, list_first, redraw
+from ptacl_core.explore.controls import LITERAL_TEXT, canvas, html_text, id_search, list_first, locked, redraw
 from ptacl_core.explore.data import ExploreData
+from ptacl_core.methods import label
 
 
 class PhaseSimilarityBrowser:
@@ -28,16 +30,34 @@ class PhaseSimilarityBrowser:
         self.search = id_search(self.show, self.summary)
         self.methods = w.SelectMultiple(options=methods, value=tuple(methods[:3]), description="methods",
                                         rows=min(4, len(methods)))
-        self.seed = w.IntText(value=min(data.seeds(methods[0])), description="seed")
-        self.figure, self.canvas = canvas(10.0, 3.4)
+        self.seed = w.Dropdown(options=self.seed_options(), description="seed")
+        self.figure, self.canvas = canvas(10.0, 3.6, layout="constrained")
         self.matrices: dict[str, np.ndarray] = {}
+        self._updating_seeds = False
         if subject is not None:
             self.show(subject)
-        for control in (self.subject, self.methods, self.seed):
-            control.observe(lambda _: self.update(), "value")
+        for control in (self.subject, self.seed):
+            control.observe(lambda _: self._updating_seeds or self.update(), "value")
+        self.methods.observe(lambda _: self._methods_changed(), "value")
         self.update()
         self.widget = w.VBox([w.HBox([self.subject, self.search, self.methods, self.seed]), self.canvas,
                               self.summary])
+
+    def seed_options(self) -> list[int]:
+        """The seeds with a finished run of at least one chosen method (a method without that seed says so)."""
+        return sorted({seed for method in self.methods.value for seed in self.data.seeds(method)})
+
+    def _methods_changed(self) -> None:
+        previous = self.seed.value
+        self._updating_seeds = True
+        try:
+            options = self.seed_options()
+            self.seed.options = options
+            if previous in options:
+                self.seed.value = previous
+        finally:
+            self._updating_seeds = False
+        self.update()
 
     def show(self, subject_id: str) -> None:
         """Browse ``subject_id`` (any subject of the cache, its id as stored or typed with other surrounding
@@ -57,28 +77,39 @@ class PhaseSimilarityBrowser:
     def update(self) -> None:
         if self.subject.value is None:
             return
-        self.figure.clear()
-        chosen = list(self.methods.value)
-        self.matrices, lines = {}, []
-        for column, method in enumerate(chosen):
-            axis = self.figure.add_subplot(1, max(len(chosen), 1), column + 1)
-            try:
-                matrix = self.matrix(method, self.seed.value, self.subject.value)
-            except FileNotFoundError as error:
-                axis.set_axis_off()
-                axis.set_title(f"{method}: no run", fontsize=8, **LITERAL_TEXT)
-                lines.append(str(error))
+        chosen, seed = list(self.methods.value), self.seed.value
+        matrices, missing = {}, []
+        for method in chosen:
+            if seed is None or seed not in self.data.seeds(method):
+                missing.append(method)
                 continue
-            self.matrices[method] = matrix
-            shown = axis.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
-            axis.set_xlabel("CMR phase bin")
-            axis.set_ylabel("ECG phase bin")
-            diagonal = np.nanmean(np.diag(matrix))
-            off = np.nanmean(matrix[~np.eye(len(matrix), dtype=bool)])
-            axis.set_title(f"{method} seed {self.seed.value}\nsame phase {diagonal:+.2f}, other {off:+.2f}",
-                           fontsize=8, **LITERAL_TEXT)
-            lines.append(f"{method}: same-phase mean {diagonal:+.3f}, other-phase mean {off:+.3f}")
-        if self.matrices:
-            self.figure.colorbar(shown, ax=self.figure.axes, shrink=0.8, label="cosine")
-        self.summary.value = f"<b>{html_text(self.subject.value)}</b>: " + html_text("; ".join(lines))
-        redraw(self.figure)
+            matrices[method] = self.matrix(method, seed, self.subject.value)
+        with locked(self.figure):
+            self.figure.clear()
+            self.matrices, lines = matrices, []
+            for column, method in enumerate(chosen):
+                axis = self.figure.add_subplot(1, max(len(chosen), 1), column + 1)
+                if method not in matrices:
+                    axis.set_axis_off()
+                    axis.set_title(f"{label(method)}: no run of seed {seed}", fontsize=8, **LITERAL_TEXT)
+                    continue
+                matrix = matrices[method]
+                shown = axis.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+                ticks = np.arange(len(matrix))
+                every = max(1, len(matrix) // 8)  # at most about 8 tick labels
+                axis.set_xticks(ticks[::every], [str(k + 1) for k in ticks[::every]])
+                axis.set_yticks(ticks[::every], [str(k + 1) for k in ticks[::every]])
+                axis.set_xlabel("CMR phase bin")
+                axis.set_ylabel("ECG phase bin")
+                diagonal = np.nanmean(np.diag(matrix))
+                off = np.nanmean(matrix[~np.eye(len(matrix), dtype=bool)])
+                axis.set_title(f"{label(method)} seed {seed}\nsame phase {diagonal:+.2f}, other {off:+.2f}",
+                               fontsize=8, **LITERAL_TEXT)
+                lines.append(f"{method}: same-phase mean {diagonal:+.3f}, other-phase mean {off:+.3f}")
+            if missing:
+                lines.append(f"no run of seed {seed} for {', '.join(missing)} in {self.data.runs_dir}")
+            if self.matrices:
+                self.figure.colorbar(shown, ax=self.figure.axes, shrink=0.8, label="cosine")
+            redraw(self.figure)
+        self.summary.value = (f"<b>{html_text(self.subject.value)}</b>: " + html_text("; ".join(lines))
+                              + "<br><i>bins counted from 1: bin 1 starts at the R peak</i>")

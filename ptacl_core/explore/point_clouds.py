@@ -12,11 +12,20 @@ from ptacl_core.explore.controls import (
     fmt,
     html_text,
     literal_texts,
+    locked,
     redraw,
 )
 from ptacl_core.explore.data import ExploreData, label_fractions
-from ptacl_core.phenotypes import EVALUATED, UNITS
-from ptacl_core.plotting import CONDITION_COLOURS
+from ptacl_core.phenotypes import EVALUATED, axis_label, display_name, unit
+from ptacl_core.plotting.style import (
+    CONDITION_COLOURS,
+    CONDITION_MARKERS,
+    UNKNOWN_COLOUR,
+    condition_name,
+    present_conditions,
+)
+
+MAP_AXES = {"pca": ("PC 1", "PC 2"), "tsne": ("t-SNE 1", "t-SNE 2")}  # the map's axis labels per map method
 
 
 class PointPicker:
@@ -90,11 +99,13 @@ class EmbeddingMap(PointPicker):
         self.runs = RunPicker(data, self.update)
         self.method, self.seed = self.runs.method, self.runs.seed
         present = data.measured_phenotypes()
-        colours = (["condition"] if "condition" in data.index else []) + present
-        self.colour_by = w.Dropdown(options=colours, value="LVEF_pct" if "LVEF_pct" in colours else colours[0],
+        colours = ([("condition", "condition")] if "condition" in data.index else []) + [
+            (display_name(p), p) for p in present]
+        values = [value for _, value in colours]
+        self.colour_by = w.Dropdown(options=colours, value="LVEF_pct" if "LVEF_pct" in values else values[0],
                                     description="colour")
         self.hover = w.HTML()
-        self.figure, self.canvas = canvas(6.5, 5.0)
+        self.figure, self.canvas = canvas(6.5, 5.0, layout="constrained")
         self.axis = self.figure.add_subplot()
         self._colourbar = None
         self._connect(self.figure, self.axis, self.hover)
@@ -105,40 +116,48 @@ class EmbeddingMap(PointPicker):
     def describe(self, row: int) -> str:
         data = self.data
         position = self.rows[row]
-        value = (data.index["condition"].astype(str).iloc[position] if self.colour_by.value == "condition" else
-                 f"{self.colour_by.value} {fmt(data.phenotypes()[position, EVALUATED.index(self.colour_by.value)])}")
+        name = self.colour_by.value
+        value = (condition_name(data.index["condition"].astype(str).iloc[position]) if name == "condition" else
+                 f"{display_name(name)} {fmt(data.phenotypes()[position, EVALUATED.index(name)])} {unit(name)}")
         return (f"<b>{html_text(self.point_ids[row])}</b> · {html_text(data.splits[position])} · {html_text(value)} "
                 "(click: open in the patient viewer)")
 
     def update(self) -> None:
         data = self.data
         method, seed = self.runs.value
-        self.rows, self.points = data.map(method, seed, self.how)
-        self.point_ids = data.subject_ids[self.rows]
-        if self.colour_by.value == "condition" and self._colourbar is not None:
-            self._colourbar.remove()  # before clearing the axis it belongs to (the map gets its space back)
-            self._colourbar = None
-        self.axis.clear()
-        if self.colour_by.value == "condition":
-            conditions = data.index["condition"].astype(str).to_numpy()[self.rows]
-            for condition in sorted(set(conditions)):
-                chosen = conditions == condition
-                self.axis.scatter(*self.points[chosen].T, s=6, color=CONDITION_COLOURS.get(condition, "#777777"),
-                                  label=condition.replace("_", " "), linewidths=0)
-            literal_texts(self.axis.legend(fontsize=7, markerscale=2).get_texts())  # condition names as written
-        else:
-            values = data.phenotypes()[self.rows, EVALUATED.index(self.colour_by.value)]
-            scatter = self.axis.scatter(*self.points.T, s=6, c=values, cmap="viridis", linewidths=0)
-            if self._colourbar is None:
-                self._colourbar = self.figure.colorbar(scatter, ax=self.axis)
+        rows, points = data.map(method, seed, self.how)
+        with locked(self.figure):
+            self.rows, self.points = rows, points
+            self.point_ids = data.subject_ids[self.rows]
+            if self.colour_by.value == "condition" and self._colourbar is not None:
+                self._colourbar.remove()  # before clearing the axis it belongs to (the map gets its space back)
+                self._colourbar = None
+            self.axis.clear()
+            if self.colour_by.value == "condition":
+                conditions = data.index["condition"].astype(str).to_numpy()[self.rows]
+                for condition in present_conditions(conditions):
+                    chosen = conditions == condition
+                    self.axis.scatter(*self.points[chosen].T, s=8, color=CONDITION_COLOURS.get(condition, UNKNOWN_COLOUR),
+                                      marker=CONDITION_MARKERS.get(condition, "o"), label=condition_name(condition),
+                                      linewidths=0)
+                legend = self.axis.legend(fontsize=7, markerscale=2, title="condition", title_fontsize=7)
+                literal_texts(legend.get_texts())  # condition names as written
             else:
-                self._colourbar.update_normal(scatter)
-            self._colourbar.set_label(f"{self.colour_by.value} ({UNITS[self.colour_by.value]})")
-        self.axis.set_title(f"{method} seed {seed}: ECG embedding ({self.how.upper()}, {len(self.rows)} subjects)",
-                            fontsize=9, **LITERAL_TEXT)
-        self.axis.set_xticks([])
-        self.axis.set_yticks([])
-        redraw(self.figure)
+                values = data.phenotypes()[self.rows, EVALUATED.index(self.colour_by.value)]
+                scatter = self.axis.scatter(*self.points.T, s=6, c=values, cmap="viridis", linewidths=0)
+                if self._colourbar is None:
+                    self._colourbar = self.figure.colorbar(scatter, ax=self.axis)
+                else:
+                    self._colourbar.update_normal(scatter)
+                self._colourbar.set_label(axis_label(self.colour_by.value))
+            self.axis.set_title(f"{method} seed {seed}: ECG embedding ({self.how.upper()}, {len(self.rows)} "
+                                "subjects)", fontsize=9, **LITERAL_TEXT)
+            x_label, y_label = MAP_AXES.get(self.how, ("map 1", "map 2"))
+            self.axis.set_xlabel(x_label)
+            self.axis.set_ylabel(y_label)
+            self.axis.set_xticks([])
+            self.axis.set_yticks([])
+            redraw(self.figure)
 
 
 class PredictionScatter(PointPicker):
@@ -154,12 +173,12 @@ class PredictionScatter(PointPicker):
         self.runs = RunPicker(data, self.update)
         self.method, self.seed = self.runs.method, self.runs.seed
         present = data.measured_phenotypes()
-        self.phenotype = w.Dropdown(options=present, value="LVEF_pct" if "LVEF_pct" in present else present[0],
-                                    description="phenotype")
+        self.phenotype = w.Dropdown(options=[(display_name(p), p) for p in present],
+                                    value="LVEF_pct" if "LVEF_pct" in present else present[0], description="phenotype")
         self.fraction = w.Dropdown(options=[(f"{f:.0%} labels", f) for f in label_fractions()], value=1.0,
                                    description="probe")
         self.hover = w.HTML()
-        self.figure, self.canvas = canvas(5.5, 4.6)
+        self.figure, self.canvas = canvas(6.2, 4.6, layout="constrained")
         self.axis = self.figure.add_subplot()
         self._connect(self.figure, self.axis, self.hover)
         for control in (self.phenotype, self.fraction):
@@ -172,9 +191,9 @@ class PredictionScatter(PointPicker):
         data, position = self.data, self.rows[row]
         condition = data.index["condition"].astype(str).iloc[position] if "condition" in data.index else "unknown"
         true, predicted = self.points[row]
-        return (f"<b>{html_text(self.point_ids[row])}</b> · {html_text(condition.replace('_', ' '))} · true "
-                f"{fmt(true)}, predicted {fmt(predicted)} {html_text(UNITS[self.phenotype.value])} (click: open in "
-                "the patient viewer)")
+        return (f"<b>{html_text(self.point_ids[row])}</b> · {html_text(condition_name(condition))} · "
+                f"{html_text(display_name(self.phenotype.value))} true {fmt(true)}, predicted {fmt(predicted)} "
+                f"{html_text(unit(self.phenotype.value))} (click: open in the patient viewer)")
 
     def update(self) -> None:
         data = self.data
@@ -184,23 +203,30 @@ class PredictionScatter(PointPicker):
         true = data.phenotypes()[test, column]
         predicted = data.predictions(method, seed, self.fraction.value)[test, column]
         known = np.isfinite(true) & np.isfinite(predicted)
-        self.rows, self.points = test[known], np.stack([true[known], predicted[known]], 1)
-        self.point_ids = data.subject_ids[self.rows]
-        conditions = data.index["condition"].astype(str).to_numpy()[self.rows] if "condition" in data.index else \
-            np.full(len(self.rows), "unknown")
-        self.axis.clear()
-        self.axis.scatter(*self.points.T, s=12, c=[CONDITION_COLOURS.get(c, "#777777") for c in conditions],
-                          linewidths=0)
-        title = f"{method} seed {seed}, {self.fraction.value:.0%} labels"
-        if len(self.points):
-            low, high = np.nanmin(self.points), np.nanmax(self.points)
-            self.axis.plot([low, high], [low, high], "--", color="0.5", lw=0.8)
-            residual = self.points[:, 1] - self.points[:, 0]
-            spread = max(((self.points[:, 0] - self.points[:, 0].mean()) ** 2).sum(), 1e-12)
-            r2 = 1 - (residual ** 2).sum() / spread
-            title += f": test R² {r2:.2f}, MAE {np.abs(residual).mean():.1f}"
-        self.axis.set_title(title, fontsize=9)
-        unit = UNITS[self.phenotype.value]
-        self.axis.set_xlabel(f"CMR {self.phenotype.value} ({unit})")
-        self.axis.set_ylabel(f"predicted from ECG ({unit})")
-        redraw(self.figure)
+        with locked(self.figure):
+            self.rows, self.points = test[known], np.stack([true[known], predicted[known]], 1)
+            self.point_ids = data.subject_ids[self.rows]
+            conditions = data.index["condition"].astype(str).to_numpy()[self.rows] if "condition" in data.index \
+                else np.full(len(self.rows), "unknown")
+            self.axis.clear()
+            for condition in present_conditions(conditions):  # each condition its colour and marker (reads in grey)
+                chosen = conditions == condition
+                self.axis.scatter(*self.points[chosen].T, s=18, linewidths=0, label=condition_name(condition),
+                                  color=CONDITION_COLOURS.get(condition, UNKNOWN_COLOUR),
+                                  marker=CONDITION_MARKERS.get(condition, "o"))
+            name, symbol = self.phenotype.value, unit(self.phenotype.value)
+            title = f"{method} seed {seed}, {self.fraction.value:.0%} labels"
+            if len(self.points):
+                low, high = np.nanmin(self.points), np.nanmax(self.points)
+                self.axis.plot([low, high], [low, high], "--", color="0.5", lw=0.8)
+                residual = self.points[:, 1] - self.points[:, 0]
+                spread = max(((self.points[:, 0] - self.points[:, 0].mean()) ** 2).sum(), 1e-12)
+                r2 = 1 - (residual ** 2).sum() / spread
+                title += f": test R² {r2:.2f}, MAE {np.abs(residual).mean():.1f} {symbol}".rstrip()
+            self.axis.set_title(title, fontsize=9, **LITERAL_TEXT)
+            if len(self.points):
+                legend = self.axis.legend(fontsize=7, title="condition", title_fontsize=7, loc="upper left")
+                literal_texts(legend.get_texts())  # condition names as written
+            self.axis.set_xlabel(axis_label(name, "CMR"))
+            self.axis.set_ylabel(axis_label(name, "ECG-predicted"))
+            redraw(self.figure)
