@@ -28,6 +28,9 @@ FAKE_SBATCH = textwrap.dedent('''\
             script = a
     with open(os.environ["FAKE_SLURM_LOG"], "a") as log:
         log.write(" ".join(args) + "\\n")
+    if os.environ.get("FAKE_SLURM_DRY"):  # record the submission only
+        print("1000")
+        sys.exit(0)
     low, high = (int(x) for x in array.split("-")) if array else (None, None)
     tasks = range(low, high + 1) if array else [None]
     for task in tasks:
@@ -74,6 +77,22 @@ def test_preprocessing_array_then_merge_equals_one_build(cohort, tiny_cache, tmp
 
 def test_recipes_refuse_to_run_without_their_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COHORT", "SHARDS", "CACHE")}
-    for script in ("preprocess_array.sbatch", "merge_cache.sbatch", "grid.sbatch", "submit_preprocess.sh"):
+    for script in ("preprocess_array.sbatch", "merge_cache.sbatch", "grid.sbatch", "evaluate.sbatch",
+                   "submit_preprocess.sh", "submit_grid.sh"):
         result = subprocess.run(["bash", str(RECIPES / script)], env=env, capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode != 0 and "set " in result.stderr, (script, result.stderr)
+
+
+def test_the_grid_submits_its_driver_then_a_gpu_evaluation(tmp_path):
+    bin_dir = _fake_slurm(tmp_path)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CACHE=str(tmp_path / "cache"),
+               FAKE_SLURM_LOG=str(tmp_path / "sbatch.log"), FAKE_SLURM_DRY="1", PARTITION="gpu")
+    result = subprocess.run(["bash", str(RECIPES / "submit_grid.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    driver, evaluation = (tmp_path / "sbatch.log").read_text().splitlines()
+    assert driver.endswith("grid.sbatch") and evaluation.endswith("evaluate.sbatch")
+    assert "--dependency=afterok:1000" in evaluation and "--partition=gpu" in evaluation
+    # the driver trains (notebook 02 through submitit), the GPU job evaluates: notebooks split where the GPU is
+    assert "--only 02 " in (RECIPES / "grid.sbatch").read_text() and "executor slurm" in (RECIPES / "grid.sbatch").read_text()
+    evaluate = (RECIPES / "evaluate.sbatch").read_text()
+    assert "#SBATCH --gpus=1" in evaluate and "--only 03,04,05" in evaluate and "device cuda" in evaluate

@@ -34,9 +34,14 @@ def test_outputs_are_the_vit_token_grid_with_receptive_fields_centred_on_their_t
     model = EcgResNet(config).double()
     fs, length = 250.0, 2510  # a tail shorter than a token is dropped, as the ViT drops it
     x = torch.randn(1, 12, length, dtype=torch.float64, requires_grad=True)
-    hidden = model.blocks(model.stem(x[..., : (length // 25) * 25]))
+    captured = {}
+    model.blocks.register_forward_hook(lambda module, inputs, output: captured.update(hidden=output))
+    model(x)
+    hidden = captured["hidden"]
     times = model.token_times_s(length, fs)
+    vit_times = encoders.EcgEncoder(EcgEncoderConfig()).token_times_s(length, fs)
     assert hidden.shape[-1] == length // config.patch_samples == len(times)
+    assert torch.allclose(times, vit_times, atol=0.5 / fs)  # the ViT's token centres, to half a sample
     for t in (20, 50, 80):  # away from the borders, where padding clips the field
         gradient, = torch.autograd.grad(hidden[0, :, t].sum(), x, retain_graph=True)
         support = torch.nonzero(gradient.abs().sum(dim=1)[0] > 0).ravel()

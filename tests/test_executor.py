@@ -47,7 +47,8 @@ def test_local_pool_gives_the_sequential_weights_and_skips_finished_runs(tiny_ca
     assert local.workers == 2 and local.backend == "local"
     for key in sequential.results:
         assert _weights_hash(sequential.results[key].folder) == _weights_hash(local.results[key].folder), key
-        assert "epoch 1:" in log_path(jobs["local"][0]).read_text()
+    for job in jobs["local"]:
+        assert "epoch 1:" in log_path(job).read_text()
     bars = []
 
     class Bar:  # notebook 02 keeps one widget for the whole grid, never one per run or epoch
@@ -133,3 +134,43 @@ def test_backend_choice_and_bad_names(monkeypatch):
     assert choose_backend("auto") == ("local" if usable_cores() > 1 else "sequential")
     with pytest.raises(ValueError, match="run name"):
         GridJob(("global", 0), TrainConfig(method="global"))
+
+
+def _fake_run(config, log, threads, gpus_per_run, pinned):
+    """A pool job for the pool's own tests: a run named "boom" kills its worker process, the others sleep."""
+    import os
+    import time
+    from pathlib import Path
+
+    if config["name"].startswith("boom"):
+        os._exit(3)
+    time.sleep(0.3)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    return str(Path(config["runs_dir"]) / config["name"])
+
+
+def test_a_dying_worker_fails_its_run_only(tmp_path):
+    def job(name, seed):
+        config = TrainConfig(method="global", runs_dir=str(tmp_path), name=name, seed=seed, device="cpu")
+        return GridJob(("global", seed), config)
+
+    jobs = [job("boom_run", 0)] + [job(f"quiet_{seed}", seed) for seed in range(1, 5)]
+    report = execute(jobs, "local", workers=2, threads=1, progress=False, job_function=_fake_run)
+    status = {key[1]: r.status for key, r in report.results.items()}
+    assert status == {0: "failed", 1: "finished", 2: "finished", 3: "finished", 4: "finished"}, report.summary()
+    assert "died twice" in report.results[("global", 0)].error
+
+
+def test_jobs_run_after_their_prerequisites_and_cycles_are_refused(tmp_path):
+    from ptacl_core.training.executor import dependency_order
+
+    def job(method, after=()):
+        config = TrainConfig(method=method, runs_dir=str(tmp_path), name=f"{method}_run", device="cpu")
+        return GridJob((method, 0), config, after=tuple((m, 0) for m in after))
+
+    listed = [job("ptacl_mae", ("mae_ecg", "mae_cmr")), job("mae_ecg"), job("mae_cmr")]
+    assert [j.key[0] for j in dependency_order(listed)] == ["mae_ecg", "mae_cmr", "ptacl_mae"]
+    with pytest.raises(ValueError, match="cycle"):
+        dependency_order([job("mae_ecg", ("mae_cmr",)), job("mae_cmr", ("mae_ecg",))])
+    with pytest.raises(ValueError, match="cycle"):
+        execute([job("global", ("global",))], "local", progress=False)

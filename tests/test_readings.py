@@ -101,6 +101,14 @@ def test_signed_never_reads_minus_zero():
     assert readings.condition_name("lv_hypertrophy") == "LV hypertrophy"
 
 
+def test_readings_of_a_cohort_without_conditions_or_rhythm():
+    unknown = np.array(["unknown"] * 20)
+    assert "no condition labels" in readings.embedding_map_reading({"ptacl": np.eye(20)}, unknown)
+    queries = [{"condition": "unknown", "lvef": 50.0, "retrieved": [{"condition": "unknown", "lvef": 40.0}]}]
+    assert "share its condition" not in readings.retrieval_panel_reading(queries)
+    assert readings.rhythm_reading(np.array([]), pd.Series(dtype=int), 3).startswith("No RR interval")
+
+
 def test_learning_curves_reading_says_when_epochs_are_too_few():
     table = pd.DataFrame({"method": ["ptacl", "ptacl"], "val_loss": [2.0, 3.0], "val_margin": [0.1, 0.3],
                           "flattened": [np.nan, np.nan]})

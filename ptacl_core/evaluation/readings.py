@@ -13,6 +13,7 @@ import pandas as pd
 
 from ptacl_core.methods import METHODS, label, ordered
 from ptacl_core.phenotypes import display_name, unit
+from ptacl_core.plotting.style import condition_name
 
 
 def _value(value: float, column: str) -> str:
@@ -25,11 +26,6 @@ def _signed(value: float, digits: int = 3) -> str:
     """A signed number that never reads "-0.000": values that round to zero are written 0.000."""
     text = f"{value:+.{digits}f}"
     return text[1:] if float(text) == 0 else text
-
-
-def condition_name(condition: str) -> str:
-    """How a reading names a condition: "lv_hypertrophy" -> "LV hypertrophy"."""
-    return condition.replace("_", " ").replace("lv ", "LV ").replace("rv ", "RV ")
 
 
 def ecg_reading(rpeaks: np.ndarray, fs: float, n_samples: int) -> str:
@@ -90,6 +86,8 @@ def crops_reading(ed_frames: np.ndarray, es_frames: np.ndarray, n_frames: int, c
 
 def rhythm_reading(rr_ms: np.ndarray, flag_counts: pd.Series, n_subjects: int) -> str:
     """RR intervals and quality flags of the cache."""
+    if len(rr_ms) == 0:
+        return f"No RR interval in the {n_subjects} cached subjects (fewer than two R peaks each)."
     flags = (", ".join(f"{name} {count}" for name, count in flag_counts.items()) if len(flag_counts)
              else "no quality flag raised")
     return (f"{len(rr_ms)} RR intervals of {n_subjects} subjects: median {np.median(rr_ms):.0f} ms "
@@ -192,6 +190,10 @@ def retrieval_panel_reading(queries: list[dict]) -> str:
         retrieved = query["retrieved"]
         same = sum(r["condition"] == query["condition"] for r in retrieved)
         lvef = [r["lvef"] for r in retrieved]
+        if query["condition"] == "unknown":  # a cohort without conditions: LVEF only
+            parts.append(f"query {number} (LVEF {query['lvef']:.0f} %): its {len(retrieved)} retrieved have LVEF "
+                         f"{min(lvef):.0f}-{max(lvef):.0f} %")
+            continue
         parts.append(f"query {number} ({condition_name(query['condition'])}, LVEF {query['lvef']:.0f} %): "
                      f"{same} of {len(retrieved)} retrieved share its condition, their LVEF "
                      f"{min(lvef):.0f}-{max(lvef):.0f} %")
@@ -213,6 +215,8 @@ def embedding_map_reading(embeddings: dict[str, np.ndarray], conditions: np.ndar
     """Embedding map: how often a subject's k nearest neighbours in the full embedding (not the 2-D map) share its
     condition, per method, against the chance rate of the condition mix."""
     conditions = np.asarray(conditions)
+    if len(set(conditions) - {"unknown"}) < 2:
+        return "The cohort has no condition labels to compare neighbours by; the map only illustrates."
     shares = pd.Series(conditions).value_counts(normalize=True).to_numpy()
     chance = float((shares ** 2).sum())
     parts = [f"{label(m)} {neighbour_agreement(x, conditions, k):.0%}" for m, x in embeddings.items()]

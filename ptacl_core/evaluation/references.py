@@ -5,8 +5,9 @@ probed exactly like the encoders' embeddings.
 - ``ecg_measures``: the kit's hand-crafted measurements of each cached ECG (heart rate, QRS duration, QT, the
   12 QRS amplitudes);
 - ``median_beat``: the R-peak aligned median beat of every lead (``ecg_measures.median_beat``, 250 ms before to
-  450 ms after R), flattened, reduced by a PCA fitted on the training split (``MEDIAN_BEAT_COMPONENTS``): the raw
-  signal's linear ceiling for the probe (METHOD.md §5, pre-registered 2026-12-06);
+  450 ms after R), flattened, reduced by a PCA fitted on the training split (``MEDIAN_BEAT_COMPONENTS``): what a
+  linear probe reads from the raw signal's average beat (METHOD.md §5, pre-registered 2026-12-06 as "the raw
+  signal's linear ceiling"; a ceiling of linear reading of the median beat, not of what an encoder can learn);
 - ``generator_latents``: on a synthetic cohort, the latents the generator draws the ECG from (with timing), plus
   the condition: the ceiling. LV mass and infarct size reach the ECG only through noisy amplitudes, so this row
   can exceed what any reader of the ECG could reach.
@@ -95,19 +96,27 @@ def median_beats(cache: Cache, store: Path | str, progress: bool = False) -> np.
 
 
 def median_beat_features(cache: Cache, store: Path | str, progress: bool = False,
-                         components: int = MEDIAN_BEAT_COMPONENTS) -> np.ndarray:
+                         components: int = MEDIAN_BEAT_COMPONENTS) -> np.ndarray | None:
     """(N, K) the median beats projected on the first K principal components of the training split's beats
-    (centred on the training mean; a subject without a beat sits at the mean)."""
-    beats = median_beats(cache, store, progress).astype(np.float64)
+    (centred on the training mean; a subject without a beat sits at the mean); None when fewer than 3 training
+    subjects have a beat. The components come from the (F, F) covariance, accumulated in float64 over row chunks,
+    so memory stays near one float32 copy of the beats at any cohort size."""
+    beats = median_beats(cache, store, progress)
     train = cache.index.split.to_numpy() == "train"
     usable = train & np.isfinite(beats).all(axis=1)
     if usable.sum() < 3:
-        raise ValueError(f"{cache.folder}: fewer than 3 training subjects with a median beat")
-    mean = beats[usable].mean(axis=0)
-    centred = np.where(np.isfinite(beats), beats - mean, 0.0)
-    k = int(min(components, usable.sum() - 1, beats.shape[1]))
-    _, _, vt = np.linalg.svd(centred[usable], full_matrices=False)
-    return (centred @ vt[:k].T).astype(np.float32)
+        return None
+    rows = np.flatnonzero(usable)
+    mean = beats[rows].mean(axis=0, dtype=np.float64)
+    covariance = np.zeros((beats.shape[1], beats.shape[1]))
+    for start in range(0, len(rows), 2048):
+        chunk = beats[rows[start:start + 2048]].astype(np.float64) - mean
+        covariance += chunk.T @ chunk
+    k = int(min(components, len(rows) - 1, beats.shape[1]))
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    axes = eigenvectors[:, np.argsort(eigenvalues)[::-1][:k]].astype(np.float32)
+    centred = np.where(np.isfinite(beats), beats - mean.astype(np.float32), np.float32(0.0))
+    return centred @ axes
 
 
 def generator_latent_features(cache: Cache) -> np.ndarray | None:
@@ -132,7 +141,9 @@ def reference_features(cache: Cache, store: Path | str, progress: bool = False) 
     if condition is not None:
         references[("condition_label", 0)] = condition
     references[("ecg_measures", 0)] = ecg_measure_features(cache, store, progress)
-    references[("median_beat", 0)] = median_beat_features(cache, store, progress)
+    beats = median_beat_features(cache, store, progress)
+    if beats is not None:
+        references[("median_beat", 0)] = beats
     latents = generator_latent_features(cache)
     if latents is not None:
         references[("generator_latents", 0)] = latents

@@ -9,13 +9,14 @@ geometry); ``margin_table`` summarises the margins per method over seeds (mean, 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ptacl_core.evaluation.statistics import t_interval
-from ptacl_core.methods import colour, label
+from ptacl_core.methods import colour, label, ordered
 
 # A learning curve has flattened when its last quarter of epochs brought less than this share of the run's total
 # improvement in validation loss (first epoch -> best).
@@ -77,12 +78,10 @@ def plot_learning_curves(curves: dict[tuple[str, int], pd.DataFrame]):
     first epoch (methods' objectives differ in scale and terms, so each curve is divided by its own first value),
     (b) the phase-clock margin: the local loss against another patient's CMR minus against the own CMR, on
     validation patients (nats; 0 = the local term carries no patient information). Legend on the right."""
-    import textwrap  # with the plotting imports: only this function draws
 
     import matplotlib.pyplot as plt  # lazy: matplotlib is heavy, and the report reads this module without plotting
     from matplotlib.ticker import MaxNLocator  # lazy: with matplotlib
 
-    from ptacl_core.methods import ordered  # with the plotting imports: only this function orders a legend
     from ptacl_core.plotting.style import DOUBLE_COLUMN_IN, kit_style, panel_title  # lazy: loads matplotlib
 
     @kit_style

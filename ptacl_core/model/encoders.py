@@ -208,7 +208,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
     # Matches the `default` preprocessing preset (500 Hz x 10 s, 50 frames of 64 px).
     # GPU, ViT-B class: 250 ECG tokens of 12 leads x 40 ms (K = 16 bins: >= 40 ms for RR >= 0.64 s).
-    # the tiny preset with a 1-D ResNet ECG encoder (same tokens and time centres; ``EcgResNet``), for ViT vs ResNet
+    # the tiny preset with a 1-D ResNet ECG encoder (one feature per ViT token, centred on it; ``EcgResNet``)
     "tiny_resnet": ModelConfig(ecg=EcgEncoderConfig(architecture="resnet")),
     "paper": ModelConfig(
         ecg=EcgEncoderConfig(patch_samples=20, n_times=250, token_leads=12, dim=768, depth=12, heads=12, mlp_ratio=4.0),
@@ -421,10 +421,12 @@ class ResidualBlock1d(nn.Module):
 
 class EcgResNet(nn.Module):
     """1-D ResNet over the 12 leads (the strongest family of ECG encoders on PTB-XL benchmarks), laid out as the
-    ViT's tokens: the signal is cut to a multiple of ``patch_samples`` (P), and the strides (``resnet_strides``)
-    multiply to P, so there is one output position per P samples and position t's receptive field (odd kernels,
-    symmetric padding) is centred on sample t * P: ``token_times_s`` gives those centres, the local loss bins them by
-    phase as it bins the ViT's. ecg (B, 12, L) -> tokens (B, 1, L // P, D), pooled (B, D)."""
+    ViT's tokens: the signal is cut to a multiple of ``patch_samples`` (P) and shifted left by P // 2 samples (zeros
+    after the end), and the strides (``resnet_strides``) multiply to P, so there is one output position per P samples
+    and position t's receptive field (odd kernels, symmetric padding) is centred on sample t * P + P // 2, the
+    centre of the ViT's token t (to half a sample for odd P): ``token_times_s`` gives those centres, and the local
+    loss and the phase geometry bin them as they bin the ViT's. ecg (B, 12, L) -> tokens (B, 1, L // P, D), pooled
+    (B, D)."""
 
     def __init__(self, config: EcgEncoderConfig):
         super().__init__()
@@ -439,15 +441,17 @@ class EcgResNet(nn.Module):
         self.pool_norm = nn.LayerNorm(dim)
 
     def token_times_s(self, length: int, fs: float, device=None) -> torch.Tensor:
-        """Centre (seconds) of each output position's receptive field, t * patch_samples / fs, (L // patch_samples,)."""
-        n_times = length // self.config.patch_samples
-        return torch.arange(n_times, device=device, dtype=torch.float32) * self.config.patch_samples / fs
+        """Centre (seconds) of each output position's receptive field, (t * P + P // 2) / fs, (L // P,)."""
+        size = self.config.patch_samples
+        return (torch.arange(length // size, device=device, dtype=torch.float32) * size + size // 2) / fs
 
     def forward(self, ecg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if ecg.shape[1] != self.config.n_leads:
             raise ValueError(f"the ECG encoder expects {self.config.n_leads} leads, got {ecg.shape[1]}")
-        n_times = ecg.shape[-1] // self.config.patch_samples
-        hidden = self.blocks(self.stem(ecg[..., : n_times * self.config.patch_samples])).transpose(1, 2)  # (B, T, D)
+        size = self.config.patch_samples
+        cut = ecg[..., : (ecg.shape[-1] // size) * size]
+        shifted = F.pad(cut[..., size // 2:], (0, size // 2))  # output t centred on sample t * P + P // 2
+        hidden = self.blocks(self.stem(shifted)).transpose(1, 2)  # (B, T, D)
         pooled = self.pool_norm(hidden.mean(dim=1))
         return self.norm(hidden)[:, None], pooled
 

@@ -60,7 +60,8 @@ PROFILES: dict[str, dict] = {
     "default": {},
     "full": {"epochs": 40, "seeds": 10, "variants": "ptacl_cross,ptacl_sham,ptacl_noaug,ptacl_mae,local",
              "variant_seeds": 5, "baselines": "mae_ecg,mae_cmr,supervised", "baseline_seeds": 3},
-    "paper": {"preset": "paper", "epochs": 100, "batch_size": 128, "lr": 0.0003, "seeds": 5,
+    # batch 64 per GPU: 128 is estimated at 81 GiB (benchmarks/gpu_check.py --cpu), more than an 80 GB H100
+    "paper": {"preset": "paper", "epochs": 100, "batch_size": 64, "lr": 0.0003, "seeds": 5,
               "variants": "ptacl_cross,ptacl_sham,ptacl_mae", "variant_seeds": 3, "baselines": "mae_ecg,mae_cmr,supervised",
               "baseline_seeds": 1, "device": "cuda"},
 }

@@ -32,10 +32,12 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ptacl_core import paths
@@ -215,10 +217,13 @@ def _train_with_torchrun(config: dict, handle, gpus_per_run: int) -> str:
 
 
 def _worker_start(threads: int, gpu_queue) -> None:
-    """Pool initializer: BLAS/OpenMP pools at the run's thread count, and this worker's GPUs (taken once from the
-    queue, so each worker keeps its own devices)."""
-    os.environ["OMP_NUM_THREADS"] = str(max(threads, 1))
-    os.environ["MKL_NUM_THREADS"] = str(max(threads, 1))
+    """Pool initializer: torch's and the BLAS pools' threads at the run's count (torch is already imported with
+    this module, so the environment variables only reach the processes a run starts, e.g. torchrun's), and this
+    worker's GPUs (taken once from the queue, so each worker keeps its own devices; CUDA starts lazily, after)."""
+    count = max(threads, 1)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(count)
+    torch.set_num_threads(count)
+    threadpool_limits(count)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
 
@@ -233,13 +238,16 @@ def _pool_job(config: dict, log: str, threads: int, gpus_per_run: int, pinned: b
 
 def execute(jobs: Sequence[GridJob], backend: str = "auto", workers: int | None = None, threads: int | None = None,
             gpus: Sequence[str] | None = None, gpus_per_run: int = 1, slurm: dict | None = None,
-            progress: bool = True, log: Callable[[str], None] | None = None) -> GridReport:
+            progress: bool = True, log: Callable[[str], None] | None = None,
+            job_function: Callable[..., str] | None = None) -> GridReport:
     """Run every job, respecting ``after``; returns the report (raise ``GridFailed`` yourself if you need to).
 
     workers: runs at a time (local: default the usable cores; cuda: default one per GPU group); threads: intra-op
     threads per run (local default: usable cores // workers, at least 1; sequential default: torch's); gpus: the
     devices the cuda backend shares out (default ``visible_gpus()``); slurm: ``submitit`` parameters (e.g.
-    ``{"cluster": "local", "folder": ..., "slurm_partition": "gpu", "timeout_min": 120, "gpus_per_node": 1}``)."""
+    ``{"cluster": "local", "folder": ..., "slurm_partition": "gpu", "timeout_min": 120, "gpus_per_node": 1}``);
+    job_function: what a pool worker runs per job, ``(config, log, threads, gpus_per_run, pinned) -> folder`` (a
+    top-level function; default: training, ``train_job``), for tests of the pool itself."""
     backend = choose_backend(backend)
     if isinstance(slurm, str):  # from the command line: -p slurm '{"slurm_partition": "gpu"}'
         try:
@@ -256,6 +264,7 @@ def execute(jobs: Sequence[GridJob], backend: str = "auto", workers: int | None 
         missing = [k for k in job.after if k not in known]
         if missing:
             raise ValueError(f"{job.config.name} starts from runs the grid does not hold: {missing}")
+    jobs = dependency_order(jobs)
     start = time.perf_counter()
     report = GridReport(backend=backend)
     todo = []
@@ -273,13 +282,28 @@ def execute(jobs: Sequence[GridJob], backend: str = "auto", workers: int | None 
         report.workers = len(todo)
         _run_slurm(todo, report, dict(slurm or {}), bar)
     else:
-        _run_pool(todo, report, backend, workers, threads, gpus, gpus_per_run, bar)
+        _run_pool(todo, report, backend, workers, threads, gpus, gpus_per_run, bar, job_function or _pool_job)
     bar.close()
     report.results = {key: report.results[key] for key in keys}  # the plan's order
     report.seconds = time.perf_counter() - start
     if log is not None:
         log(report.summary())
     return report
+
+
+def dependency_order(jobs: Sequence[GridJob]) -> list[GridJob]:
+    """The jobs with every run after the runs it starts from (otherwise in the given order); a ValueError naming
+    the runs of a dependency cycle."""
+    ordered, placed, pending = [], set(), list(jobs)
+    while pending:
+        ready = [job for job in pending if all(k in placed for k in job.after)]
+        if not ready:
+            raise ValueError(f"the grid's runs depend on each other in a cycle: {[job.config.name for job in pending]}")
+        for job in ready:
+            ordered.append(job)
+            placed.add(job.key)
+        pending = [job for job in pending if job.key not in placed]
+    return ordered
 
 
 def _blocked(job: GridJob, report: GridReport) -> str:
@@ -309,57 +333,114 @@ def _record(job: GridJob, report: GridReport, call: Callable[[], str], bar) -> N
 
 
 def _run_pool(todo: list[GridJob], report: GridReport, backend: str, workers: int | None, threads: int | None,
-              gpus: Sequence[str] | None, gpus_per_run: int, bar) -> None:
+              gpus: Sequence[str] | None, gpus_per_run: int, bar, job_function: Callable[..., str]) -> None:
+    """A pool of ``workers`` processes with at most ``workers`` runs in flight. A worker that dies (the OOM killer,
+    a segfault, a CUDA fault) breaks the pool: the runs then in flight start again on a fresh pool (they resume from
+    their checkpoints), and a run in flight at two such deaths is reported failed. An interrupt (Ctrl-C, a
+    notebook's "interrupt kernel") terminates the workers at once; their runs resume on the next call."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch threads
-    gpu_queue = None
+    groups: list[str] = []
     if backend == "cuda":
         devices = list(gpus) if gpus is not None else visible_gpus()
         if len(devices) < gpus_per_run:
             raise ValueError(f"the cuda backend needs {gpus_per_run} GPU(s) per run; {len(devices)} visible")
         groups = [",".join(devices[i:i + gpus_per_run]) for i in range(0, len(devices) - gpus_per_run + 1, gpus_per_run)]
         workers = min(workers or len(groups), len(groups))
-        gpu_queue = context.Manager().Queue()
-        for group in groups[:workers]:
-            gpu_queue.put(group)
-        threads = threads or max(usable_cores() // workers, 1)
     else:
         workers = workers or usable_cores()
-        threads = threads or max(usable_cores() // workers, 1)
+    # threads follow the cores per worker of the whole grid, not of what is left: the same runs get the same thread
+    # count (and so the same weights) whether they train in the first pass or in a rerun of the failures
+    threads = threads or max(usable_cores() // workers, 1)
     workers = max(1, min(workers, len(todo) or 1))
     report.workers = workers
-    if not todo:
-        return
-    waiting = list(todo)
+    waiting, deaths = list(todo), {}
+    while waiting:
+        gpu_queue = None
+        if groups:
+            gpu_queue = context.Manager().Queue()
+            for group in groups[:workers]:
+                gpu_queue.put(group)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+                                   initargs=(threads, gpu_queue))
+        try:
+            _drain(pool, job_function, waiting, report, threads, gpus_per_run, gpu_queue is not None, workers, deaths, bar)
+        except BaseException:  # KeyboardInterrupt or anything unexpected: stop the runs in flight now
+            _terminate(pool)
+            raise
+        _terminate(pool)  # every run submitted is done (or its worker died): nothing left to wait for
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers and drop its queued work (``shutdown`` alone would wait for the runs in flight)."""
+    for process in list(getattr(pool, "_processes", {}).values()):  # no public handle on the workers
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _drain(pool, job_function, waiting: list[GridJob], report: GridReport, threads: int, gpus_per_run: int,
+           pinned: bool, workers: int, deaths: dict, bar) -> bool:
+    """Submit ready jobs (at most ``workers`` in flight) until ``waiting`` is empty; True when the pool broke (the
+    jobs then in flight are back in ``waiting``, or failed at their second death). ``waiting`` is in dependency
+    order (``execute`` sorts it), so while it is not empty some job is ready or a prerequisite is in flight."""
     running: dict[Future, tuple[GridJob, float]] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
-                             initargs=(threads, gpu_queue)) as pool:
-        while waiting or running:
-            for job in list(waiting):
-                if any(k not in report.results for k in job.after):
-                    continue  # a prerequisite is still training
-                waiting.remove(job)
-                reason = _blocked(job, report)
-                if reason:
-                    report.results[job.key] = GridResult(job.key, job.folder, "not_started", error=reason, log=log_path(job))
-                    bar.update(1)
-                    continue
-                future = pool.submit(_pool_job, job.config_dict(), str(log_path(job)), threads, gpus_per_run,
-                                     gpu_queue is not None)
-                running[future] = (job, time.perf_counter())
-            if not running:
-                continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                job, began = running.pop(future)
-                seconds = time.perf_counter() - began
-                try:
-                    folder = Path(future.result())
-                    report.results[job.key] = GridResult(job.key, folder, "finished", seconds, log=log_path(job))
-                except Exception as error:  # the worker's log holds the traceback; the grid goes on
-                    report.results[job.key] = GridResult(job.key, job.folder, "failed", seconds,
-                                                         f"{type(error).__name__}: {error}", log_path(job))
+    broke = False
+    while (waiting or running) and not broke:
+        for job in list(waiting):
+            if len(running) >= workers:
+                break
+            if any(k not in report.results for k in job.after):
+                continue  # a prerequisite is still training
+            waiting.remove(job)
+            reason = _blocked(job, report)
+            if reason:
+                report.results[job.key] = GridResult(job.key, job.folder, "not_started", error=reason, log=log_path(job))
                 bar.update(1)
-                bar.set_postfix(last=job.config.name)
+                continue
+            try:
+                future = pool.submit(job_function, job.config_dict(), str(log_path(job)), threads, gpus_per_run, pinned)
+            except BrokenProcessPool:  # a worker died between two results
+                waiting.insert(0, job)
+                broke = True
+                break
+            running[future] = (job, time.perf_counter())
+        if broke or not running:
+            continue
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in done:
+            job, began = running[future]
+            try:
+                folder = Path(future.result())
+            except BrokenProcessPool:
+                broke = True  # this run and the others in flight are handled below
+                continue
+            except Exception as error:  # the worker's log holds the traceback; the grid goes on
+                report.results[job.key] = GridResult(job.key, job.folder, "failed", time.perf_counter() - began,
+                                                     f"{type(error).__name__}: {error}", log_path(job))
+            else:
+                report.results[job.key] = GridResult(job.key, folder, "finished", time.perf_counter() - began,
+                                                     log=log_path(job))
+            del running[future]
+            bar.update(1)
+            bar.set_postfix(last=job.config.name)
+    for job, began in running.values():  # only when the pool broke: every run in flight lost its worker
+        deaths[job.key] = deaths.get(job.key, 0) + 1
+        if deaths[job.key] >= 2:
+            report.results[job.key] = GridResult(
+                job.key, job.folder, "failed", time.perf_counter() - began,
+                "its worker process died twice while it trained (out of memory? see its log and the system log)",
+                log_path(job))
+            bar.update(1)
+        else:
+            waiting.insert(0, job)  # resumes from its checkpoint on a fresh pool
+    return broke
+
+
+def _slurm_outcome(slurm_job) -> tuple[str | None, Exception | None]:
+    """(folder, None) or (None, the job's error): waits for one submitit job."""
+    try:
+        return slurm_job.result(), None
+    except Exception as error:  # the job's own exception, or submitit's report of a failed job
+        return None, error
 
 
 def _run_slurm(todo: list[GridJob], report: GridReport, parameters: dict, bar) -> None:
@@ -390,9 +471,17 @@ def _run_slurm(todo: list[GridJob], report: GridReport, parameters: dict, bar) -
             executor.update_parameters(name=job.config.name)
             submitted.append((job, executor.submit(train_job, job.config_dict(), str(log_path(job)), threads),
                               time.perf_counter()))
-        for job, slurm_job, began in submitted:
+        try:
+            outcomes = [(job, _slurm_outcome(slurm_job), began) for job, slurm_job, began in submitted]
+        except BaseException:  # an interrupt: cancel what this grid queued instead of leaving it on the cluster
+            for _, slurm_job, _ in submitted:
+                slurm_job.cancel(check=False)
+            raise
+        for job, (folder, error), began in outcomes:
             try:
-                folder = Path(slurm_job.result())
+                if error is not None:
+                    raise error
+                folder = Path(folder)
                 report.results[job.key] = GridResult(job.key, folder, "finished", time.perf_counter() - began,
                                                      log=log_path(job))
             except Exception as error:  # submitit raises the job's exception (or a failure of the job itself)
