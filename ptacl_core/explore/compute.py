@@ -55,7 +55,8 @@ def centred_cosine(queries: np.ndarray, gallery: np.ndarray, query_mean: np.ndar
     """Cosine similarity after subtracting a mean embedding (the training split's) from each side.
 
     queries: (Q, D) or (D,); gallery: (G, D); means: (D,). Returns (Q, G) (or (G,)). Pooled embeddings share a
-    large common component, so their raw cosines all sit near 1; once it is removed the scores spread out."""
+    large common component (raw cosines of a test ECG's top-5 neighbours at 0.82-0.995 in a default run); once it is
+    removed the scores spread out."""
     single = np.ndim(queries) == 1
     q = np.atleast_2d(np.asarray(queries, np.float64)) - np.asarray(query_mean, np.float64)
     g = np.asarray(gallery, np.float64) - np.asarray(gallery_mean, np.float64)
