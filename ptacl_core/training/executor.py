@@ -336,7 +336,8 @@ def _run_pool(todo: list[GridJob], report: GridReport, backend: str, workers: in
               gpus: Sequence[str] | None, gpus_per_run: int, bar, job_function: Callable[..., str]) -> None:
     """A pool of ``workers`` processes with at most ``workers`` runs in flight. A worker that dies (the OOM killer,
     a segfault, a CUDA fault) breaks the pool: the runs then in flight start again on a fresh pool (they resume from
-    their checkpoints), and a run in flight at two such deaths is reported failed. An interrupt (Ctrl-C, a
+    their checkpoints), each alone, so that a run at its second death is the one whose worker died: it is
+    reported failed, and the runs that shared its first death finish. An interrupt (Ctrl-C, a
     notebook's "interrupt kernel") terminates the workers at once; their runs resume on the next call."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch threads
     groups: list[str] = []
@@ -386,10 +387,12 @@ def _drain(pool, job_function, waiting: list[GridJob], report: GridReport, threa
     broke = False
     while (waiting or running) and not broke:
         for job in list(waiting):
-            if len(running) >= workers:
-                break
+            if len(running) >= workers or any(deaths.get(j.key) for j, _ in running.values()):
+                break  # full, or a run that lost its worker retries alone
             if any(k not in report.results for k in job.after):
                 continue  # a prerequisite is still training
+            if deaths.get(job.key) and running:
+                break  # it lost its worker once: it retries alone, so a second death is its own
             waiting.remove(job)
             reason = _blocked(job, report)
             if reason:
@@ -423,6 +426,8 @@ def _drain(pool, job_function, waiting: list[GridJob], report: GridReport, threa
             bar.update(1)
             bar.set_postfix(last=job.config.name)
     for job, began in running.values():  # only when the pool broke: every run in flight lost its worker
+        # the pool cannot tell whose worker died, so every run in flight retries, each alone: a run that dies
+        # twice died the second time with no other run in flight, and the blame is its own
         deaths[job.key] = deaths.get(job.key, 0) + 1
         if deaths[job.key] >= 2:
             report.results[job.key] = GridResult(
