@@ -25,7 +25,15 @@ from ptacl_core.preprocessing.config import PRESETS, PreprocessConfig
 from ptacl_core.preprocessing.merge import merge_caches
 from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S, check_timeout
 from ptacl_core.synthetic import CohortMismatchError, SynthConfig, generate_cohort
-from ptacl_core.tools.runner import NotebookFailed, list_notebooks, parse_value, profile_parameters, run_notebooks
+from ptacl_core.tools.runner import (
+    SCALING_NOTEBOOK,
+    SCALING_POINT_NOTEBOOKS,
+    NotebookFailed,
+    list_notebooks,
+    parse_value,
+    profile_parameters,
+    run_notebooks,
+)
 from ptacl_core.tools.threads import resolve_workers
 
 # Imported at the top: every torch-free command (run, synth, preprocess, merge-cache, build-manifest). train and
@@ -39,11 +47,13 @@ def _workers(value: int | None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     only = args.only.split(",") if args.only else None
+    if args.profile == "scaling" and not only:
+        only = [*SCALING_POINT_NOTEBOOKS, SCALING_NOTEBOOK]  # notebooks 00-04 at each N, then the scaling figure
     notebooks = list_notebooks(Path(args.notebooks) if args.notebooks else None, only)
-    parameters = {**profile_parameters(args.profile), **{name: parse_value(value) for name, value in (args.parameter or [])}}
+    parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
     try:
         run_notebooks(notebooks, Path(args.output_dir) if args.output_dir else None, parameters, fast=args.fast,
-                      progress_bar=not args.no_progress, twin=not args.no_twin)
+                      progress_bar=not args.no_progress, twin=not args.no_twin, profile=profile_parameters(args.profile))
     except NotebookFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
@@ -159,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="set a notebook parameter (all notebooks), e.g. -p n_subjects 200")
     run.add_argument("--fast", action="store_true", help="tiny parameters (tests, smoke runs)")
-    run.add_argument("--profile", default="default", choices=["default", "full", "paper"],
+    run.add_argument("--profile", default="default", choices=["default", "full", "paper", "scaling"],
                      help="default: `make reproduce` (~20 min on 2 CPU cores); full: every variant and baseline, more "
-                          "seeds and epochs (CPU, hours); paper: the ViT-B preset on a GPU")
+                          "seeds and epochs (CPU, hours); paper: the ViT-B preset on a GPU; scaling: PTACL vs global-only "
+                          "at N = 1,000-8,000 subjects per cohort (-p scaling_sizes 1000,2000,4000 to stop at 4,000)")
     run.add_argument("--output-dir", help="where executed notebooks go (default outputs/notebooks)")
     run.add_argument("--notebooks", help="folder of notebooks (default: the kit's notebooks/)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")

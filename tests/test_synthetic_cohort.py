@@ -316,3 +316,29 @@ def test_the_null_coupling_needs_its_own_draw():
 
     with pytest.raises(ValueError, match="twin_rng"):
         sample_latent(np.random.default_rng(0), "SYN000000", replaced(SynthConfig(), coupling="none"))
+
+
+def test_a_cohort_grown_from_linked_subjects_equals_one_generated_whole(tmp_path):
+    from ptacl_core.synthetic.cohort import link_subjects
+
+    generate_cohort(tmp_path / "small", 3, seed=5, workers=1, progress=False)
+    generate_cohort(tmp_path / "whole", 5, seed=5, workers=1, progress=False)
+    assert link_subjects(tmp_path / "small", tmp_path / "grown", 5) == 3  # the small cohort holds 3 of the 5
+    summary = generate_cohort(tmp_path / "grown", 5, seed=5, workers=1, progress=False)
+    assert summary["n_skipped"] == 3 and summary["n_written"] == 2
+    files = _files(tmp_path / "whole")
+    assert files == _files(tmp_path / "grown")
+    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "whole", tmp_path / "grown", [str(f) for f in files], shallow=False)
+    assert mismatch == [] and errors == []  # the cohort tables too, not only the subjects' files
+    assert link_subjects(tmp_path / "small", tmp_path / "grown", 5) == 0  # nothing linked twice
+
+
+def test_linking_refuses_a_folder_that_is_no_cohort_and_a_grown_cohort_keeps_its_seed(tmp_path):
+    from ptacl_core.synthetic.cohort import link_subjects
+
+    with pytest.raises(FileNotFoundError, match="no cohort.json"):
+        link_subjects(tmp_path / "nothing", tmp_path / "out", 2)
+    generate_cohort(tmp_path / "small", 2, seed=5, workers=1, progress=False)
+    link_subjects(tmp_path / "small", tmp_path / "grown", 3)
+    with pytest.raises(CohortMismatchError, match="refusing to mix"):
+        generate_cohort(tmp_path / "grown", 3, seed=6, workers=1, progress=False)

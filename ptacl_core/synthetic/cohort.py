@@ -22,6 +22,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -202,7 +204,8 @@ def _write_tables(out: Path, records: list[dict], seed: int, config: SynthConfig
                 f"{truth['HR_bpm']:.2f}", f"{truth['PR_ms']:.1f}", f"{truth['QRS_ms']:.1f}", f"{truth['QT_ms']:.1f}",
                 latent["condition"], latent["sex"], latent["age_years"],
             ])
-    latent_columns = [k for k in records[0]["latent"] if k != "subject_id"] if records else []
+    # sorted, as in the subjects' JSON: a resumed cohort (records read back) writes the same table as a whole one
+    latent_columns = sorted(k for k in records[0]["latent"] if k != "subject_id") if records else []
     timing_columns = ["t_end_after_r_ms", "end_systole_after_r_ms", "ejection_start_after_r_ms", "frame_interval_ms",
                       "end_systole_frame"]
     with open(out / LATENTS_FILE, "w", newline="") as handle:
@@ -210,6 +213,37 @@ def _write_tables(out: Path, records: list[dict], seed: int, config: SynthConfig
         writer.writerow(["subject_id", *latent_columns, *timing_columns])
         for r in records:
             writer.writerow([r["subject_id"], *(r["latent"][k] for k in latent_columns), *(r["timing"][k] for k in timing_columns)])
+
+
+def link_subjects(source: Path | str, out: Path | str, n: int) -> int:
+    """Hard-link (copy across file systems) the files of subjects 0..n-1 that ``source`` holds into ``out``, so
+    that ``generate_cohort(out, n)`` writes only the others: a subject's files depend on its index, the seed and the
+    config only, so a larger cohort of the same seed and config starts from a smaller one (the scaling profile).
+    ``source``'s ``cohort.json`` comes along, and ``generate_cohort`` then refuses a seed or config other than its
+    own. Returns the number of subjects linked."""
+    source, out = Path(source), Path(out)
+    if not (source / "cohort.json").exists():
+        raise FileNotFoundError(f"{source}: no cohort.json, not a cohort written by the kit's generator")
+    for folder in ("ecg", "cmr", "subjects"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    if not (out / "cohort.json").exists():
+        shutil.copyfile(source / "cohort.json", out / "cohort.json")
+    linked = 0
+    for index in range(n):
+        name = subject_id(index)
+        done = source / "subjects" / f"{name}.json"
+        if not done.exists() or (out / "subjects" / done.name).exists():
+            continue
+        files = [*(source / "ecg").glob(f"{name}.*"), *(source / "cmr").glob(f"{name}_*")]
+        for file in [*files, done]:  # the subject's record last: it marks the subject complete
+            target = out / file.parent.name / file.name
+            target.unlink(missing_ok=True)
+            try:
+                os.link(file, target)
+            except OSError:  # another file system, or links not allowed
+                shutil.copyfile(file, target)
+        linked += 1
+    return linked
 
 
 def generate_cohort(out: Path | str, n: int, seed: int = 0, config: SynthConfig | None = None,

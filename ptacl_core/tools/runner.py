@@ -47,6 +47,8 @@ class Step:
 
 COHORT_NOTEBOOKS = ("01", "02", "03", "04", "05")  # run once per cohort; 00 writes both cohorts
 INTERACTIVE_NOTEBOOKS = ("06",)  # widgets for JupyterLab: run only when asked for (``--only 06``), never by default
+SCALING_NOTEBOOK = "07"  # the scaling profile's figure: listed only when asked for (``--profile scaling``, ``--only 07``)
+SCALING_POINT_NOTEBOOKS = ("00", "01", "02", "03", "04")  # what the scaling profile runs at each N, both cohorts
 TWIN_LABEL = "null twin"
 TWIN_FOLDER = "null_twin"
 # The twin pass trains the headline comparison only (PTACL and global-only, with the cohort's seeds): the null
@@ -64,7 +66,65 @@ PROFILES: dict[str, dict] = {
     "paper": {"preset": "paper", "epochs": 100, "batch_size": 64, "lr": 0.0003, "seeds": 5,
               "variants": "ptacl_cross,ptacl_sham,ptacl_mae", "variant_seeds": 3, "baselines": "mae_ecg,mae_cmr,supervised",
               "baseline_seeds": 1, "device": "cuda"},
+    # the headline comparison and the reference rows at each N of ``scaling_sizes``, both cohorts (``scaling_steps``)
+    "scaling": {"methods": "global,ptacl", "seeds": 3, "variants": "", "baselines": "", "fractions": "1",
+                "realism_subjects": 50, "audit_measured": 100, "scaling_sizes": "1000,2000,4000,8000"},
 }
+
+SCALING_SIZES = (1000, 2000, 4000, 8000)  # subjects per cohort (METHOD.md §5)
+SCALING = "scaling"  # the folder of the scaling profile under data/, runs/, figures/ and the executed notebooks
+MIN_SCALING_SIZE = 20  # fewer subjects leave a test split of 3: no probe to fit or score
+
+
+def parse_sizes(value) -> tuple[int, ...]:
+    """Cohort sizes from ``"1000,2000"`` (or a number, or a sequence), ascending; a ValueError naming the bad one."""
+    items = [value] if isinstance(value, int) else str(value).split(",") if isinstance(value, str) else list(value)
+    sizes = []
+    for item in items:
+        text = str(item).strip()
+        if not text.isdigit() or int(text) < MIN_SCALING_SIZE:
+            raise ValueError(f"scaling_sizes: {text!r} is not a cohort size (a whole number >= {MIN_SCALING_SIZE})")
+        sizes.append(int(text))
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise ValueError(f"scaling_sizes: {value!r} must list distinct cohort sizes")
+    return tuple(sorted(sizes))
+
+
+@dataclass(frozen=True)
+class ScalingPoint:
+    """Where one N of the scaling profile lives: its two cohorts, caches, runs and figures under ``scaling/n<N>``
+    of the data, runs and figures roots (``paths``). The null twin's folders follow ``twin_parameters``."""
+
+    n: int
+
+    @property
+    def name(self) -> str:
+        return f"n{self.n}"
+
+    @property
+    def cohort_dir(self) -> Path:
+        return paths.data_root() / SCALING / self.name / "synthetic"
+
+    @property
+    def null_dir(self) -> Path:
+        return self.cohort_dir.with_name("synthetic_null")
+
+    @property
+    def cache_dir(self) -> Path:
+        return paths.data_root() / SCALING / self.name / "cache"
+
+    @property
+    def runs_dir(self) -> Path:
+        return paths.runs_root() / SCALING / self.name
+
+    @property
+    def figures_dir(self) -> Path:
+        return paths.figures_root() / SCALING / self.name
+
+    def parameters(self) -> dict:
+        """The notebook parameters of this point (its twin's come from ``twin_parameters``)."""
+        return {"n_subjects": self.n, "cohort_dir": str(self.cohort_dir), "null_dir": str(self.null_dir),
+                "cache_dir": str(self.cache_dir), "runs_dir": str(self.runs_dir), "figures_dir": str(self.figures_dir)}
 
 
 def profile_parameters(name: str) -> dict:
@@ -108,9 +168,28 @@ def plan_steps(notebooks: list[Path], output_dir: Path, parameters: dict, twin: 
     return steps + [Step(n, parameters, output_dir) for n in after]
 
 
+def scaling_steps(notebooks: list[Path], output_dir: Path, parameters: dict) -> list[Step]:
+    """The scaling profile: at each N of ``parameters["scaling_sizes"]``, ascending, notebooks 00-04 as
+    ``plan_steps`` runs them (the twin's 01-04 first) in that point's folders (``ScalingPoint``), each cohort
+    growing from the previous N's (``reuse_dir``: its subjects are linked, not generated again); then notebook 07
+    over all points. Executed copies go to ``<output_dir>/scaling/n<N>/`` (07's to ``output_dir``)."""
+    sizes = parse_sizes(parameters["scaling_sizes"])
+    per_point = [n for n in notebooks if n.name[:2] in SCALING_POINT_NOTEBOOKS]
+    summary = [n for n in notebooks if n.name[:2] == SCALING_NOTEBOOK]
+    steps, previous = [], None
+    for n in sizes:
+        point = ScalingPoint(n)
+        values = {**parameters, **point.parameters(), "reuse_dir": str(previous.cohort_dir) if previous else None}
+        steps += plan_steps(per_point, output_dir / SCALING / point.name, values, twin=True)
+        previous = point
+    executed = parameters.get("executed_dir") or str(output_dir / SCALING)
+    return steps + [Step(n, {**parameters, "executed_dir": executed}, output_dir) for n in summary]
+
+
 def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:
     """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed. The
-    interactive ones (``INTERACTIVE_NOTEBOOKS``) are listed only when ``only`` names them."""
+    interactive ones (``INTERACTIVE_NOTEBOOKS``) and the scaling figure (``SCALING_NOTEBOOK``) are listed only
+    when ``only`` names them."""
     notebooks_dir = notebooks_dir or paths.notebooks_dir()
     found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -119,7 +198,7 @@ def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = N
         if unknown:
             raise ValueError(f"no notebook numbered {sorted(unknown)} in {notebooks_dir}")
         return [p for p in found if p.name[:2] in wanted]
-    return [p for p in found if p.name[:2] not in INTERACTIVE_NOTEBOOKS]
+    return [p for p in found if p.name[:2] not in (*INTERACTIVE_NOTEBOOKS, SCALING_NOTEBOOK)]
 
 
 def parse_value(text: str):
@@ -171,10 +250,13 @@ def _failing_cell(notebook: Path, executed: Path) -> int | None:
 
 
 def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, parameters: dict | None = None,
-                  fast: bool = False, log=print, progress_bar: bool = True, twin: bool = False) -> list[NotebookRun]:
+                  fast: bool = False, log=print, progress_bar: bool = True, twin: bool = False,
+                  profile: dict | None = None) -> list[NotebookRun]:
     """Execute notebooks in order; stop at the first failure (raises ``NotebookFailed``). twin: run notebooks
     01-05 on the null twin first, then on the cohort (``plan_steps``); a twin cohort that does not exist by then
-    (e.g. your own data) is skipped with a note."""
+    (e.g. your own data) is skipped with a note. A ``scaling_sizes`` parameter runs the scaling profile instead
+    (``scaling_steps``: always with the twin). profile: a run profile's parameters, overridden by ``parameters``;
+    unlike those, a profile parameter that none of ``notebooks`` declares is not an error (``--only 07``)."""
     import papermill  # lazy: ~1 s at import (nbclient, jupyter), needed only to execute notebooks
     from papermill.exceptions import PapermillExecutionError  # lazy: with papermill
 
@@ -187,7 +269,9 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     unknown = set(parameters) - set().union(*declared.values()) - {"fast"}
     if unknown:
         raise ValueError(f"parameter(s) {sorted(unknown)} are not declared by any of {[n.name for n in notebooks]}")
-    steps = plan_steps(notebooks, output_dir, parameters, twin)
+    parameters = {**(profile or {}), **parameters}
+    steps = scaling_steps(notebooks, output_dir, parameters) if parameters.get("scaling_sizes") \
+        else plan_steps(notebooks, output_dir, parameters, twin)
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_spec_dir()), os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("MPLBACKEND", "Agg")
     runs = []
