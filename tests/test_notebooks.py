@@ -127,6 +127,34 @@ def test_all_notebooks_run_in_fast_mode(tmp_path):
         _assert_figures_inline(tmp_path / "out" / "null_twin" / notebook.name, required=False)
 
 
+def test_the_scaling_profile_runs_in_fast_mode(tmp_path):
+    """``--profile scaling`` at two small N through the command-line runner: both points on both cohorts, the
+    larger cohort grown from the smaller one's files, and notebook 07's figure, table and times."""
+    import os
+
+    roots = {"PTACL_DATA": "data", "PTACL_RUNS": "runs", "PTACL_FIGURES": "figures", "PTACL_OUTPUTS": "outputs"}
+    environment = {**os.environ, **{variable: str(tmp_path / folder) for variable, folder in roots.items()}}
+    command = [sys.executable, "-m", "ptacl_core", "run", "--profile", "scaling", "--fast", "--no-progress",
+               "--output-dir", str(tmp_path / "out"), "-p", "scaling_sizes", "30,40"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=paths.project_root(), env=environment)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "[19/19] 07_scaling.ipynb done in" in result.stdout  # 2 x (00 + 01-04 on each cohort), then 07
+    for n in (30, 40):
+        for folder in ("", "null_twin/"):
+            assert (tmp_path / f"figures/scaling/n{n}/{folder}tables/probe_per_seed.csv").exists(), (n, folder)
+            assert (tmp_path / f"out/scaling/n{n}/{folder}03_linear_probing.ipynb").exists()
+    small, large = (tmp_path / f"data/scaling/n{n}/synthetic/ecg/SYN000029.dat" for n in (30, 40))
+    assert small.stat().st_ino == large.stat().st_ino  # linked, not generated again
+    assert (tmp_path / "data/scaling/n40/synthetic/ecg/SYN000039.dat").exists()
+    assert len(pd.read_csv(tmp_path / "data/scaling/n40/synthetic_null/manifest.csv")) == 40
+    table = pd.read_csv(tmp_path / "figures/scaling/tables/scaling.csv")
+    assert set(table.n) == {30, 40} and {"method", "reference", "difference", "contrast"} <= set(table.kind)
+    timings = pd.read_csv(tmp_path / "figures/scaling/tables/scaling_timings.csv")
+    assert timings.n.tolist() == [30, 40] and (timings.notebooks == 9).all() and (timings.seconds > 0).all()
+    assert (tmp_path / "figures/scaling/07_scaling.png").exists() and (tmp_path / "figures/scaling/07_scaling.pdf").exists()
+    _assert_figures_inline(tmp_path / "out/07_scaling.ipynb")
+
+
 MAX_WIDGET_OUTPUTS = 4  # progress bars: one per long loop, never one per epoch or run
 
 

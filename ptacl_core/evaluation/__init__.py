@@ -8,5 +8,6 @@ results-table layout under ``figures/tables``) -> ``findings`` (what the reading
 (results.md/json). ``embedding_maps``: 2-D maps of embeddings; ``trust``: trust scores of predictions;
 ``diagnostics``: the quick checks while training; ``training_summary``: what the runs themselves say;
 ``readings``: the paragraph printed under each figure of notebooks 00-05, generated from its numbers; ``heart_rate``:
-the ECG's heart rate and the temporal phenotypes beyond it.
+the ECG's heart rate and the temporal phenotypes beyond it; ``scaling``: the endpoints and reference rows against
+the cohort size (``--profile scaling``, notebook 07).
 """
