@@ -132,6 +132,11 @@ def test_backend_choice_and_bad_names(monkeypatch):
         choose_backend("threads")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert choose_backend("auto") == ("local" if usable_cores() > 1 else "sequential")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU node
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert choose_backend("auto") == choose_backend("auto", ["auto", "cpu"]) == "cuda"
+    assert choose_backend("auto", ["cpu", "cpu"]) == ("local" if usable_cores() > 1 else "sequential")  # told to stay on CPU
     with pytest.raises(ValueError, match="run name"):
         GridJob(("global", 0), TrainConfig(method="global"))
 

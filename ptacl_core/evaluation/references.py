@@ -43,16 +43,28 @@ def condition_features(cache: Cache) -> np.ndarray | None:
     return (conditions[:, None] == np.array(levels)[None, :]).astype(np.float32)
 
 
+def _stored(path: Path, ids: np.ndarray, key: str) -> np.ndarray | None:
+    """``key`` of a per-cache ``.npz`` in the store, when it was computed for these very subject ids; else None."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as stored:
+        return stored[key] if np.array_equal(stored["subject_id"], ids) else None
+
+
+def _store(path: Path, ids: np.ndarray, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, subject_id=ids, **arrays)
+
+
 def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False) -> np.ndarray:
     """(N, 15) heart rate, QRS duration, QT and the 12 QRS amplitudes measured on each cached ECG (a failed
     measurement is filled with the column median), cached in ``store``."""
     store = Path(store)
     path = store / f"ecg_measures_{cache.fingerprint[:24]}_v{MEASURES_VERSION}.npz"
     ids = np.array(cache.index.subject_id.astype(str).tolist(), dtype=str)
-    if path.exists():
-        with np.load(path, allow_pickle=False) as stored:
-            if np.array_equal(stored["subject_id"], ids):
-                return stored["features"]
+    stored = _stored(path, ids, "features")
+    if stored is not None:
+        return stored
     fs = float(cache.config.ecg.fs)
     rows = []
     for row in tqdm(cache.index.row.to_numpy(dtype=int), desc="measuring cached ECGs", disable=not progress):
@@ -65,8 +77,7 @@ def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False
     train = features[cache.index.split.to_numpy() == "train"]  # filled from training rows only
     medians = np.nanmedian(train, axis=0) if np.isfinite(train).any() else np.zeros(features.shape[1])
     features = np.where(np.isfinite(features), features, np.nan_to_num(medians)[None, :]).astype(np.float32)
-    store.mkdir(parents=True, exist_ok=True)
-    np.savez(path, features=features, subject_id=ids)
+    _store(path, ids, features=features)
     return features
 
 
@@ -76,10 +87,9 @@ def median_beats(cache: Cache, store: Path | str, progress: bool = False) -> np.
     store = Path(store)
     path = store / f"median_beats_{cache.fingerprint[:24]}_v{MEDIAN_BEAT_VERSION}.npz"
     ids = np.array(cache.index.subject_id.astype(str).tolist(), dtype=str)
-    if path.exists():
-        with np.load(path, allow_pickle=False) as stored:
-            if np.array_equal(stored["subject_id"], ids):
-                return stored["beats"]
+    stored = _stored(path, ids, "beats")
+    if stored is not None:
+        return stored
     fs = float(cache.config.ecg.fs)
     before, after = MEDIAN_BEAT_WINDOW_S
     width = int(round(before * fs)) + int(round(after * fs))
@@ -90,8 +100,7 @@ def median_beats(cache: Cache, store: Path | str, progress: bool = False) -> np.
             beats[position] = beat[:, :width].ravel()
         except ValueError:  # no complete beat: the row stays NaN (filled with the training mean below)
             pass
-    store.mkdir(parents=True, exist_ok=True)
-    np.savez(path, beats=beats, subject_id=ids)
+    _store(path, ids, beats=beats)
     return beats
 
 

@@ -141,13 +141,14 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def choose_backend(backend: str = "auto") -> str:
-    """``auto``: cuda with visible GPUs, local with more than one usable core, else sequential."""
+def choose_backend(backend: str = "auto", devices: Sequence[str] = ()) -> str:
+    """``auto``: cuda with visible GPUs (unless every run is told ``device=cpu``: ``devices`` lists the runs'
+    devices), local with more than one usable core, else sequential."""
     if backend not in BACKENDS:
         raise ValueError(f"executor backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
-    if visible_gpus():
+    if visible_gpus() and not (devices and all(device == "cpu" for device in devices)):
         return "cuda"
     return "local" if usable_cores() > 1 else "sequential"
 
@@ -248,7 +249,7 @@ def execute(jobs: Sequence[GridJob], backend: str = "auto", workers: int | None 
     ``{"cluster": "local", "folder": ..., "slurm_partition": "gpu", "timeout_min": 120, "gpus_per_node": 1}``);
     job_function: what a pool worker runs per job, ``(config, log, threads, gpus_per_run, pinned) -> folder`` (a
     top-level function; default: training, ``train_job``), for tests of the pool itself."""
-    backend = choose_backend(backend)
+    backend = choose_backend(backend, [job.config.device for job in jobs])
     if isinstance(slurm, str):  # from the command line: -p slurm '{"slurm_partition": "gpu"}'
         try:
             slurm = json.loads(slurm) if slurm.strip() else {}
