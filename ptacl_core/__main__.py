@@ -26,6 +26,9 @@ from ptacl_core.preprocessing.merge import merge_caches
 from ptacl_core.preprocessing.subject import SUBJECT_TIMEOUT_S, check_timeout
 from ptacl_core.synthetic import CohortMismatchError, SynthConfig, generate_cohort
 from ptacl_core.tools.runner import (
+    ENCODER_NOTEBOOK,
+    ENCODER_PER_PRESET,
+    ENCODER_SHARED,
     SCALING_NOTEBOOK,
     SCALING_POINT_NOTEBOOKS,
     NotebookFailed,
@@ -49,6 +52,8 @@ def _run(args: argparse.Namespace) -> int:
     only = args.only.split(",") if args.only else None
     if args.profile == "scaling" and not only:
         only = [*SCALING_POINT_NOTEBOOKS, SCALING_NOTEBOOK]  # notebooks 00-04 at each N, then the scaling figure
+    if args.profile == "encoders" and not only:
+        only = [*ENCODER_SHARED, *ENCODER_PER_PRESET, ENCODER_NOTEBOOK]  # 00-01 once, 02-04 per preset, the choice
     notebooks = list_notebooks(Path(args.notebooks) if args.notebooks else None, only)
     parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
     try:
@@ -169,10 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="set a notebook parameter (all notebooks), e.g. -p n_subjects 200")
     run.add_argument("--fast", action="store_true", help="tiny parameters (tests, smoke runs)")
-    run.add_argument("--profile", default="default", choices=["default", "full", "paper", "scaling"],
+    run.add_argument("--profile", default="default", choices=["default", "full", "paper", "scaling", "encoders"],
                      help="default: `make reproduce` (~20 min on 2 CPU cores); full: every variant and baseline, more "
                           "seeds and epochs (CPU, hours); paper: the ViT-B preset on a GPU; scaling: PTACL vs global-only "
-                          "at N = 1,000-8,000 subjects per cohort (-p scaling_sizes 1000,2000,4000 to stop at 4,000)")
+                          "at N = 1,000-8,000 subjects per cohort (-p scaling_sizes 1000,2000,4000 to stop at 4,000); encoders: the "
+                          "ViT and the 1-D ResNet ECG encoder, chosen on validation, both reported on test")
     run.add_argument("--output-dir", help="where executed notebooks go (default outputs/notebooks)")
     run.add_argument("--notebooks", help="folder of notebooks (default: the kit's notebooks/)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")

@@ -78,3 +78,18 @@ def test_bad_resnet_configs_are_refused(tiny_cache, tmp_path):
     config = TrainConfig(method="mae_ecg", cache=str(tiny_cache), runs_dir=str(tmp_path), name="mae_resnet", device="cpu")
     with pytest.raises(ValueError, match="masked autoencoding masks ViT tokens"):
         train(config.with_overrides({"preset": "tiny_resnet", "optim.epochs": 1, "optim.batch_size": 8}), progress=False)
+
+
+def test_every_run_name_reads_back_whatever_underscores_method_and_preset_hold():
+    """``ptacl_tiny_resnet_seed0`` is PTACL on the ResNet preset, not a method "ptacl_tiny" on a preset "resnet"
+    (which left every ResNet run unfound by notebooks 03-05)."""
+    from ptacl_core.methods import METHODS
+    from ptacl_core.model.encoders import MODEL_PRESETS
+    from ptacl_core.training.runs import parse_run_name, run_name
+
+    for method in METHODS:
+        for preset in MODEL_PRESETS:
+            for fast in (False, True):
+                assert parse_run_name(run_name(method, preset, 4, fast)) == {"method": method, "preset": preset,
+                                                                             "seed": 4, "fast": fast}
+    assert parse_run_name("ptacl_huge_seed0") is None  # an unknown preset is no comparison run

@@ -155,6 +155,29 @@ def test_the_scaling_profile_runs_in_fast_mode(tmp_path):
     _assert_figures_inline(tmp_path / "out/07_scaling.ipynb")
 
 
+def test_the_encoders_profile_runs_in_fast_mode(tmp_path):
+    """``--profile encoders``: one cohort and cache, the ViT and the ResNet trained and evaluated in their own
+    folders, the choice made by notebook 08 from the validation probes."""
+    command = [sys.executable, "-m", "ptacl_core", "run", "--profile", "encoders", "--fast", "--no-progress",
+               "--output-dir", str(tmp_path / "out"), "-p", "cohort_dir", str(tmp_path / "cohort"),
+               "-p", "cache_dir", str(tmp_path / "cache"), "-p", "runs_dir", str(tmp_path / "runs"),
+               "-p", "embeddings_dir", str(tmp_path / "embeddings"), "-p", "figures_dir", str(tmp_path / "figures")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=paths.project_root())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "[9/9] 08_encoders.ipynb done in" in result.stdout and not (tmp_path / "cohort_null").exists()
+    for preset in ("tiny", "tiny_resnet"):
+        assert (tmp_path / f"runs/ptacl_{preset}_seed0_fast/checkpoints/last.pt").exists(), preset
+        validation = pd.read_csv(tmp_path / f"figures/encoders/{preset}/tables/probe_validation.csv")
+        assert {"ptacl", "global"} <= set(validation.method) and (validation.split == "val").all()
+    table = pd.read_csv(tmp_path / "figures/encoders/tables/encoder_choice.csv")
+    assert set(table.preset) == {"tiny", "tiny_resnet"} and table[table.chosen].preset.nunique() == 1
+    assert set(table.split) == {"val", "test"}
+    executed = json.loads((tmp_path / "out/08_encoders.ipynb").read_text())
+    assert any("Chosen on validation" in "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert (tmp_path / "figures/encoders/08_encoder_choice.png").exists()
+    _assert_figures_inline(tmp_path / "out/08_encoders.ipynb")
+
+
 MAX_WIDGET_OUTPUTS = 4  # progress bars: one per long loop, never one per epoch or run
 
 

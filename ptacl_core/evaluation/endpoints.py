@@ -191,6 +191,25 @@ def load_samples(tables_dir: Path | str) -> dict:
     return {key: (value["points"], value["samples"]) for key, value in found.items() if {"points", "samples"} <= set(value)}
 
 
+def method_values(samples: dict, plan: EndpointPlan) -> list[dict]:
+    """Each compared method's value per endpoint (the plan's method and baseline, where ``samples`` holds them,
+    as ``load_samples`` returns them): the mean of the per-seed points, with the two-level 95% interval of
+    ``statistics.hierarchical_contrast`` on its own samples (seeds redrawn, test subjects resampled). An endpoint
+    not computed (non-finite samples, e.g. fewer test subjects than neighbours) is left out."""
+    rows = []
+    for endpoint in plan.endpoints:
+        for method in (plan.method, plan.baseline):
+            if (endpoint.name, method) not in samples:
+                continue
+            points, resamples = samples[(endpoint.name, method)]
+            if not (np.isfinite(points).all() and np.isfinite(resamples).all()):
+                continue
+            interval = hierarchical_contrast([(resamples, 1.0)])
+            rows.append({"endpoint": endpoint.name, "method": method, "value": float(np.mean(points)),
+                         "ci_low": interval["low"], "ci_high": interval["high"], "n_seeds": len(points)})
+    return rows
+
+
 def contrast_rows(plan: EndpointPlan, cohort: dict, twin: dict, cohort_label: str, twin_label: str) -> pd.DataFrame:
     """Per endpoint, (method - baseline) on ``cohort`` minus (method - baseline) on ``twin``: the same test subjects
     (the twins share hearts and splits), so the subject resamples pair and the contrast has its own interval and

@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core.evaluation import tables as layout
-from ptacl_core.evaluation.endpoints import EndpointPlan, contrast_rows, finalize, load_samples
-from ptacl_core.evaluation.statistics import hierarchical_contrast
+from ptacl_core.evaluation.endpoints import EndpointPlan, contrast_rows, finalize, load_samples, method_values
 from ptacl_core.methods import METHODS
 from ptacl_core.tools.runner import TWIN_FOLDER, TWIN_LABEL, ScalingPoint
 
@@ -44,21 +43,8 @@ def point_tables(point: ScalingPoint) -> tuple[Path, Path]:
 
 
 def method_rows(samples: dict, plan: EndpointPlan, n: int, cohort: str) -> list[dict]:
-    """The compared methods' values per endpoint: the mean of the per-seed points, with the two-level interval
-    of ``statistics.hierarchical_contrast`` on its own samples (seeds redrawn, test subjects resampled)."""
-    rows = []
-    for endpoint in plan.endpoints:
-        for method in (plan.method, plan.baseline):
-            if (endpoint.name, method) not in samples:
-                continue
-            points, resamples = samples[(endpoint.name, method)]
-            if not (np.isfinite(points).all() and np.isfinite(resamples).all()):
-                continue  # not computed at this N (e.g. fewer test subjects than neighbours)
-            interval = hierarchical_contrast([(resamples, 1.0)])
-            rows.append({"n": n, "cohort": cohort, "endpoint": endpoint.name, "row": method, "kind": "method",
-                         "value": float(np.mean(points)), "ci_low": interval["low"], "ci_high": interval["high"],
-                         "n_seeds": len(points)})
-    return rows
+    """The compared methods' values per endpoint (``endpoints.method_values``) at this N and cohort."""
+    return [{"n": n, "cohort": cohort, "row": v.pop("method"), "kind": "method", **v} for v in method_values(samples, plan)]
 
 
 def reference_rows(per_seed: pd.DataFrame, plan: EndpointPlan, n: int, cohort: str) -> list[dict]:

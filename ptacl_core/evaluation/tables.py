@@ -7,6 +7,7 @@
       probe_per_seed.csv, probe_summary.csv         notebook 03: ridge probes per seed, and over seeds
       probe_differences.csv, probe_predictions.csv  notebook 03: paired differences; test predictions (ids)
       heart_rate_probe.csv                          notebook 03: heart rate decoded from each embedding
+      probe_validation.csv                          notebook 03: the primary family fitted on train, scored on val
       retrieval_per_seed.csv, retrieval_summary.csv notebook 04: retrieval metrics per seed, and over seeds
       retrieval_differences.csv                     notebook 04: paired differences
       endpoints_<kind>.csv                          notebooks 03/04: endpoint rows before Holm (kind: probe, retrieval)
@@ -39,6 +40,7 @@ PROBE_SUMMARY = "probe_summary.csv"
 PROBE_DIFFERENCES = "probe_differences.csv"
 PROBE_PREDICTIONS = "probe_predictions.csv"
 HEART_RATE = "heart_rate_probe.csv"
+PROBE_VALIDATION = "probe_validation.csv"
 RETRIEVAL_PER_SEED = "retrieval_per_seed.csv"
 RETRIEVAL_SUMMARY = "retrieval_summary.csv"
 RETRIEVAL_DIFFERENCES = "retrieval_differences.csv"

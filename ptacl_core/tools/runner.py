@@ -49,6 +49,10 @@ COHORT_NOTEBOOKS = ("01", "02", "03", "04", "05")  # run once per cohort; 00 wri
 INTERACTIVE_NOTEBOOKS = ("06",)  # widgets for JupyterLab: run only when asked for (``--only 06``), never by default
 SCALING_NOTEBOOK = "07"  # the scaling profile's figure: listed only when asked for (``--profile scaling``, ``--only 07``)
 SCALING_POINT_NOTEBOOKS = ("00", "01", "02", "03", "04")  # what the scaling profile runs at each N, both cohorts
+ENCODER_NOTEBOOK = "08"  # the encoder choice: listed only when asked for (``--profile encoders``, ``--only 08``)
+ENCODER_SHARED, ENCODER_PER_PRESET = ("00", "01"), ("02", "03", "04")  # the cohort and cache once; runs per preset
+ENCODERS = "encoders"  # the folder of the encoders profile under figures/
+OPT_IN_NOTEBOOKS = (*INTERACTIVE_NOTEBOOKS, SCALING_NOTEBOOK, ENCODER_NOTEBOOK)  # never run by default
 TWIN_LABEL = "null twin"
 TWIN_FOLDER = "null_twin"
 # The twin pass trains the headline comparison only (PTACL and global-only, with the cohort's seeds): the null
@@ -69,6 +73,9 @@ PROFILES: dict[str, dict] = {
     # the headline comparison and the reference rows at each N of ``scaling_sizes``, both cohorts (``scaling_steps``)
     "scaling": {"methods": "global,ptacl", "seeds": 3, "variants": "", "baselines": "", "fractions": "1",
                 "realism_subjects": 50, "audit_measured": 100, "scaling_sizes": "1000,2000,4000,8000"},
+    # the ViT and the 1-D ResNet ECG encoder on the same cache, chosen on validation, both reported (``encoder_steps``)
+    "encoders": {"methods": "global,ptacl", "seeds": 3, "variants": "", "baselines": "", "null_twin": False,
+                 "encoder_presets": "tiny,tiny_resnet"},
 }
 
 SCALING_SIZES = (1000, 2000, 4000, 8000)  # subjects per cohort (METHOD.md §5)
@@ -186,10 +193,40 @@ def scaling_steps(notebooks: list[Path], output_dir: Path, parameters: dict) -> 
     return steps + [Step(n, {**parameters, "executed_dir": executed}, output_dir) for n in summary]
 
 
+def parse_presets(value) -> tuple[str, ...]:
+    """Model presets from ``"tiny,tiny_resnet"``: two or more, distinct (notebook 08 checks that they share one
+    preprocessing preset: the encoders must be compared on the same cache)."""
+    names = [name.strip() for name in str(value).split(",") if name.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"encoder_presets: {value!r} must list two or more distinct model presets")
+    return tuple(names)
+
+
+def encoder_figures_dir(parameters: dict, preset: str | None = None) -> Path:
+    """``<figures>/encoders`` (the choice), or ``<figures>/encoders/<preset>`` (that preset's tables and figures)."""
+    root = Path(parameters.get("figures_dir") or paths.figures_root()) / ENCODERS
+    return root / preset if preset else root
+
+
+def encoder_steps(notebooks: list[Path], output_dir: Path, parameters: dict) -> list[Step]:
+    """The encoders profile: notebooks 00 and 01 once (the cohort, without its twin, and the cache every preset
+    shares), then 02-04 for each preset of ``parameters["encoder_presets"]`` in its own figures folder (run names
+    carry the preset, so they share ``runs/``), then notebook 08 over all of them. Executed copies of a preset's
+    notebooks go to ``<output_dir>/encoders/<preset>/``."""
+    presets = parse_presets(parameters["encoder_presets"])
+    steps = [Step(n, parameters, output_dir) for n in notebooks if n.name[:2] in ENCODER_SHARED]
+    for preset in presets:
+        values = {**parameters, "preset": preset, "figures_dir": str(encoder_figures_dir(parameters, preset))}
+        steps += [Step(n, values, output_dir / ENCODERS / preset, preset) for n in notebooks
+                  if n.name[:2] in ENCODER_PER_PRESET]
+    return steps + [Step(n, {**parameters, "figures_dir": str(encoder_figures_dir(parameters))}, output_dir)
+                    for n in notebooks if n.name[:2] == ENCODER_NOTEBOOK]
+
+
 def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:
     """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number is listed. The
-    interactive ones (``INTERACTIVE_NOTEBOOKS``) and the scaling figure (``SCALING_NOTEBOOK``) are listed only
-    when ``only`` names them."""
+    interactive ones (``INTERACTIVE_NOTEBOOKS``), the scaling figure and the encoder choice (``OPT_IN_NOTEBOOKS``)
+    are listed only when ``only`` names them."""
     notebooks_dir = notebooks_dir or paths.notebooks_dir()
     found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -198,7 +235,7 @@ def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = N
         if unknown:
             raise ValueError(f"no notebook numbered {sorted(unknown)} in {notebooks_dir}")
         return [p for p in found if p.name[:2] in wanted]
-    return [p for p in found if p.name[:2] not in (*INTERACTIVE_NOTEBOOKS, SCALING_NOTEBOOK)]
+    return [p for p in found if p.name[:2] not in OPT_IN_NOTEBOOKS]
 
 
 def parse_value(text: str):
@@ -255,7 +292,8 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     """Execute notebooks in order; stop at the first failure (raises ``NotebookFailed``). twin: run notebooks
     01-05 on the null twin first, then on the cohort (``plan_steps``); a twin cohort that does not exist by then
     (e.g. your own data) is skipped with a note. A ``scaling_sizes`` parameter runs the scaling profile instead
-    (``scaling_steps``: always with the twin). profile: a run profile's parameters, overridden by ``parameters``;
+    (``scaling_steps``: always with the twin), an ``encoder_presets`` parameter the encoders profile
+    (``encoder_steps``: without it). profile: a run profile's parameters, overridden by ``parameters``;
     unlike those, a profile parameter that none of ``notebooks`` declares is not an error (``--only 07``)."""
     import papermill  # lazy: ~1 s at import (nbclient, jupyter), needed only to execute notebooks
     from papermill.exceptions import PapermillExecutionError  # lazy: with papermill
@@ -270,8 +308,12 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     if unknown:
         raise ValueError(f"parameter(s) {sorted(unknown)} are not declared by any of {[n.name for n in notebooks]}")
     parameters = {**(profile or {}), **parameters}
-    steps = scaling_steps(notebooks, output_dir, parameters) if parameters.get("scaling_sizes") \
-        else plan_steps(notebooks, output_dir, parameters, twin)
+    if parameters.get("scaling_sizes"):
+        steps = scaling_steps(notebooks, output_dir, parameters)
+    elif parameters.get("encoder_presets"):
+        steps = encoder_steps(notebooks, output_dir, parameters)
+    else:
+        steps = plan_steps(notebooks, output_dir, parameters, twin)
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_spec_dir()), os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("MPLBACKEND", "Agg")
     runs = []

@@ -51,7 +51,10 @@ TENSORBOARD = "tensorboard"
 LOCK = ".lock"
 LEGACY_TEMPORARY = CHECKPOINT.with_suffix(".tmp")  # the one fixed temporary name of kits before issue 20
 
-RUN_NAME = re.compile(r"^(?P<method>[a-z_]+?)_(?P<preset>[a-z0-9]+)_seed(?P<seed>\d+)(?P<fast>_fast)?$")
+# method and preset names both hold underscores (ptacl_cross, tiny_resnet): the preset is one of the known ones,
+# longest first, so "ptacl_tiny_resnet_seed0" reads as (ptacl, tiny_resnet), never (ptacl_tiny, resnet)
+_PRESET_NAMES = "|".join(re.escape(name) for name in sorted(MODEL_PRESETS, key=len, reverse=True))
+RUN_NAME = re.compile(rf"^(?P<method>[a-z_]+?)_(?P<preset>{_PRESET_NAMES})_seed(?P<seed>\d+)(?P<fast>_fast)?$")
 
 
 def run_name(method: str, preset: str, seed: int, fast: bool = False) -> str:
