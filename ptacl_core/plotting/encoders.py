@@ -11,7 +11,6 @@ from matplotlib.lines import Line2D
 from ptacl_core.methods import label, ordered
 from ptacl_core.plotting.style import DOUBLE_COLUMN_IN, LETTERS, kit_style, method_style, panel_title
 
-
 PRESET_LABELS = {"tiny": "ViT (tiny)", "tiny_resnet": "1-D ResNet (tiny)", "paper": "ViT-B (paper)"}
 
 
