@@ -9,5 +9,6 @@ results-table layout under ``figures/tables``) -> ``findings`` (what the reading
 ``diagnostics``: the quick checks while training; ``training_summary``: what the runs themselves say;
 ``readings``: the paragraph printed under each figure of notebooks 00-05, generated from its numbers; ``heart_rate``:
 the ECG's heart rate and the temporal phenotypes beyond it; ``scaling``: the endpoints and reference rows against
-the cohort size (``--profile scaling``, notebook 07).
+the cohort size (``--profile scaling``, notebook 07); ``encoder_choice``: the ECG encoder chosen on validation, both
+reported on test (``--profile encoders``, notebook 08).
 """

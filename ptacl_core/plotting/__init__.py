@@ -1,7 +1,7 @@
 """Figures, in one style: ``style`` (the kit's colour-blind-safe colours, sizes for a two-column paper, fonts
 (``use_kit_style``, ``kit_style``), panel letters, how methods and reference rows are drawn, ``save_figure`` as
 PNG + PDF, ``show_figure`` to also show it inline), ``cohort`` (the cohort, the cache and training: notebooks
-00-02), ``comparison`` (the results of notebooks 03-05), ``scaling`` (notebook 07's endpoints against N), ``checks`` (the figure standard as a test:
+00-02), ``comparison`` (the results of notebooks 03-05), ``scaling`` (notebook 07's endpoints against N), ``encoders`` (notebook 08's encoder choice), ``checks`` (the figure standard as a test:
 ``checks.figure_problems``: labels with units, no overlapping text, no text over data, the size). Every function
 returns its matplotlib Figure; the notebooks save and show it with ``show_figure``.
 
