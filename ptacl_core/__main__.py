@@ -19,6 +19,7 @@ from pathlib import Path
 from ptacl_core import paths
 from ptacl_core.io.csv_cells import write_csv
 from ptacl_core.io.manifest_builder import build_manifest
+from ptacl_core.model.presets import shared_preprocessing
 from ptacl_core.preprocessing.build import Shard, build_cache
 from ptacl_core.preprocessing.cache import CacheMismatchError
 from ptacl_core.preprocessing.config import PRESETS, PreprocessConfig
@@ -33,6 +34,7 @@ from ptacl_core.tools.runner import (
     SCALING_POINT_NOTEBOOKS,
     NotebookFailed,
     list_notebooks,
+    parse_presets,
     parse_value,
     profile_parameters,
     run_notebooks,
@@ -56,6 +58,9 @@ def _run(args: argparse.Namespace) -> int:
         only = [*ENCODER_SHARED, *ENCODER_PER_PRESET, ENCODER_NOTEBOOK]  # 00-01 once, 02-04 per preset, the choice
     notebooks = list_notebooks(Path(args.notebooks) if args.notebooks else None, only)
     parameters = {name: parse_value(value) for name, value in (args.parameter or [])}
+    presets = {**profile_parameters(args.profile), **parameters}.get("encoder_presets")
+    if presets is not None:  # the encoders profile: one cache for every preset (a ValueError before anything runs)
+        parameters.setdefault("preset", shared_preprocessing(parse_presets(presets)))  # notebook 01 builds it
     try:
         run_notebooks(notebooks, Path(args.output_dir) if args.output_dir else None, parameters, fast=args.fast,
                       progress_bar=not args.no_progress, twin=not args.no_twin, profile=profile_parameters(args.profile))

@@ -93,3 +93,19 @@ def test_synth_writes_the_null_twin(tmp_path, capsys):
     assert status == 0 and json.loads((tmp_path / "cohort.json").read_text())["config"]["coupling"] == "none"
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(tmp_path), "--coupling", "weak"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--profile", "encoders", "-p", "encoder_presets", "tiny,paper"], "different preprocessing"),
+    (["--profile", "encoders", "-p", "encoder_presets", "tiny"], "two or more distinct"),
+    (["--profile", "scaling", "--only", "05"], "nothing to run"),
+    (["--profile", "scaling", "--no-twin", "--only", "07"], "--no-twin does not apply"),
+    (["--profile", "scaling", "--only", "02,07", "-p", "runs_dir", "elsewhere"], "sets .*runs_dir.* itself"),
+    (["--profile", "scaling", "--fast", "--only", "07"], "fast run caps"),
+])
+def test_the_scaling_and_encoders_profiles_refuse_a_plan_before_running_it(capsys, argv, message):
+    import re
+
+    status, err = _run(capsys, "run", *argv)
+    assert status == 2 and err.startswith("error (run):") and re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ptacl_core import paths
 from ptacl_core.evaluation import tables as layout
 from ptacl_core.evaluation.encoder_choice import encoder_reading, encoder_table, validation_probe
 from ptacl_core.evaluation.endpoints import Endpoint, EndpointPlan, save_samples
@@ -43,6 +44,20 @@ def test_the_validation_probe_is_a_ridge_fitted_on_train_and_scored_on_val():
         x, y = embeddings[(row.method, row.seed)], phenotypes[:, NAMES.index(row.phenotype)]
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(RIDGE_ALPHAS))).fit(x[train], y[train])
         assert row.r2 == pytest.approx(r2_score(y[val], model.predict(x[val])), abs=1e-6)
+
+
+def test_a_plan_whose_primary_endpoint_is_no_probe_gives_no_choice():
+    rng, latent, phenotypes, splits = _cohort()
+    plan = EndpointPlan(endpoints=(Endpoint("p@10", "primary", "retrieval", "precision@10", direction="ECG→ECG"),))
+    assert validation_probe({("ptacl", 0): latent}, phenotypes, splits, np.arange(240).astype(str), NAMES, plan).empty
+
+
+def test_a_lower_is_better_primary_endpoint_chooses_the_lowest(tmp_path):
+    _preset_tables(tmp_path / "tiny", {"ptacl": 0.40, "global": 0.45}, {"ptacl": 0.70, "global": 0.60})
+    _preset_tables(tmp_path / "tiny_resnet", {"ptacl": 0.50, "global": 0.30}, {"ptacl": 0.55, "global": 0.50})
+    lower = EndpointPlan(endpoints=(Endpoint("family R²", "primary", "probe", "r2", FAMILY, higher_is_better=False),))
+    table = encoder_table({"tiny": tmp_path / "tiny", "tiny_resnet": tmp_path / "tiny_resnet"}, lower)
+    assert set(table[table.chosen].preset) == {"tiny"}
 
 
 def test_a_cohort_without_a_validation_split_gives_no_choice():
@@ -97,6 +112,8 @@ def test_the_profile_builds_the_cohort_once_then_trains_and_evaluates_each_prese
                                                                "03_linear_probing", "04_retrieval", "08_encoders")]
     parameters = {**PROFILES["encoders"], "figures_dir": str(tmp_path / "figures")}
     steps = encoder_steps(notebooks, tmp_path / "out", parameters)
+    assert {s.parameters["runs_dir"] for s in steps} == {str(paths.runs_root() / "encoders")}  # not make reproduce's runs/
+    assert steps[0].parameters["figures_dir"] == str(tmp_path / "figures/encoders") and steps[0].output_dir == tmp_path / "out/encoders"
     assert [(s.notebook.name[:2], s.label) for s in steps] == [
         ("00", ""), ("01", ""), ("02", "tiny"), ("03", "tiny"), ("04", "tiny"),
         ("02", "tiny_resnet"), ("03", "tiny_resnet"), ("04", "tiny_resnet"), ("08", "")]

@@ -43,7 +43,7 @@ def test_sizes_are_read_in_ascending_order(value, sizes):
     assert parse_sizes(value) == sizes
 
 
-@pytest.mark.parametrize("bad", ["1000,abc", "1000,1000", "10", "", "-5", "1e3"])
+@pytest.mark.parametrize("bad", ["1000,abc", "1000,1000", "10", "", "-5", "1e3", 1000.0, None])
 def test_bad_sizes_are_refused(bad):
     with pytest.raises(ValueError, match="scaling_sizes"):
         parse_sizes(bad)
@@ -130,6 +130,16 @@ def test_the_table_equals_a_brute_force_recomputation(roots):
                            ((cohort, "ptacl", 1), (cohort, "global", -1), (twin, "ptacl", -1), (twin, "global", 1)))
             row = at.loc[("physiological − null twin", endpoint.name, "ptacl − global")]
             assert row.value == pytest.approx(contrast) and row.kind == "contrast" and np.isfinite(row.p_adjusted)
+        # Holm across the endpoints, one family per cohort (and the contrast its own), recomputed by hand
+        raw = {label: pd.concat([pd.read_csv(folder / layout.endpoints_name(kind)) for kind in layout.ENDPOINT_KINDS])
+               for label, folder in (("physiological", layout.tables_dir(ScalingPoint(n).figures_dir)),
+                                     (TWIN_LABEL, layout.tables_dir(ScalingPoint(n).figures_dir / "null_twin")))}
+        for label, rows in raw.items():
+            p = rows.set_index("endpoint").p
+            order = np.argsort(p.to_numpy())
+            adjusted = np.maximum.accumulate(np.minimum(1.0, (len(p) - np.arange(len(p))) * p.to_numpy()[order]))
+            for endpoint, expected in zip(p.index[order], adjusted, strict=True):
+                assert at.loc[(label, endpoint, "ptacl − global"), "p_adjusted"] == pytest.approx(expected)
         per_seed = pd.read_csv(layout.tables_dir(ScalingPoint(n).figures_dir) / layout.PROBE_PER_SEED)
         for reference in REFERENCES:
             expected = np.mean([per_seed[(per_seed.method == reference) & (per_seed.phenotype == p)].r2.iloc[0] for p in FAMILY])
@@ -144,6 +154,18 @@ def test_the_table_equals_a_brute_force_recomputation(roots):
     assert figure_problems(figure) == []
     assert len(figure.axes) == 2 * len(PLAN.endpoints)
     plt.close(figure)
+
+
+def test_the_scaling_plan_refuses_what_it_would_silently_ignore(roots):
+    notebooks = [Path("notebooks/00_cohort.ipynb"), Path("notebooks/07_scaling.ipynb")]
+    for name in ("runs_dir", "cohort_dir", "n_subjects", "figures_dir"):
+        with pytest.raises(ValueError, match="sets .* itself"):
+            scaling_steps(notebooks, roots, {"scaling_sizes": "1000", name: "x"})
+    with pytest.raises(ValueError, match="fast run caps"):
+        scaling_steps(notebooks, roots, {"scaling_sizes": "1000,2000", "fast": True})
+    assert scaling_steps(notebooks, roots, {"scaling_sizes": "30,40", "fast": True})  # sizes a fast cohort has
+    with pytest.raises(ValueError, match="scaling_sizes"):
+        scaling_steps(notebooks, roots, {"scaling_sizes": None})
 
 
 def test_no_point_with_results_is_a_clear_error(roots):

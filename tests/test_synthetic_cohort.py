@@ -342,3 +342,21 @@ def test_linking_refuses_a_folder_that_is_no_cohort_and_a_grown_cohort_keeps_its
     link_subjects(tmp_path / "small", tmp_path / "grown", 3)
     with pytest.raises(CohortMismatchError, match="refusing to mix"):
         generate_cohort(tmp_path / "grown", 3, seed=6, workers=1, progress=False)
+
+
+def test_an_interrupted_link_never_lets_the_larger_cohort_write_into_the_smaller(tmp_path):
+    from ptacl_core.synthetic.cohort import link_subjects
+
+    generate_cohort(tmp_path / "small", 3, seed=5, workers=1, progress=False)
+    link_subjects(tmp_path / "small", tmp_path / "grown", 3)
+    (tmp_path / "grown/subjects/SYN000001.json").unlink()  # a kill after the files, before the record
+    source = tmp_path / "small/ecg/SYN000001.dat"
+    before, inode = source.read_bytes(), source.stat().st_ino
+    generate_cohort(tmp_path / "grown", 3, seed=5, workers=1, progress=False)
+    assert (tmp_path / "grown/ecg/SYN000001.dat").stat().st_ino != inode  # written as its own file
+    assert source.read_bytes() == before and source.stat().st_nlink == 1
+    assert filecmp.cmp(source, tmp_path / "grown/ecg/SYN000001.dat", shallow=False)
+    generate_cohort(tmp_path / "other", 1, seed=6, workers=1, progress=False)
+    with pytest.raises(CohortMismatchError, match="refusing to link"):
+        link_subjects(tmp_path / "small", tmp_path / "other", 3)
+    assert not (tmp_path / "other/ecg/SYN000002.dat").exists()  # refused before anything was linked

@@ -21,7 +21,7 @@ from ptacl_core.evaluation import tables as layout
 from ptacl_core.evaluation.endpoints import EndpointPlan, load_samples, method_values
 from ptacl_core.evaluation.probing import ProbeConfig, probe_methods
 from ptacl_core.methods import METHODS
-from ptacl_core.model.presets import preprocessing_preset
+from ptacl_core.model.presets import shared_preprocessing
 
 COLUMNS = ["preset", "method", "endpoint", "split", "value", "ci_low", "ci_high", "n_seeds", "chosen"]
 MIN_VALIDATION = 3  # validation subjects a probe can be scored on (a cohort without a val split has no choice)
@@ -41,13 +41,13 @@ def validation_probe(embeddings: dict, phenotypes: np.ndarray, splits: np.ndarra
     """Per (method, seed, phenotype of the primary endpoint) of the trained methods: the ridge probe of notebook 03
     fitted on the training split and scored on the validation split (the test split takes no part), at the plan's
     label fraction. Columns as ``probing.ProbeResults.per_seed``; empty when the cohort has fewer than
-    ``MIN_VALIDATION`` validation subjects."""
-    endpoint = primary(plan)
+    ``MIN_VALIDATION`` validation subjects or the primary endpoint is no probe endpoint (then no choice is made)."""
+    endpoint = next(e for e in plan.endpoints if e.role == "primary")
+    if endpoint.kind != "probe" or (np.asarray(splits) == "val").sum() < MIN_VALIDATION:
+        return pd.DataFrame(columns=["method", "seed", "fraction", "phenotype", "r2", "split"])  # no choice possible
     trained = {key: x for key, x in embeddings.items() if key[0] in METHODS and METHODS[key[0]].trainable}
     if not trained:
         raise ValueError("no trained method among the embeddings: nothing to choose an encoder with")
-    if (np.asarray(splits) == "val").sum() < MIN_VALIDATION:
-        return pd.DataFrame(columns=["method", "seed", "fraction", "phenotype", "r2", "split"])  # no choice possible
     relabelled = np.where(splits == "val", "test", np.where(splits == "test", "held out", splits))  # val in test's place
     config = ProbeConfig(fractions=(plan.fraction,), n_bootstrap=VALIDATION_BOOTSTRAP, phenotypes=endpoint.phenotypes)
     per_seed = probe_methods(trained, phenotypes, relabelled, subject_ids, config, names=names, conditions=conditions).per_seed
@@ -76,12 +76,10 @@ def scored_on_test(samples: dict, plan: EndpointPlan, preset: str) -> list[dict]
 
 def encoder_table(tables_dirs: dict[str, Path], plan: EndpointPlan) -> pd.DataFrame:
     """The choice table (module docstring) of the presets in ``tables_dirs`` ({preset: its tables folder}): the
-    chosen preset has the highest validation value of the headline method on the primary endpoint. A
+    chosen preset has the best validation value (highest, or lowest where the endpoint says lower is better) of
+    the headline method on the primary endpoint. A
     FileNotFoundError names a preset whose notebook 03 has not written its validation probe."""
-    caches = {preset: preprocessing_preset(preset) for preset in tables_dirs}  # a ValueError names an unknown preset
-    if len(set(caches.values())) > 1:
-        raise ValueError(f"presets {caches} train on caches of different preprocessing: the encoders must be compared "
-                         "on one cache (the same subjects, splits and signals)")
+    shared_preprocessing(tables_dirs)  # a ValueError names an unknown preset, or presets of different caches
     rows = []
     for preset, folder in tables_dirs.items():
         per_seed = layout.read_table(folder, layout.PROBE_VALIDATION)  # names the missing file
@@ -91,7 +89,7 @@ def encoder_table(tables_dirs: dict[str, Path], plan: EndpointPlan) -> pd.DataFr
     scores = table[(table.split == "val") & (table.method == plan.method)].set_index("preset").value
     if scores.empty or not np.isfinite(scores).any():
         raise ValueError(f"no validation score of {plan.method!r} for any of {list(tables_dirs)}: nothing to choose by")
-    table["chosen"] = table.preset == scores.idxmax()
+    table["chosen"] = table.preset == (scores.idxmax() if primary(plan).higher_is_better else scores.idxmin())
     return table
 
 

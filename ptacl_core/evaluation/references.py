@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ptacl_core import paths
 from ptacl_core.preprocessing.cache import Cache
 from ptacl_core.preprocessing.ecg_measures import MEASURE_FEATURES, measure_ecg, median_beat
 from ptacl_core.synthetic.audit import latent_features
@@ -47,13 +48,18 @@ def _stored(path: Path, ids: np.ndarray, key: str) -> np.ndarray | None:
     """``key`` of a per-cache ``.npz`` in the store, when it was computed for these very subject ids; else None."""
     if not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as stored:
-        return stored[key] if np.array_equal(stored["subject_id"], ids) else None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return stored[key] if np.array_equal(stored["subject_id"], ids) else None
+    except (OSError, ValueError, KeyError, EOFError):  # a damaged or foreign file: computed again and replaced
+        return None
 
 
 def _store(path: Path, ids: np.ndarray, **arrays: np.ndarray) -> None:
+    """Write the store's ``.npz`` atomically (a kill mid-write leaves the previous file, or none)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, subject_id=ids, **arrays)
+    with paths.written_atomically(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, subject_id=ids, **arrays)
 
 
 def ecg_measure_features(cache: Cache, store: Path | str, progress: bool = False) -> np.ndarray:

@@ -173,8 +173,8 @@ def scaling_reading(table: pd.DataFrame, plan: EndpointPlan) -> str:
         references = rows[(rows.kind == "reference") & (rows.cohort == COHORT) & (rows.n == high)
                           & ~rows.row.isin(("generator_latents", *(m for m in REFERENCE_ROWS if METHODS[m].cmr_embedding_of)))]
         if not methods.empty and not references.empty:
-            best_method = methods.loc[methods.value.idxmax()]
-            best_reference = references.loc[references.value.idxmax()]
+            best = (lambda frame: frame.value.idxmax()) if endpoint.higher_is_better else (lambda frame: frame.value.idxmin())
+            best_method, best_reference = methods.loc[best(methods)], references.loc[best(references)]
             parts.append(f"best ECG reference row {METHODS[best_reference.row].label} {best_reference.value:.3f} vs "
                          f"{METHODS[best_method.row].label} {best_method.value:.3f}")
         sentences.append("; ".join(parts) + ".")

@@ -33,3 +33,13 @@ def preset(name: str) -> Preset:
 def preprocessing_preset(name: str) -> str:
     """The preprocessing preset a model preset's cache is built with."""
     return preset(name).preprocessing
+
+
+def shared_preprocessing(names) -> str:
+    """The one preprocessing preset of the model presets ``names`` (their runs can share a cache, so encoders are
+    compared on the same subjects, splits and signals); a ValueError naming them when they need different caches."""
+    caches = {name: preprocessing_preset(name) for name in names}
+    if len(set(caches.values())) != 1:
+        raise ValueError(f"presets {caches} train on caches of different preprocessing: encoders must be compared on "
+                         "one cache (the same subjects, splits and signals)")
+    return next(iter(caches.values()))

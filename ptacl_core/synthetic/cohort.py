@@ -139,6 +139,8 @@ def write_subject(index: int, seed: int, config: SynthConfig, out: Path) -> dict
     """Generate subject ``index`` and write its files; returns its record (also saved as JSON, last)."""
     subject = make_subject(index, seed, config)
     name = subject.latent.subject_id
+    for stale in _subject_files(out, name):  # a file left by an interrupted run may be a link into another cohort
+        stale.unlink()  # (``link_subjects``): never write through it
     _write_wfdb(subject.ecg, subject.latent, out / "ecg")
     _write_nifti(subject.cine.image, subject.cine, out / "cmr" / f"{name}_sa.nii.gz")
     _write_nifti(subject.cine.labels, subject.cine, out / "cmr" / f"{name}_sa_seg.nii.gz")
@@ -215,15 +217,30 @@ def _write_tables(out: Path, records: list[dict], seed: int, config: SynthConfig
             writer.writerow([r["subject_id"], *(r["latent"][k] for k in latent_columns), *(r["timing"][k] for k in timing_columns)])
 
 
+def _subject_files(folder: Path, name: str) -> list[Path]:
+    """A subject's ECG and CMR files in a cohort folder (not its record in subjects/)."""
+    return [*(folder / "ecg").glob(f"{name}.*"), *(folder / "cmr").glob(f"{name}_*")]
+
+
+def _generator_description(path: Path) -> dict:
+    values = json.loads(path.read_text())
+    return {k: v for k, v in values.items() if k != "kit_version"}
+
+
 def link_subjects(source: Path | str, out: Path | str, n: int) -> int:
     """Hard-link (copy across file systems) the files of subjects 0..n-1 that ``source`` holds into ``out``, so
     that ``generate_cohort(out, n)`` writes only the others: a subject's files depend on its index, the seed and the
     config only, so a larger cohort of the same seed and config starts from a smaller one (the scaling profile).
     ``source``'s ``cohort.json`` comes along, and ``generate_cohort`` then refuses a seed or config other than its
-    own. Returns the number of subjects linked."""
+    own; a folder whose ``cohort.json`` differs is refused before anything is linked. A subject of ``out`` that
+    ``generate_cohort`` writes later (an interrupted link) first loses its linked files, so writing one cohort never
+    changes another. Returns the number of subjects linked."""
     source, out = Path(source), Path(out)
     if not (source / "cohort.json").exists():
         raise FileNotFoundError(f"{source}: no cohort.json, not a cohort written by the kit's generator")
+    if (out / "cohort.json").exists() and _generator_description(out / "cohort.json") != _generator_description(source / "cohort.json"):
+        raise CohortMismatchError(f"{out} holds a cohort of another seed, generator or config than {source}; refusing "
+                                  "to link its subjects (use another folder or delete this one)")
     for folder in ("ecg", "cmr", "subjects"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     if not (out / "cohort.json").exists():
@@ -234,8 +251,7 @@ def link_subjects(source: Path | str, out: Path | str, n: int) -> int:
         done = source / "subjects" / f"{name}.json"
         if not done.exists() or (out / "subjects" / done.name).exists():
             continue
-        files = [*(source / "ecg").glob(f"{name}.*"), *(source / "cmr").glob(f"{name}_*")]
-        for file in [*files, done]:  # the subject's record last: it marks the subject complete
+        for file in [*_subject_files(source, name), done]:  # the subject's record last: it marks the subject complete
             target = out / file.parent.name / file.name
             target.unlink(missing_ok=True)
             try:

@@ -81,11 +81,16 @@ PROFILES: dict[str, dict] = {
 SCALING_SIZES = (1000, 2000, 4000, 8000)  # subjects per cohort (METHOD.md §5)
 SCALING = "scaling"  # the folder of the scaling profile under data/, runs/, figures/ and the executed notebooks
 MIN_SCALING_SIZE = 20  # fewer subjects leave a test split of 3: no probe to fit or score
+FAST_COHORT = 40  # notebook 00 caps a fast run's cohort at this many subjects
+# the folders and sizes a scaling point sets itself (``ScalingPoint``): move them with PTACL_DATA / _RUNS / _FIGURES
+SCALING_OWNS = ("n_subjects", "cohort_dir", "null_dir", "reuse_dir", "cache_dir", "runs_dir", "figures_dir")
+DISPATCH = ("scaling_sizes", "encoder_presets")  # parameters that choose the plan (``run_notebooks``)
 
 
 def parse_sizes(value) -> tuple[int, ...]:
     """Cohort sizes from ``"1000,2000"`` (or a number, or a sequence), ascending; a ValueError naming the bad one."""
-    items = [value] if isinstance(value, int) else str(value).split(",") if isinstance(value, str) else list(value)
+    items = [value] if isinstance(value, (int, float)) or value is None else str(value).split(",") \
+        if isinstance(value, str) else list(value)
     sizes = []
     for item in items:
         text = str(item).strip()
@@ -181,6 +186,13 @@ def scaling_steps(notebooks: list[Path], output_dir: Path, parameters: dict) -> 
     growing from the previous N's (``reuse_dir``: its subjects are linked, not generated again); then notebook 07
     over all points. Executed copies go to ``<output_dir>/scaling/n<N>/`` (07's to ``output_dir``)."""
     sizes = parse_sizes(parameters["scaling_sizes"])
+    owned = [name for name in SCALING_OWNS if parameters.get(name) is not None]
+    if owned:
+        raise ValueError(f"the scaling profile sets {owned} itself at each N (data/, runs/, figures/ scaling/n<N>/); "
+                         "move its roots with PTACL_DATA, PTACL_RUNS and PTACL_FIGURES instead")
+    if parameters.get("fast") and max(sizes) > FAST_COHORT:
+        raise ValueError(f"scaling_sizes {list(sizes)}: a fast run caps every cohort at {FAST_COHORT} subjects, so these "
+                         f"points would be the same cohort; give sizes up to {FAST_COHORT} (e.g. -p scaling_sizes 30,40)")
     per_point = [n for n in notebooks if n.name[:2] in SCALING_POINT_NOTEBOOKS]
     summary = [n for n in notebooks if n.name[:2] == SCALING_NOTEBOOK]
     steps, previous = [], None
@@ -212,15 +224,18 @@ def encoder_steps(notebooks: list[Path], output_dir: Path, parameters: dict) -> 
     """The encoders profile: notebooks 00 and 01 once (the cohort, without its twin, and the cache every preset
     shares), then 02-04 for each preset of ``parameters["encoder_presets"]`` in its own figures folder (run names
     carry the preset, so they share ``runs/``), then notebook 08 over all of them. Executed copies of a preset's
-    notebooks go to ``<output_dir>/encoders/<preset>/``."""
+    notebooks go to ``<output_dir>/encoders/<preset>/`` (00 and 01 to ``<output_dir>/encoders/``); runs to
+    ``runs/encoders/`` and figures to ``figures/encoders/`` unless ``runs_dir`` / ``figures_dir`` say otherwise."""
     presets = parse_presets(parameters["encoder_presets"])
-    steps = [Step(n, parameters, output_dir) for n in notebooks if n.name[:2] in ENCODER_SHARED]
+    # its own runs and figures: the ViT's runs of `make reproduce` (5 seeds, variants) must not join the comparison
+    shared = {**parameters, "runs_dir": str(parameters.get("runs_dir") or paths.runs_root() / ENCODERS),
+              "figures_dir": str(encoder_figures_dir(parameters))}
+    steps = [Step(n, shared, output_dir / ENCODERS) for n in notebooks if n.name[:2] in ENCODER_SHARED]
     for preset in presets:
-        values = {**parameters, "preset": preset, "figures_dir": str(encoder_figures_dir(parameters, preset))}
+        values = {**shared, "preset": preset, "figures_dir": str(encoder_figures_dir(parameters, preset))}
         steps += [Step(n, values, output_dir / ENCODERS / preset, preset) for n in notebooks
                   if n.name[:2] in ENCODER_PER_PRESET]
-    return steps + [Step(n, {**parameters, "figures_dir": str(encoder_figures_dir(parameters))}, output_dir)
-                    for n in notebooks if n.name[:2] == ENCODER_NOTEBOOK]
+    return steps + [Step(n, shared, output_dir) for n in notebooks if n.name[:2] == ENCODER_NOTEBOOK]
 
 
 def list_notebooks(notebooks_dir: Path | None = None, only: list[str] | None = None) -> list[Path]:
@@ -304,16 +319,21 @@ def run_notebooks(notebooks: list[Path], output_dir: Path | None = None, paramet
     if fast:
         parameters["fast"] = True
     declared = {notebook: set(papermill.inspect_notebook(str(notebook))) for notebook in notebooks}
-    unknown = set(parameters) - set().union(*declared.values()) - {"fast"}
+    unknown = set(parameters) - set().union(*declared.values()) - {"fast", *DISPATCH}
     if unknown:
         raise ValueError(f"parameter(s) {sorted(unknown)} are not declared by any of {[n.name for n in notebooks]}")
     parameters = {**(profile or {}), **parameters}
-    if parameters.get("scaling_sizes"):
+    if "scaling_sizes" in parameters:
+        if not twin:
+            raise ValueError("the scaling profile runs both cohorts at each N: --no-twin does not apply to it")
         steps = scaling_steps(notebooks, output_dir, parameters)
-    elif parameters.get("encoder_presets"):
+    elif "encoder_presets" in parameters:
         steps = encoder_steps(notebooks, output_dir, parameters)
     else:
         steps = plan_steps(notebooks, output_dir, parameters, twin)
+    if not steps:
+        raise ValueError(f"nothing to run: {[n.name for n in notebooks]} have no step in this plan "
+                         "(the scaling profile runs 00-04 and 07, the encoders profile 00-04 and 08)")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_spec_dir()), os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("MPLBACKEND", "Agg")
     runs = []
