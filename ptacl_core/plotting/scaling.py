@@ -13,7 +13,7 @@ from ptacl_core.plotting.style import DOUBLE_COLUMN_IN, LETTERS, is_reference, k
 
 COHORT, TWIN, CONTRAST = "physiological", "null twin", "physiological − null twin"
 # column b's three series: the physiological difference, the twin's, and their contrast (Okabe-Ito)
-DIFFERENCE_STYLES = {COHORT: {"color": "#0072B2", "marker": "o", "ls": "-", "markerfacecolor": "#0072B2"},
+DIFFERENCE_STYLES = {COHORT: {"color": "#000000", "marker": "o", "ls": "-", "markerfacecolor": "#000000"},
                      TWIN: {"color": "#E69F00", "marker": "s", "ls": "--", "markerfacecolor": "white"},
                      CONTRAST: {"color": "#009E73", "marker": "D", "ls": ":", "markerfacecolor": "#009E73"}}
 DIFFERENCE_LABELS = {COHORT: "physiological cohort", TWIN: "null twin (ECG timing decoupled)",
