@@ -1,4 +1,4 @@
-"""Command line: ``python -m ptacl_core {run,synth,preprocess,merge-cache,build-manifest,train,predict} ...``
+"""Command line: ``python -m ptacl_core {run,synth,preprocess,merge-cache,build-manifest,train,predict,export} ...``
 (also installed as ``ptacl``).
 
 Every sub-command handles bad input the same way (``main``): a kit error (a bad cohort table, a cache built
@@ -148,13 +148,28 @@ def _predict(args: argparse.Namespace) -> int:
     )
     from ptacl_core.training.runs import run_folder  # lazy: torch loads only for predict
 
-    out = check_output(Path(args.out) if args.out else Path("outputs") / "predictions" / run_folder(args.run).name)
-    predictor = Predictor.from_run(args.run, args.cache, coverage=args.coverage)
+    if (args.run is None) == (args.bundle is None):
+        raise ValueError("name a trained run (--run RUN) or a model bundle (--bundle DIR), not both")
+    if args.bundle is not None and args.cache is not None:
+        raise ValueError("--cache is for --run: a bundle carries its fitted heads")
+    if args.onnx and args.bundle is None:
+        raise ValueError("--onnx runs a bundle's model.onnx: name the bundle with --bundle DIR")
+    source = run_folder(args.run).name if args.run is not None else Path(args.bundle).resolve().name
+    out = check_output(Path(args.out) if args.out else Path("outputs") / "predictions" / source)
+    if args.run is not None:
+        predictor = Predictor.from_run(args.run, args.cache, coverage=args.coverage)
+        origin = f"{shown(str(args.run))}, trained on {{cohort}} (cache {shown(predictor.provenance['cache'])})"
+    else:
+        predictor = Predictor.from_bundle(args.bundle, onnx=args.onnx)
+        if args.coverage != predictor.coverage:
+            print(f"note: the bundle's intervals were calibrated for {100 * predictor.coverage:.0f} % coverage; "
+                  "--coverage applies to --run", file=sys.stderr)
+        engine = "onnxruntime" if args.onnx else "PyTorch"
+        origin = f"bundle {shown(str(args.bundle))} ({engine}; run {shown(predictor.provenance.get('run', '?'))}), trained on {{cohort}}"
     for note in predictor.notes:
         print(f"note: {shown(note)}", file=sys.stderr)
     cohort = "the kit's synthetic cohort" if predictor.synthetic else "its own cohort"
-    print(f"model: {shown(str(args.run))}, trained on {cohort} (cache {shown(predictor.cache.folder.name)}); intervals: "
-          f"split-conformal, {100 * predictor.coverage:.0f} % nominal")
+    print(f"model: {origin.format(cohort=cohort)}; intervals: split-conformal, {100 * predictor.coverage:.0f} % nominal")
     if predictor.synthetic:
         print("DEMONSTRATION ONLY: this model learned from synthetic ECG-CMR pairs; its numbers show the pipeline working, "
               "they are not a measurement of this patient.")
@@ -168,6 +183,23 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"\n{len(predictions) - failed} of {len(predictions)} file(s) predicted; tables in {shown(str(tables[0]))} and "
           f"{shown(str(tables[1]))}")
     return 1 if failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ptacl_core.prediction.bundle import export_bundle  # lazy: torch loads only here
+
+    paths.refuse_links(args.out)
+    out, config = export_bundle(args.run, args.out, args.cache, coverage=args.coverage, onnx=not args.no_onnx)
+    written = sorted(p.name for p in out.iterdir())
+    print(f"bundle written to {out}: {', '.join(written)}")
+    if config["onnx"]:
+        worst = config["onnx"]["max_abs_difference"]
+        print(f"model.onnx checked against PyTorch on {config['onnx']['checked_on']}: max |difference| "
+              f"{worst['embedding']:.2g} (embedding), {worst['phenotypes']:.2g} (phenotypes)")
+    if config["training"]["synthetic"]:
+        print("the model card says DEMONSTRATION ONLY: this model learned from the kit's synthetic cohort")
+    print(f"check with: python -m ptacl_core predict --bundle {out} ECG_FILES...")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,15 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     predict = commands.add_parser("predict", help="CMR phenotypes and the nearest gallery patients from ECG files alone")
-    predict.add_argument("--run", required=True, type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
-    predict.add_argument("files", nargs="+", type=Path, help="ECG files (WFDB .hea/.dat/.mat or the record name, DICOM waveform, GE MUSE XML, HL7 aECG, UK Biobank XML), "
-                                                                       "folders of them, or a manifest .csv with an ecg column")
+    predict.add_argument("--run", type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
+    predict.add_argument("--bundle", type=Path, help="instead of --run: a model bundle written by `export` (no nearest patients)")
+    predict.add_argument("--onnx", action="store_true", help="with --bundle: run its model.onnx with onnxruntime")
+    predict.add_argument("files", nargs="+", type=Path, help="ECG files (WFDB .hea/.dat/.mat or the record name, DICOM waveform, GE MUSE XML, "
+                                                             "Philips XML, SCP-ECG, EDF, HL7 aECG, UK Biobank XML), "
+                                                             "folders of them, or a manifest .csv with an ecg column")
     predict.add_argument("--cache", type=Path, help="the cache the probes are fitted on (default: the run's training cache)")
     predict.add_argument("--top", type=_positive_int, default=3, help="nearest gallery patients to list per file (>= 1)")
     predict.add_argument("--coverage", type=float, default=0.9, help="nominal coverage of the conformal intervals (0-1)")
     predict.add_argument("--out", type=Path, help="folder for predictions.csv and nearest_patients.csv "
                                                   "(default outputs/predictions/<run>)")
     predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser("export", help="a shareable ECG-only model bundle: safetensors, config.json, model card, ONNX")
+    export.add_argument("--run", required=True, type=Path, help="a trained run folder, e.g. runs/ptacl_tiny_seed0")
+    export.add_argument("--out", required=True, type=Path, help="the bundle folder to write (new, empty, or a bundle)")
+    export.add_argument("--cache", type=Path, help="the cache the heads are fitted on (default: the run's training cache)")
+    export.add_argument("--coverage", type=float, default=0.9, help="nominal coverage of the conformal intervals (0-1)")
+    export.add_argument("--no-onnx", action="store_true", help="write no model.onnx (needs no onnx extra)")
+    export.set_defaults(handler=_export)
     return parser
 
 

@@ -1,0 +1,64 @@
+"""Release hygiene for a model bundle: nothing that leaves with a model may carry a participant id of its training
+cohort (UK Biobank's rules, and any cohort's: an id links a model to a person's record).
+
+``export`` checks every text it writes (config.json, the model card, the safetensors metadata and tensor names, the
+bundle's file and folder names) against the ids of the training cache, and refuses to write a bundle in which any
+appears. An id matches as a whole token: ``1234567`` is found in ``run_1234567`` or ``"1234567"``, not inside
+``12345678`` or ``0.1234567``. In the model card, whose prose holds counts and metrics the kit formats (``n = 150``),
+ids shorter than ``MIN_CARD_ID_CHARS`` that are plain numbers are not looked for: such numbers there are the kit's,
+while every string the card repeats from the run (its name, the cache's name) is checked in config.json at any
+length. UK Biobank ids (eids) have 7 digits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+MIN_CARD_ID_CHARS = 5
+_BEFORE = r"(?<![A-Za-z0-9_.])"  # not inside a longer token or a decimal
+_AFTER = r"(?![A-Za-z0-9_]|\.[0-9])"
+
+
+class ReleaseError(ValueError):
+    """A bundle would carry participant ids of its training cohort; the message names where and which."""
+
+
+def id_pattern(ids: Iterable[str]) -> re.Pattern | None:
+    """One regex matching any of ``ids`` as a whole token (longest first), or None for no ids."""
+    unique = sorted({str(i).strip() for i in ids if str(i).strip()}, key=len, reverse=True)
+    if not unique:
+        return None
+    return re.compile(_BEFORE + "(?:" + "|".join(map(re.escape, unique)) + ")" + _AFTER)
+
+
+def ids_found(text: str, pattern: re.Pattern | None) -> list[str]:
+    """The ids ``pattern`` finds in ``text``, each once, in order of appearance."""
+    if pattern is None:
+        return []
+    return list(dict.fromkeys(match.group(0) for match in pattern.finditer(text)))
+
+
+def strings_of(value) -> list[str]:
+    """Every key and string value of a JSON-like structure, recursively (numbers are the kit's, not checked)."""
+    if isinstance(value, Mapping):
+        return [text for key, item in value.items() for text in (str(key), *strings_of(item))]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in strings_of(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def check_release(ids: Iterable[str], texts: Mapping[str, str], card: tuple[str, str] | None = None) -> None:
+    """Refuse (``ReleaseError``) when any of ``ids`` appears in ``texts`` (where -> text: JSON strings, names) or in
+    the model ``card`` (where, text; plain-number ids shorter than ``MIN_CARD_ID_CHARS`` not looked for there)."""
+    ids = [str(i).strip() for i in ids]
+    pattern = id_pattern(ids)
+    found = {where: ids_found(text, pattern) for where, text in texts.items()}
+    if card is not None:
+        card_ids = [i for i in ids if not (i.isdigit() and len(i) < MIN_CARD_ID_CHARS)]
+        found[card[0]] = ids_found(card[1], id_pattern(card_ids))
+    found = {where: hits for where, hits in found.items() if hits}
+    if found:
+        listed = "; ".join(f"{where}: {', '.join(hits[:5])}{' ...' if len(hits) > 5 else ''}" for where, hits in found.items())
+        raise ReleaseError(f"the bundle would carry participant id(s) of the training cohort ({listed}); rename the run "
+                           "or the cache so that no participant id is part of a name, then export again")
