@@ -36,7 +36,7 @@ test: setup lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check ptacl_core tests benchmarks
+	$(BIN)/ruff check ptacl_core tests benchmarks examples
 
 clean-outputs:
 	rm -rf outputs figures/*.png figures/*.pdf

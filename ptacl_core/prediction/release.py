@@ -3,8 +3,8 @@ cohort (UK Biobank's rules, and any cohort's: an id links a model to a person's 
 
 ``export`` checks every text it writes (config.json, the model card, the safetensors metadata and tensor names, the
 bundle's file and folder names) against the ids of the training cache, and refuses to write a bundle in which any
-appears. An id matches as a whole token: ``1234567`` is found in ``run_1234567`` or ``"1234567"``, not inside
-``12345678`` or ``0.1234567``. In the model card, whose prose holds counts and metrics the kit formats (``n = 150``),
+appears. An id matches as a whole token between non-alphanumerics: ``1234567`` is found in ``run_1234567``,
+``1234567.json`` or ``"1234567"``, not inside ``12345678``, ``x1234567`` or ``0.1234567``. In the model card, whose prose holds counts and metrics the kit formats (``n = 150``),
 ids shorter than ``MIN_CARD_ID_CHARS`` that are plain numbers are not looked for: such numbers there are the kit's,
 while every string the card repeats from the run (its name, the cache's name) is checked in config.json at any
 length. UK Biobank ids (eids) have 7 digits.
@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 MIN_CARD_ID_CHARS = 5
-_BEFORE = r"(?<![A-Za-z0-9_.])"  # not inside a longer token or a decimal
-_AFTER = r"(?![A-Za-z0-9_]|\.[0-9])"
+_BEFORE = r"(?<![A-Za-z0-9])(?<![0-9]\.)"  # not inside a longer token or a decimal; "run_1234567" matches
+_AFTER = r"(?![A-Za-z0-9]|\.[0-9])"
 
 
 class ReleaseError(ValueError):
