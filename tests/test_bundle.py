@@ -69,7 +69,7 @@ def test_bundle_files_and_model_card(bundle):
     assert low <= entry["test_r2"] <= high and entry["interval_halfwidth"] > 0
     card = (bundle / CARD).read_text()
     assert card.startswith("---\nlicense:") and "DEMONSTRATION ONLY" in card and "| LVEF_pct | % |" in card
-    assert "access-management" in card and "Intended use" in card and "limitations" in card.lower()
+    assert "community.ukbiobank.ac.uk" in card and "Intended use" in card and "limitations" in card.lower()
 
 
 def test_predict_bundle_reproduces_predict_run(trained_runs, bundle, cohort, hospital_ecgs, tmp_path):

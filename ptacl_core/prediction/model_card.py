@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import math
 
-UKB_ACCESS_URL = "https://www.ukbiobank.ac.uk/enable-your-research/about-our-data/access-management"
+# UK Biobank's guidance on what may leave its Research Analysis Platform, and its Access Management System
+UKB_DOWNLOAD_GUIDANCE = ("https://community.ukbiobank.ac.uk/hc/en-gb/articles/31972311370013-Guidance-on-Data-Downloads-"
+                         "and-Exemptions")
+UKB_ACCESS_MANAGEMENT = "https://ams.ukbiobank.ac.uk"
 
 
 def _number(value, digits: int = 3) -> str:
@@ -112,7 +115,11 @@ validation distance); read both.
 
 ## Data governance
 
-A model trained on a cohort's data can be subject to that cohort's rules before it is shared. UK Biobank: check
-the access-management guidance ({UKB_ACCESS_URL}) and your application's terms before publishing weights trained on
-its data. The kit's `export` refuses a bundle whose names or metadata carry a participant id of the training cache.
+A model trained on a cohort's data can be subject to that cohort's rules before it is shared. UK Biobank: only
+summary results that hold no individual-level information may leave its Research Analysis Platform
+({UKB_DOWNLOAD_GUIDANCE}); whether trained weights qualify is your project's to settle with UK Biobank through the
+Access Management System ({UKB_ACCESS_MANAGEMENT}) under your Material Transfer Agreement, before publishing. The
+kit's `export` refuses a bundle whose names or metadata carry a participant id of the training cache, and a bundle
+carries no per-participant table (the novelty reference keeps the validation subjects' distances, sorted, unlinked
+from any id).
 """
