@@ -2,7 +2,7 @@
 
 Two layouts:
 
-- kit layout: ``ecg/<id>.hea|.xml|.dcm`` and ``cmr/<id>*.nii.gz`` (optional ``cmr/<id>*_seg*.nii.gz`` masks),
+- kit layout: ``ecg/<id>.hea|.xml|.dcm|.scp|.edf|.bdf`` and ``cmr/<id>*.nii.gz`` (optional ``cmr/<id>*_seg*.nii.gz`` masks),
   ``cmr/<id>/`` DICOM folders or ``cmr/<id>*.zip``;
 - UK Biobank bulk layout: ``<eid>_20205_2_0.xml`` (ECG) and ``<eid>_20209_2_0.zip`` (short-axis CMR) anywhere
   below the folder.
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ptacl_core.io.cohort_tables import SPLIT_FRACTIONS
 from ptacl_core.io.csv_cells import escape_cell
+from ptacl_core.io.ecg import ECG_SUFFIXES
 from ptacl_core.paths import written_atomically
 
 
@@ -42,7 +43,7 @@ def _pick(candidates: list[Path], prefer: str) -> Path | str:
 def _kit_layout(cohort_dir: Path) -> tuple[dict, dict, dict]:
     ecg: dict[str, Path] = {}
     for path in sorted((cohort_dir / "ecg").glob("*")):
-        if path.suffix.lower() in (".hea", ".xml", ".dcm"):  # WFDB, MUSE/CardioSoft XML, DICOM waveform
+        if path.suffix.lower() in ECG_SUFFIXES:  # WFDB, XML exports, DICOM, SCP-ECG, EDF/BDF
             ecg.setdefault(path.stem, path)
     by_length = sorted(ecg, key=len, reverse=True)
     cmr_candidates: dict[str, list[Path]] = {}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ptacl_core.io.ecg import ECG_SUFFIXES
 from ptacl_core.prediction.predictor import PredictionError
 
-ECG_SUFFIXES = (".hea", ".xml", ".dcm")
 PREDICTION_TABLES = ("predictions.csv", "nearest_patients.csv")  # what predict writes into its output folder
 
 

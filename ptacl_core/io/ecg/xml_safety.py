@@ -13,7 +13,7 @@ from pathlib import Path
 from ptacl_core.io.ecg.record import EcgReadError
 
 MAX_XML_BYTES = 64 * 1024 * 1024  # a resting-ECG export is < 1 MB; refuse anything absurdly larger
-_ROOT_KINDS = {"RestingECG": "muse", "CardiologyXML": "ukb", "AnnotatedECG": "aecg"}
+_ROOT_KINDS = {"RestingECG": "muse", "CardiologyXML": "ukb", "AnnotatedECG": "aecg", "restingecgdata": "philips"}
 
 
 class _EntityDeclared(Exception):
@@ -74,7 +74,7 @@ def decoded_head(head: bytes) -> str:
 
 def xml_kind(path: Path) -> str | None:
     """Which ECG format an XML file is, from its decoded root element's local name (in its first 4 kB): 'muse'
-    (``RestingECG``), 'ukb' (``CardiologyXML``), 'aecg' (``AnnotatedECG``); 'xml' for other XML (or a root beyond
+    (``RestingECG``), 'ukb' (``CardiologyXML``), 'aecg' (``AnnotatedECG``), 'philips' (``restingecgdata``); 'xml' for other XML (or a root beyond
     4 kB); None for a file that is not XML or cannot be read."""
     try:
         with open(path, "rb") as handle:

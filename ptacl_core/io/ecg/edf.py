@@ -1,0 +1,149 @@
+"""EDF, EDF+ (continuous) and BDF recordings: long ECGs (Holter, sleep, telemetry exports), read through ``edfio``.
+
+Recognised by content: the first 8 bytes are ``0`` and 7 spaces (EDF) or ``\\xffBIOSEMI`` (BDF). Before edfio reads
+anything, the fixed ASCII header is parsed here and checked: its size (256 bytes per signal plus 256), the file
+size against the data records it declares (a truncated or padded file is refused, naming both sizes), each ECG
+channel's ranges (digital maximum above minimum; a physical maximum below the minimum, a negative gain that EDF
+allows for an inverted amplifier, is refused as the kit's other readers refuse negative gains), its unit, and one
+rate for every ECG lead. EDF+D (discontinuous) files are refused: their samples are not one time line.
+Channel labels such as ``ECG I``, ``EKG V1`` or ``II`` map to the 12 leads; other channels (EEG, SpO2, EDF+
+annotations) are skipped. Only the first ``max_seconds`` are read (lazily: an 8-hour Holter costs its first minute).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ptacl_core.io.ecg.record import Ecg, EcgReadError, add_lead, assemble, checked_rate, unit_scale
+from ptacl_core.leads import canonical_lead_name
+
+EDF_MAGIC, BDF_MAGIC = b"0       ", b"\xffBIOSEMI"
+MAX_HEADER_SIGNALS = 4096
+_SIGNAL_FIELDS = (("label", 16), ("transducer", 80), ("dimension", 8), ("physical_min", 8), ("physical_max", 8),
+                  ("digital_min", 8), ("digital_max", 8), ("prefiltering", 80), ("samples", 8), ("reserved", 32))
+
+
+def is_edf(path: Path) -> bool:
+    """Whether a file starts with the EDF or BDF version field."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8) in (EDF_MAGIC, BDF_MAGIC)
+    except OSError:
+        return False
+
+
+def _is_annotation(label: str) -> bool:
+    return label in ("EDF Annotations", "BDF Annotations")
+
+
+def lead_of(label: str) -> str | None:
+    """The kit's lead name of an EDF channel label (``ECG I``, ``EKG-V2``, ``II``), or None."""
+    return canonical_lead_name(re.sub(r"^\s*(ECG|EKG)[\s_:-]*", "", label, flags=re.IGNORECASE))
+
+
+def _number(text: bytes, what: str, path: Path) -> float:
+    try:
+        return float(text.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise EcgReadError(path, f"EDF header field {what} is {text!r}, not a number") from None
+
+
+def read_header(path: Path) -> dict:
+    """The fixed header of an EDF/BDF file, checked against the file's size: {bdf, records, record_s, signals:
+    [{label, dimension, physical_min, physical_max, digital_min, digital_max, samples}]}."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(256)
+        if len(head) < 256:
+            raise EcgReadError(path, f"{size} bytes: shorter than an EDF header (256 bytes)")
+        bdf = head[:8] == BDF_MAGIC
+        count = _number(head[252:256], "number of signals", path)
+        if not 1 <= count <= MAX_HEADER_SIGNALS or count != int(count):
+            raise EcgReadError(path, f"EDF header declares {count:g} signals (expected 1-{MAX_HEADER_SIGNALS})")
+        count = int(count)
+        header_bytes = _number(head[184:192], "header bytes", path)
+        if header_bytes != 256 * (count + 1):
+            raise EcgReadError(path, f"EDF header declares {header_bytes:g} header bytes; {count} signals need "
+                                     f"{256 * (count + 1)}")
+        block = handle.read(256 * count)
+    if len(block) < 256 * count:
+        raise EcgReadError(path, f"{size} bytes: the header of {count} signals is truncated")
+    if head[192:197] == b"EDF+D" or head[192:197] == b"BDF+D":
+        raise EcgReadError(path, "EDF+D (discontinuous) recording: its samples are not one time line; refused")
+    records = _number(head[236:244], "number of data records", path)
+    if records < 1 or records != int(records):
+        raise EcgReadError(path, f"EDF header declares {records:g} data records (-1: a recording that was never closed)")
+    record_s = _number(head[244:252], "data record duration", path)
+    if not np.isfinite(record_s) or record_s <= 0:
+        raise EcgReadError(path, f"data record duration {record_s:g} s is not positive")
+    signals, offset = [{} for _ in range(count)], 0
+    for field, width in _SIGNAL_FIELDS:
+        for index in range(count):
+            raw = block[offset + index * width: offset + (index + 1) * width]
+            if field in ("label", "dimension", "transducer", "prefiltering", "reserved"):
+                signals[index][field] = raw.decode("latin-1").strip()
+            else:
+                signals[index][field] = _number(raw, f"{field} of signal {index + 1}", path)
+        offset += width * count
+    width = 3 if bdf else 2
+    expected = int(header_bytes) + int(records) * int(sum(s["samples"] for s in signals)) * width
+    if size != expected:
+        raise EcgReadError(path, f"{size} bytes, but the header's {int(records)} data records need {expected} "
+                                 f"({'truncated' if size < expected else 'padded'}?)")
+    return {"bdf": bdf, "records": int(records), "record_s": record_s, "signals": signals}
+
+
+def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
+    """Read the ECG leads of an EDF/EDF+/BDF file: (12, L) mV, the first ``max_seconds`` (None: all)."""
+    import edfio
+
+    path = Path(path)
+    if not path.is_file():
+        raise EcgReadError(path, "no such file")
+    header = read_header(path)
+    leads: dict[int, str] = {}
+    for index, signal in enumerate(header["signals"]):
+        lead = lead_of(signal["label"])
+        if lead is None or _is_annotation(signal["label"]):
+            continue
+        where = f"channel {signal['label']!r}"
+        if signal["digital_max"] <= signal["digital_min"]:
+            raise EcgReadError(path, f"{where}: digital maximum {signal['digital_max']:g} is not above the minimum "
+                                     f"{signal['digital_min']:g}")
+        if signal["physical_max"] == signal["physical_min"]:
+            raise EcgReadError(path, f"{where}: physical maximum equals the minimum ({signal['physical_min']:g}): a zero gain")
+        if signal["physical_max"] < signal["physical_min"]:
+            raise EcgReadError(path, f"{where}: physical maximum {signal['physical_max']:g} below the minimum "
+                                     f"{signal['physical_min']:g}, a negative gain (EDF's inverted amplifier); refused, "
+                                     "as the kit refuses every negative gain: re-export with the polarity applied")
+        if not signal["dimension"]:
+            raise EcgReadError(path, f"{where}: no physical dimension (unit); expected uV or mV")
+        unit_scale(signal["dimension"], path, signal["label"])  # refuses an unknown unit
+        leads[index] = lead
+    if not leads:
+        labels = [s["label"] for s in header["signals"]]
+        raise EcgReadError(path, f"no ECG lead among the channels {labels} (expected labels such as 'ECG I', 'II', 'V1')")
+    rates = {header["signals"][i]["samples"] / header["record_s"] for i in leads}
+    if len(rates) > 1:
+        raise EcgReadError(path, f"the ECG leads have different sampling rates ({', '.join(f'{r:g}' for r in sorted(rates))} Hz)")
+    fs = checked_rate(rates.pop(), path)
+    seconds = header["records"] * header["record_s"]
+    if max_seconds is not None:
+        seconds = min(seconds, max_seconds)
+    try:
+        recording = (edfio.read_bdf if header["bdf"] else edfio.read_edf)(path)
+        ordinary = [i for i, s in enumerate(header["signals"]) if not _is_annotation(s["label"])]
+        signals = dict(zip(ordinary, recording.signals, strict=True))  # edfio's signals: all but the annotations
+        channels: dict[str, np.ndarray] = {}
+        for index, lead in leads.items():
+            signal = signals[index]
+            data = np.asarray(signal.get_data_slice(0, int(round(seconds * fs)) / fs), dtype=np.float64)
+            add_lead(channels, lead, data * unit_scale(signal.physical_dimension, path, signal.label), path)
+    except EcgReadError:
+        raise
+    except (ValueError, OSError, IndexError) as error:
+        raise EcgReadError(path, f"edfio cannot read the recording ({type(error).__name__}: {error})") from error
+    return assemble(channels, fs, path, derive=True)
