@@ -44,7 +44,7 @@ def _rate(interval_us, path: Path) -> float:
 
 def read_scp_ecg(path: Path | str) -> Ecg:
     """Read an SCP-ECG file's rhythm data (section 6): (12, L) mV."""
-    from ecgdatakit.exceptions import ChecksumWarning, ECGDataKitError
+    from ecgdatakit.exceptions import ECGDataKitError
     from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
 
     path = Path(path)
@@ -61,8 +61,8 @@ def read_scp_ecg(path: Path | str) -> Ecg:
     if declared != size:
         raise EcgReadError(path, f"the record declares {declared} bytes but the file has {size} (truncated or padded)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ChecksumWarning)  # checked below, as an error
+        with warnings.catch_warnings():  # what the parser warns of (CRCs, a zero AVM) is checked below, as errors
+            warnings.simplefilter("ignore")
             record = SCPECGParser().parse(path)
     except (ECGDataKitError, ValueError, ArithmeticError, IndexError, KeyError) as error:
         raise EcgReadError(path, f"not a readable SCP-ECG record ({type(error).__name__}: {error})") from error
@@ -71,6 +71,7 @@ def read_scp_ecg(path: Path | str) -> Ecg:
     if not record.leads:
         raise EcgReadError(path, "no rhythm leads in section 6")
     fs = checked_rate(_rate(record.raw_metadata.get("rhythm_sample_interval_us"), path), path)
+    positive_factor(record.raw_metadata.get("rhythm_avm_nv"), "rhythm amplitude multiplier (AVM, nV)", path)
     channels: dict[str, np.ndarray] = {}
     others: list[str] = []
     for lead in record.leads:
@@ -80,11 +81,11 @@ def read_scp_ecg(path: Path | str) -> Ecg:
             continue
         samples = np.asarray(lead.samples, dtype=np.float64)
         if lead.is_raw:
+            per_count = positive_factor(lead.resolution, f"lead {lead.label}: amplitude multiplier (AVM)", path)
             unit = (lead.resolution_unit or "").strip().lower()
             if unit not in MV_PER_UNIT:
                 raise EcgReadError(path, f"lead {lead.label}: resolution unit {lead.resolution_unit!r}; expected uV or mV")
-            samples = (samples - float(lead.offset or 0)) * positive_factor(lead.resolution, f"lead {lead.label} AVM",
-                                                                            path) * MV_PER_UNIT[unit]
+            samples = (samples - float(lead.offset or 0)) * per_count * MV_PER_UNIT[unit]
         else:
             unit = (lead.units or "").strip().lower()
             if unit not in MV_PER_UNIT:
