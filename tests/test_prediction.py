@@ -292,3 +292,24 @@ def test_predict_command_says_when_the_model_is_a_demonstration(trained_runs, co
     bad = subprocess.run(command[:-2] + ["--coverage", "1.5"], capture_output=True, text=True, timeout=300,
                          cwd=paths.project_root())
     assert bad.returncode == 2 and "coverage must lie in" in bad.stderr
+
+
+def test_predict_reads_philips_scp_and_edf_and_names_a_missing_lead(trained_runs, realdata, tmp_path):
+    """The hospital formats of issue 23 flow through predict like any other ECG; the SCP file with V3R and V7 in
+    place of V3 and V5 gets an error row naming them, the others still get predictions."""
+    import edfio
+
+    from ptacl_core.io.ecg import read_wfdb
+    from ptacl_core.leads import LEAD_NAMES
+
+    record = read_wfdb(realdata / "ecg/wfdb/cinc2021/HR06000.hea")
+    edf = tmp_path / "holter.edf"
+    edfio.Edf([edfio.EdfSignal(record.signal[i] * 1000, record.fs, label=f"ECG {lead}", physical_dimension="uV")
+               for i, lead in enumerate(LEAD_NAMES)]).write(edf)
+    files = [realdata / "ecg/philips_xml/philips_1-03.xml", realdata / "ecg/philips_xml/philips_1-04.xml",
+             realdata / "ecg/scp_ecg/scp_standard_leads.scp", edf, realdata / "ecg/scp_ecg/scp_v3r_v7_leads.scp"]
+    predictor = Predictor.from_run(trained_runs / "ptacl_tiny_seed0", store=tmp_path)
+    predictions, _ = predictor.predict(files, top=1)
+    assert list(predictions.status) == ["ok"] * 4 + ["error"]
+    assert np.isfinite(predictions.LVEF_pct[:4].to_numpy(dtype=float)).all()
+    assert "missing lead(s) V3, V5" in predictions.error[4] and "V3R, V7" in predictions.error[4]
