@@ -302,10 +302,13 @@ def test_edf_with_eight_leads_annotations_and_other_channels(wfdb_ecg, tmp_path)
 
 
 @pytest.mark.realdata
-def test_bdf_reads_like_edf(wfdb_ecg, tmp_path):
+def test_bdf_reads_like_edf(wfdb_ecg, tmp_path, monkeypatch):
     path = _write_edf(tmp_path / "rec.bdf", wfdb_ecg.signal, wfdb_ecg.fs, bdf=True)
     assert path.read_bytes()[:8] == b"\xffBIOSEMI"
     np.testing.assert_allclose(read_ecg(path).signal, wfdb_ecg.signal, atol=1e-4)
+    monkeypatch.setattr(edf_module, "MAX_BDF_BYTES", 10_000)  # edfio reads BDF whole: bounded before
+    with pytest.raises(EcgReadError, match="read whole into memory"):
+        read_edf(path)
 
 
 def _patch(raw: bytes, field: str, index: int, value: str) -> bytes:
@@ -334,6 +337,7 @@ def test_bad_edf_files_are_refused(wfdb_ecg, tmp_path):
         "no_unit": (_patch(raw, "dimension", 0, ""), "no physical dimension"),
         "no_ecg": (_relabel_all(raw, "EEG"), "no ECG lead among the channels"),
         "records": (raw[:236] + b"-1      " + raw[244:], "never closed"),
+        "samples": (_patch(raw, "samples", 2, "2.5"), "declares 2.5 samples per data record"),
         "discontinuous": (raw[:192] + b"EDF+D".ljust(44) + raw[236:], "discontinuous"),
     }
     for name, (data, message) in cases.items():

@@ -22,6 +22,7 @@ from ptacl_core.leads import canonical_lead_name
 
 EDF_MAGIC, BDF_MAGIC = b"0       ", b"\xffBIOSEMI"
 MAX_HEADER_SIGNALS = 4096
+MAX_BDF_BYTES = 2 * 1024**3
 _SIGNAL_FIELDS = (("label", 16), ("transducer", 80), ("dimension", 8), ("physical_min", 8), ("physical_max", 8),
                   ("digital_min", 8), ("digital_max", 8), ("prefiltering", 80), ("samples", 8), ("reserved", 32))
 
@@ -88,6 +89,10 @@ def read_header(path: Path) -> dict:
             else:
                 signals[index][field] = _number(raw, f"{field} of signal {index + 1}", path)
         offset += width * count
+    for index, signal in enumerate(signals):
+        if signal["samples"] < 1 or signal["samples"] != int(signal["samples"]):
+            raise EcgReadError(path, f"signal {index + 1} ({signal['label']!r}) declares {signal['samples']:g} samples per "
+                                     "data record (expected a positive whole number)")
     width = 3 if bdf else 2
     expected = int(header_bytes) + int(records) * int(sum(s["samples"] for s in signals)) * width
     if size != expected:
@@ -104,6 +109,9 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
     if not path.is_file():
         raise EcgReadError(path, "no such file")
     header = read_header(path)
+    if header["bdf"] and path.stat().st_size > MAX_BDF_BYTES:  # edfio reads BDF data whole (EDF lazily)
+        raise EcgReadError(path, f"{path.stat().st_size / 1e9:.1f} GB: a BDF this large is read whole into memory; "
+                                 f"cut it below {MAX_BDF_BYTES / 1e9:.0f} GB (or convert it to EDF, read lazily)")
     leads: dict[int, str] = {}
     for index, signal in enumerate(header["signals"]):
         lead = lead_of(signal["label"])
