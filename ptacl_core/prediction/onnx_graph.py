@@ -57,7 +57,7 @@ def export_onnx(encoder: nn.Module, heads: dict[str, LinearHead], n_samples: int
                 metadata: dict[str, str]) -> Path:
     """Write the graph of ``encoder`` and ``heads`` for (batch, 12, n_samples) inputs to ``path`` (a dynamic batch),
     with ``metadata`` (e.g. the phenotype order) as ONNX metadata properties."""
-    import onnx
+    import onnx  # lazy: the optional onnx extra
 
     graph = EcgPhenotypeGraph(encoder, heads).eval()
     example = torch.zeros(2, 12, n_samples)
@@ -79,7 +79,7 @@ class OnnxEmbedder:
     """(B, 12, L) float32 -> (B, D) float32 embeddings (and ``phenotypes``: the graph's own heads) by onnxruntime."""
 
     def __init__(self, path: Path | str):
-        import onnxruntime
+        import onnxruntime  # lazy: the optional onnx extra
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3

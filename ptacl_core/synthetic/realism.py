@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ptacl_core.io.cohort_tables import read_cohort
-from ptacl_core.io.ecg import EcgReadError, read_ecg
+from ptacl_core.io.ecg import ECG_SUFFIXES, EcgReadError, read_ecg
 from ptacl_core.leads import LEAD_NAMES
 from ptacl_core.phenotypes import PHENOTYPES, REFERENCE_RANGES
 from ptacl_core.preprocessing.ecg_measures import measure_ecg
@@ -39,11 +39,12 @@ def _measure_rows(paths: list[Path]) -> pd.DataFrame:
 
 
 def real_ecg_paths(realdata_dir: Path | None) -> list[Path]:
-    """Every 12-lead ECG in the real-data folder (WFDB headers and UK Biobank XML)."""
+    """Every ECG file in the real-data folder (``io.ecg.ECG_SUFFIXES``: WFDB headers, XML exports, SCP-ECG, ...; one
+    that cannot be read is a row with its error)."""
     if realdata_dir is None or not (Path(realdata_dir) / "ecg").is_dir():
         return []
     ecg_dir = Path(realdata_dir) / "ecg"
-    return sorted(ecg_dir.rglob("*.hea")) + sorted(ecg_dir.rglob("*.xml"))
+    return sorted(path for path in ecg_dir.rglob("*") if path.is_file() and path.suffix.lower() in ECG_SUFFIXES)
 
 
 def measure_synthetic_ecgs(cohort_dir: Path | str, max_subjects: int = 200) -> pd.DataFrame:

@@ -103,7 +103,7 @@ def read_header(path: Path) -> dict:
 
 def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
     """Read the ECG leads of an EDF/EDF+/BDF file: (12, L) mV, the first ``max_seconds`` (None: all)."""
-    import edfio
+    import edfio  # lazy: only EDF reads need it
 
     path = Path(path)
     if not path.is_file():

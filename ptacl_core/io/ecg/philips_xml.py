@@ -88,7 +88,7 @@ def read_philips_xml(path: Path | str) -> Ecg:
     except (binascii.Error, ValueError) as error:
         raise EcgReadError(path, f"<parsedwaveforms> is not valid base64 ({error})") from error
     if compression == "XLI":
-        from sierraecg.xli import xli_decode
+        from sierraecg.xli import xli_decode  # lazy: only Philips reads need it
 
         try:
             leads = xli_decode(data, labels)

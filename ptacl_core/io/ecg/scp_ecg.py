@@ -26,7 +26,7 @@ _HEAD_BYTES = 32
 
 def is_scp(path: Path) -> bool:
     """Whether a file starts like an SCP-ECG record (ecgdatakit's signature test on its first 32 bytes)."""
-    from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
+    from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser  # lazy: ecgdatakit loads its parsers on import
 
     try:
         with open(path, "rb") as handle:
@@ -44,8 +44,8 @@ def _rate(interval_us, path: Path) -> float:
 
 def read_scp_ecg(path: Path | str) -> Ecg:
     """Read an SCP-ECG file's rhythm data (section 6): (12, L) mV."""
-    from ecgdatakit.exceptions import ECGDataKitError
-    from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
+    from ecgdatakit.exceptions import ECGDataKitError  # lazy: as in is_scp
+    from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser  # lazy: as in is_scp
 
     path = Path(path)
     try:
