@@ -135,11 +135,25 @@ def test_release_hygiene_matches_whole_tokens():
     assert ids_found("run_1234567 and ptacl-SYN000003.json", pattern) == ["1234567", "SYN000003"]
     assert ids_found("12345678 0.1234567 SYN0000031 x1234567", pattern) == []
     assert ids_found("eid 1234567.", pattern) == ["1234567"]
-    check_release(["42"], {"config.json": "seed42"}, card=("README.md", "n = 42 test subjects"))  # short numbers in prose
-    with pytest.raises(ReleaseError, match=r"config.json: 42"):
-        check_release(["42"], {"config.json": "run 42"})
+    # short plain-number ids (a hospital cohort numbered 1..N) are looked for in names only, not in the kit's own text
+    tensors = "ecg_encoder.blocks.1.attn.qkv.weight\necg_encoder.blocks.12.mlp.2.bias"
+    check_release([str(i) for i in range(1, 200)], {"run name": "ptacl_tiny_seed0"},
+                  {"tensor names": tensors, "config.json": "(batch, 12, n_samples)", "README.md": "n = 42 test subjects"})
+    with pytest.raises(ReleaseError, match=r"run name: 42"):
+        check_release(["42"], {"run name": "run_42"}, {})
     with pytest.raises(ReleaseError, match=r"README.md: 1234567"):
-        check_release(["1234567"], {}, card=("README.md", "participant 1234567"))
+        check_release(["1234567"], {}, {"README.md": "participant 1234567"})
+
+
+def test_the_onnx_graph_carries_no_paths_and_its_strings_are_checked(bundle):
+    from ptacl_core.prediction.onnx_graph import onnx_strings
+
+    raw = (bundle / ONNX).read_bytes()
+    assert str(paths.project_root()).encode() not in raw and b"site-packages" not in raw  # no stack traces
+    strings = onnx_strings(bundle / ONNX)
+    assert any("LVEF_pct" in text for text in strings) and not any("/" in text for text in strings)
+    with pytest.raises(ReleaseError, match="model.onnx"):
+        check_release(["LVEF_pct"], {}, {"model.onnx": "\n".join(strings)})  # a name inside the graph is found
 
 
 def test_export_refuses_a_bundle_carrying_a_participant_id(trained_runs, tiny_cache, tmp_path):
@@ -151,9 +165,20 @@ def test_export_refuses_a_bundle_carrying_a_participant_id(trained_runs, tiny_ca
     with pytest.raises(ReleaseError, match=participant):
         export_bundle(named, tmp_path / "bundle", store=tmp_path / "store", onnx=False)
     assert not (tmp_path / "bundle").exists()  # refused before anything is written
-    with pytest.raises(ReleaseError, match="file and folder names"):
+    with pytest.raises(ReleaseError, match="bundle folder name"):
         export_bundle(trained_runs / RUN, tmp_path / f"share_{participant}", store=tmp_path / "store", onnx=False)
     assert not (tmp_path / f"share_{participant}").exists()
+
+
+def test_export_refuses_heads_fitted_on_another_cohort(trained_runs, tmp_path):
+    moved = tmp_path / RUN
+    shutil.copytree(trained_runs / RUN, moved)
+    state = torch.load(moved / "checkpoints/last.pt", weights_only=True)
+    state["data_fingerprint"] = "0" * 64  # trained on a cache other than the one it points at
+    torch.save(state, moved / "checkpoints/last.pt")
+    with pytest.raises(PredictionError, match="trained on another cache"):
+        export_bundle(moved, tmp_path / "bundle", store=tmp_path / "store", onnx=False)
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_bad_bundles_and_folders_are_refused(trained_runs, bundle, tmp_path):

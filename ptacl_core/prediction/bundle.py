@@ -40,7 +40,7 @@ from ptacl_core.model.encoders import EcgEncoderConfig, ecg_encoder
 from ptacl_core.phenotypes import UNITS
 from ptacl_core.prediction.heads import LinearHead
 from ptacl_core.prediction.model_card import model_card
-from ptacl_core.prediction.onnx_graph import OPSET, OnnxEmbedder, export_onnx, onnx_available
+from ptacl_core.prediction.onnx_graph import OPSET, OnnxEmbedder, export_onnx, onnx_available, onnx_strings
 from ptacl_core.prediction.predictor import PredictionError, Predictor, TorchEmbedder
 from ptacl_core.prediction.release import check_release, strings_of
 from ptacl_core.preprocessing.config import PreprocessConfig
@@ -116,6 +116,7 @@ def bundle_config(predictor: Predictor, onnx: dict | None = None) -> dict:
                                                          "cache", "n_subjects")},
                      "synthetic": predictor.synthetic},
         "onnx": onnx,
+        "notes": list(predictor.notes),  # caveats predict --run prints, printed by predict --bundle too
     }
 
 
@@ -156,30 +157,38 @@ def export_bundle(run: Path | str, out: Path | str, cache: Path | str | None = N
     out = Path(out)
     _check_out(out)
     predictor = Predictor.from_run(run, cache, store, **({} if coverage is None else {"coverage": coverage}))
+    trained_on = predictor.provenance.get("trained_on_fingerprint")
+    if trained_on and trained_on != predictor.provenance["data_fingerprint"]:
+        raise PredictionError(f"{run}: trained on another cache (fingerprint {trained_on[:12]}) than {cache} "
+                              f"({predictor.provenance['data_fingerprint'][:12]}); a bundle's heads, intervals and "
+                              "participant-id check must be of the cohort the encoder learned from: export with the "
+                              "run's own training cache")
     if onnx and onnx_available():
         raise PredictionError(f"{onnx_available()}; or export with --no-onnx")
     tensors = bundle_tensors(predictor)
     ids = predictor.cache.index.subject_id.astype(str).tolist()
-    names = [out.name, *(name for name in BUNDLE_FILES if onnx or name != ONNX)]
+    named = {"run name": predictor.provenance["run"], "cache name": predictor.provenance["cache"],
+             "bundle folder name": out.name}
+    metadata = {"format": "np", FORMAT: str(BUNDLE_VERSION)}
 
-    def check(config: dict) -> tuple[str, str]:  # before anything is written, and again with the ONNX entry
+    def check(config: dict, graph: str = "") -> tuple[str, str]:  # before anything is written, and with the graph
         card = model_card(config)
-        check_release(ids, {CONFIG: "\n".join(strings_of(config)), "tensor names": "\n".join(tensors),
-                            "file and folder names": "\n".join(names)}, card=(CARD, card))
+        check_release(ids, named, {CONFIG: "\n".join(strings_of(config)), CARD: card, "tensor names": "\n".join(tensors),
+                                   "safetensors metadata": "\n".join(strings_of(metadata)), ONNX: graph})
         return json.dumps(config, indent=2, allow_nan=False) + "\n", card
 
     check(bundle_config(predictor))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as scratch:
         scratch = Path(scratch)
-        onnx_entry = None
+        onnx_entry, graph = None, ""
         if onnx:
             export_onnx(predictor.embed.encoder, predictor.heads, predictor.ecg_config.n_samples, scratch / ONNX,
                         {"format": FORMAT, "bundle_version": str(BUNDLE_VERSION)})
-            onnx_entry = _onnx_check(predictor, scratch / ONNX)
+            onnx_entry, graph = _onnx_check(predictor, scratch / ONNX), "\n".join(onnx_strings(scratch / ONNX))
         config = bundle_config(predictor, onnx_entry)
-        text, card = check(config)
-        save_file(tensors, scratch / WEIGHTS, metadata={"format": "np", FORMAT: str(BUNDLE_VERSION)})
+        text, card = check(config, graph)
+        save_file(tensors, scratch / WEIGHTS, metadata=metadata)
         os.chmod(scratch / WEIGHTS, 0o666 & ~_umask())  # safetensors writes 0600: share it like the other files
         (scratch / CONFIG).write_text(text)
         (scratch / CARD).write_text(card)
@@ -268,6 +277,7 @@ def load_bundle(folder: Path | str, onnx: bool = False) -> Predictor:
         embed = OnnxEmbedder(folder / ONNX)
         if embed.phenotype_names != tuple(heads):
             raise PredictionError(f"{folder / ONNX}: its heads {embed.phenotype_names} are not config.json's {tuple(heads)}")
-    notes = ["a bundle carries no gallery of training patients: no nearest patients are listed"]
+    notes = [*map(str, config.get("notes") or []),
+             "a bundle carries no gallery of training patients: no nearest patients are listed"]
     return Predictor(embed, ecg_config, heads, pd.DataFrame(rows).set_index("phenotype"), None, notes, halfwidths,
                      novelty, coverage, bool(training.get("synthetic")), training)

@@ -67,12 +67,58 @@ def export_onnx(encoder: nn.Module, heads: dict[str, LinearHead], n_samples: int
         program = torch.onnx.export(graph, (example,), input_names=[INPUT], output_names=list(OUTPUTS), opset_version=OPSET,
                                     dynamic_shapes={"ecg": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False)
     model = program.model_proto
+    strip_debug_strings(model)
     for key, value in {**metadata, "phenotypes": ",".join(graph.names)}.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def _node_lists(model) -> list:
+    """The main graph, every local function and every subgraph of a node attribute: whatever holds nodes."""
+    pending, found = [model.graph, *model.functions], []
+    while pending:
+        holder = pending.pop()
+        found.append(holder)
+        for node in holder.node:
+            for attribute in node.attribute:
+                pending += ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+    return found
+
+
+def strip_debug_strings(model) -> None:
+    """Drop what the exporter records for debugging: each node's metadata (stack traces with absolute source paths,
+    module scopes) and doc strings. The graph computes the same."""
+    model.doc_string = ""
+    for holder in _node_lists(model):
+        holder.doc_string = ""
+        for node in holder.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+
+
+def _names(values) -> list[str]:
+    return [value if isinstance(value, str) else value.name for value in values]
+
+
+def onnx_strings(path: Path) -> list[str]:
+    """Every name and string an ONNX file carries (metadata, producer, graph, function, node, value and initializer
+    names, string attributes): what ``release`` checks before a bundle leaves."""
+    import onnx  # lazy: the optional onnx extra
+
+    model = onnx.load(str(path), load_external_data=False)
+    texts = [model.producer_name, model.producer_version, model.doc_string, model.domain,
+             *(f"{p.key} {p.value}" for p in model.metadata_props)]
+    for holder in _node_lists(model):
+        texts += [holder.name, holder.doc_string, *_names(holder.input), *_names(holder.output),
+                  *_names(getattr(holder, "value_info", [])), *_names(getattr(holder, "initializer", []))]
+        for node in holder.node:
+            texts += [node.name, node.op_type, node.domain, node.doc_string, *node.input, *node.output,
+                      *(f"{p.key} {p.value}" for p in node.metadata_props)]
+            texts += [a.s.decode("utf-8", "replace") for a in node.attribute if a.s]
+    return [text for text in texts if text]
 
 
 class OnnxEmbedder:

@@ -2,12 +2,12 @@
 cohort (UK Biobank's rules, and any cohort's: an id links a model to a person's record).
 
 ``export`` checks every text it writes (config.json, the model card, the safetensors metadata and tensor names, the
-bundle's file and folder names) against the ids of the training cache, and refuses to write a bundle in which any
-appears. An id matches as a whole token between non-alphanumerics: ``1234567`` is found in ``run_1234567``,
-``1234567.json`` or ``"1234567"``, not inside ``12345678``, ``x1234567`` or ``0.1234567``. In the model card, whose prose holds counts and metrics the kit formats (``n = 150``),
-ids shorter than ``MIN_CARD_ID_CHARS`` that are plain numbers are not looked for: such numbers there are the kit's,
-while every string the card repeats from the run (its name, the cache's name) is checked in config.json at any
-length. UK Biobank ids (eids) have 7 digits.
+ONNX graph's strings, the bundle's file and folder names) against the ids of the training cache, and refuses to
+write a bundle in which any appears. An id matches as a whole token between non-alphanumerics: ``1234567`` is found in ``run_1234567``,
+``1234567.json`` or ``"1234567"``, not inside ``12345678``, ``x1234567`` or ``0.1234567``. The names a user or a cohort chose (the run's,
+the cache's, the bundle folder's) are checked for every id; the text the kit generates around them (counts, sizes,
+layer numbers: ``n = 150``, ``blocks.1``) for every id but plain numbers shorter than ``MIN_GENERATED_ID_CHARS``
+digits, which such text is full of. UK Biobank ids (eids) have 7 digits.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-MIN_CARD_ID_CHARS = 5
+MIN_GENERATED_ID_CHARS = 5
 _BEFORE = r"(?<![A-Za-z0-9])(?<![0-9]\.)"  # not inside a longer token or a decimal; "run_1234567" matches
 _AFTER = r"(?![A-Za-z0-9]|\.[0-9])"
 
@@ -48,17 +48,18 @@ def strings_of(value) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def check_release(ids: Iterable[str], texts: Mapping[str, str], card: tuple[str, str] | None = None) -> None:
-    """Refuse (``ReleaseError``) when any of ``ids`` appears in ``texts`` (where -> text: JSON strings, names) or in
-    the model ``card`` (where, text; plain-number ids shorter than ``MIN_CARD_ID_CHARS`` not looked for there)."""
+def check_release(ids: Iterable[str], named: Mapping[str, str], generated: Mapping[str, str]) -> None:
+    """Refuse (``ReleaseError``) when any of ``ids`` appears in ``named`` (where -> text: the names a user chose or a
+    cohort gave, e.g. the run's, the cache's and the bundle folder's; every id looked for) or in ``generated`` (where ->
+    text the kit writes: config.json, the model card, tensor names, the ONNX graph's strings; plain-number ids shorter
+    than ``MIN_GENERATED_ID_CHARS`` not looked for, as the kit's own counts, sizes and layer numbers are such numbers)."""
     ids = [str(i).strip() for i in ids]
-    pattern = id_pattern(ids)
-    found = {where: ids_found(text, pattern) for where, text in texts.items()}
-    if card is not None:
-        card_ids = [i for i in ids if not (i.isdigit() and len(i) < MIN_CARD_ID_CHARS)]
-        found[card[0]] = ids_found(card[1], id_pattern(card_ids))
+    everything = id_pattern(ids)
+    distinctive = id_pattern([i for i in ids if not (i.isdigit() and len(i) < MIN_GENERATED_ID_CHARS)])
+    found = {where: ids_found(text, everything) for where, text in named.items()}
+    found.update({where: ids_found(text, distinctive) for where, text in generated.items()})
     found = {where: hits for where, hits in found.items() if hits}
     if found:
         listed = "; ".join(f"{where}: {', '.join(hits[:5])}{' ...' if len(hits) > 5 else ''}" for where, hits in found.items())
-        raise ReleaseError(f"the bundle would carry participant id(s) of the training cohort ({listed}); rename the run "
-                           "or the cache so that no participant id is part of a name, then export again")
+        raise ReleaseError(f"the bundle would carry participant id(s) of the training cohort ({listed}); rename the run, "
+                           "the cache or the bundle folder so that no participant id is part of a name, then export again")
