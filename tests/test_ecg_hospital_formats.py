@@ -11,6 +11,7 @@ import pytest
 
 from ptacl_core.io.ecg import EcgReadError, read_ecg, read_edf, read_philips_xml, read_scp_ecg, read_wfdb, xml_safety
 from ptacl_core.io.ecg import edf as edf_module
+from ptacl_core.io.ecg import philips_xml as philips_module
 from ptacl_core.io.ecg import scp_ecg as scp_module
 from ptacl_core.leads import LEAD_NAMES
 
@@ -103,6 +104,42 @@ def test_philips_oversized_file_is_refused_before_reading(philips, monkeypatch):
     monkeypatch.setattr(xml_safety, "MAX_XML_BYTES", 1000)
     with pytest.raises(EcgReadError, match="too large"):
         read_philips_xml(philips / PHILIPS[1])
+
+
+@pytest.mark.realdata
+def test_philips_uncompressed_payload_reads_like_xli(philips, tmp_path):
+    from sierraecg.xli import xli_decode
+
+    text = (philips / "philips_1-03.xml").read_text(encoding="utf-8")
+    payload = re.search(r"<parsedwaveforms[^>]*>(.*?)</parsedwaveforms>", text, flags=re.DOTALL).group(1)
+    stored = xli_decode(base64.b64decode("".join(payload.split())), list(LEAD_NAMES))[:12]  # residual limb leads
+    raw = base64.b64encode(np.stack(stored).astype("<i2").tobytes()).decode()
+    path = tmp_path / "raw.xml"
+    path.write_text(text.replace(payload, raw).replace('compressmethod="XLI"', 'compressmethod="Uncompressed"'),
+                    encoding="utf-8")
+    np.testing.assert_array_equal(read_philips_xml(path).signal, read_philips_xml(philips / "philips_1-03.xml").signal)
+    path.write_text(text.replace(payload, raw[:-8]).replace('compressmethod="XLI"', 'compressmethod="Uncompressed"'),
+                    encoding="utf-8")
+    with pytest.raises(EcgReadError, match="bytes of uncompressed samples"):
+        read_philips_xml(path)
+
+
+@pytest.mark.realdata
+def test_philips_header_disagreements_are_refused(philips, tmp_path, monkeypatch):
+    cases = {  # leads of 5500 samples that the header says hold 5000; two resolutions; an offset; 12-bit samples
+        "durationperchannel": ('durationperchannel="11000"', 'durationperchannel="10000"',
+                               "disagree with durationperchannel 10000 ms at 500 Hz (5000 samples)"),
+        "resolution": ("<parsedwaveforms ", '<parsedwaveforms resolution="10" ',
+                       "resolution (µV per count) is 5 in <signalcharacteristics> but 10 on <parsedwaveforms>"),
+        "offset": ("<signaloffset>0<", "<signaloffset>3<", "signaloffset '3' is not supported"),
+        "bits": ("<bitspersample>16<", "<bitspersample>12<", "bitspersample '12' is not supported"),
+    }
+    for old, new, message in cases.values():
+        with pytest.raises(EcgReadError, match=re.escape(message)):
+            read_philips_xml(_philips_variant(philips, tmp_path, old, new))
+    monkeypatch.setattr(philips_module, "MAX_PAYLOAD_BYTES", 1000)  # the pure-Python XLI decoder is bounded
+    with pytest.raises(EcgReadError, match="MB of samples: too large"):
+        read_philips_xml(philips / PHILIPS[0])
 
 
 # ---------------------------------------------------------------------------------------------------------- SCP-ECG
@@ -244,6 +281,28 @@ def test_a_zero_scp_amplitude_multiplier_is_refused(scp, tmp_path):
         read_scp_ecg(tmp_path / "zero_avm.scp")
 
 
+def _scp_with_lead_range(raw: bytes, lead: int, first: int, last: int) -> bytes:
+    """The standard fixture with section 3's range of one lead replaced, section and record CRCs fixed."""
+    raw = bytearray(raw)
+    start, length = 348, 90  # section 3 (pointer table: 1-based index 349)
+    assert struct.unpack_from("<H", raw, start + 2)[0] == 3 and struct.unpack_from("<II", raw, start + 18) == (1, 6000)
+    struct.pack_into("<II", raw, start + 18 + 9 * lead, first, last)
+    struct.pack_into("<H", raw, start, _crc(raw[start + 2: start + length]))
+    struct.pack_into("<H", raw, 0, _crc(raw[2:]))
+    return bytes(raw)
+
+
+@pytest.mark.realdata
+def test_scp_lead_ranges_are_checked_before_decoding(scp, tmp_path):
+    raw = (scp / "scp_standard_leads.scp").read_bytes()
+    cases = {"huge": (_scp_with_lead_range(raw, 0, 1, 3_724_593_264), "more than section 6 can hold"),  # 28 GiB
+             "sequential": (_scp_with_lead_range(raw, 5, 6001, 12000), "not recorded simultaneously")}
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(EcgReadError, match=message):
+            read_scp_ecg(tmp_path / name)
+
+
 def test_the_bitwise_crc_reference_matches_the_standard_check_value():
     assert _crc(b"123456789") == 0x29B1  # CRC-16/CCITT-FALSE
 
@@ -333,6 +392,7 @@ def test_bad_edf_files_are_refused(wfdb_ecg, tmp_path):
         "negative_gain": (_patch(_patch(raw, "physical_min", 3, "9000"), "physical_max", 3, "-9000"), "negative gain"),
         "zero_gain": (_patch(_patch(raw, "physical_min", 3, "5"), "physical_max", 3, "5"), "a zero gain"),
         "digital": (_patch(raw, "digital_max", 0, "-32768"), "digital maximum -32768 is not above"),
+        "implausible": (_patch(raw, "physical_max", 4, "1.8e42"), "is implausible for an ECG (beyond ±1 kV)"),
         "unit": (_patch(raw, "dimension", 0, "degC"), "unit 'degC'"),
         "no_unit": (_patch(raw, "dimension", 0, ""), "no physical dimension"),
         "no_ecg": (_relabel_all(raw, "EEG"), "no ECG lead among the channels"),

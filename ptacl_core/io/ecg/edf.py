@@ -4,8 +4,8 @@ Recognised by content: the first 8 bytes are ``0`` and 7 spaces (EDF) or ``\\xff
 anything, the fixed ASCII header is parsed here and checked: its size (256 bytes per signal plus 256), the file
 size against the data records it declares (a truncated or padded file is refused, naming both sizes), each ECG
 channel's ranges (digital maximum above minimum; a physical maximum below the minimum, a negative gain that EDF
-allows for an inverted amplifier, is refused as the kit's other readers refuse negative gains), its unit, and one
-rate for every ECG lead. EDF+D (discontinuous) files are refused: their samples are not one time line.
+allows for an inverted amplifier, is refused as the kit's other readers refuse negative gains; none beyond ±1 kV),
+its unit, and one rate for every ECG lead. EDF+D (discontinuous) files are refused: their samples are not one time line.
 Channel labels such as ``ECG I``, ``EKG V1`` or ``II`` map to the 12 leads; other channels (EEG, SpO2, EDF+
 annotations) are skipped. Only the first ``max_seconds`` are read (lazily: an 8-hour Holter costs its first minute).
 """
@@ -23,6 +23,7 @@ from ptacl_core.leads import canonical_lead_name
 EDF_MAGIC, BDF_MAGIC = b"0       ", b"\xffBIOSEMI"
 MAX_HEADER_SIGNALS = 4096
 MAX_BDF_BYTES = 2 * 1024**3
+MAX_PHYSICAL_MV = 1e6  # a physical range beyond ±1 kV is a damaged header (ECG front ends span a few mV to a few V)
 _SIGNAL_FIELDS = (("label", 16), ("transducer", 80), ("dimension", 8), ("physical_min", 8), ("physical_max", 8),
                   ("digital_min", 8), ("digital_max", 8), ("prefiltering", 80), ("samples", 8), ("reserved", 32))
 
@@ -129,7 +130,10 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
                                      "as the kit refuses every negative gain: re-export with the polarity applied")
         if not signal["dimension"]:
             raise EcgReadError(path, f"{where}: no physical dimension (unit); expected uV or mV")
-        unit_scale(signal["dimension"], path, signal["label"])  # refuses an unknown unit
+        to_mv = unit_scale(signal["dimension"], path, signal["label"])  # refuses an unknown unit
+        if max(abs(signal["physical_min"]), abs(signal["physical_max"])) * to_mv > MAX_PHYSICAL_MV:
+            raise EcgReadError(path, f"{where}: physical range {signal['physical_min']:g} to {signal['physical_max']:g} "
+                                     f"{signal['dimension']} is implausible for an ECG (beyond ±{MAX_PHYSICAL_MV / 1e6:g} kV)")
         leads[index] = lead
     if not leads:
         labels = [s["label"] for s in header["signals"]]

@@ -5,7 +5,8 @@ plus second differences; decompressed by ``sierraecg``'s codec, the maintained r
 little-endian int16. Philips stores III, aVR, aVL and aVF as residuals of the values Einthoven's and Goldberger's
 laws give from I and II, so that they compress well; they are reconstructed here, in integer counts, exactly as the
 device computes them. Amplitudes are ``resolution`` (1.04) or ``signalresolution`` (1.03) µV per count, the rate
-``samplingrate`` Hz; the sample count is checked against ``durationperchannel`` (ms).
+``samplingrate`` Hz (1.04 repeats both on ``<parsedwaveforms>``: they must agree); the sample count must equal
+``durationperchannel`` (ms) x rate; a non-zero ``signaloffset`` or samples other than 16-bit are refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ NAMESPACE = "{http://www3.medical.philips.com}"
 ROOT = "restingecgdata"
 _STANDARD_ORDER = LEAD_NAMES  # the order of a 12-channel STD-12 / 10-WIRE acquisition without lead labels
 _COMPRESSIONS = ("XLI", "Uncompressed", "")
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # decoded <parsedwaveforms>: ~30 kB of XLI for 11 s (16 x 11 s raw int16: 176 kB);
+# the XLI (LZW) decoder is pure Python, ~10 µs per byte: the bound keeps a hostile payload under a minute
 
 
 def _find(element: ET.Element, tag: str) -> ET.Element | None:
@@ -62,6 +65,25 @@ def _labels(root: ET.Element, waveforms: ET.Element, path: Path) -> list[str]:
                              "standard lead order")
 
 
+def _number(value: str, what: str, path: Path) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise EcgReadError(path, f"{what} {value!r} is not a number") from None
+
+
+def _agreed(element_value: str | None, attribute_value: str | None, what: str, path: Path) -> float:
+    """A positive factor stated in ``<signalcharacteristics>`` and/or (1.04) on ``<parsedwaveforms>``: two values
+    that differ are refused (which one the samples follow is unknown)."""
+    values = [positive_factor(v, what, path) for v in (element_value, attribute_value) if v is not None]
+    if not values:
+        raise EcgReadError(path, f"no {what} in <signalcharacteristics> or on <parsedwaveforms>")
+    if len(set(values)) > 1:
+        raise EcgReadError(path, f"{what} is {values[0]:g} in <signalcharacteristics> but {values[1]:g} on "
+                                 "<parsedwaveforms>: ambiguous, refused")
+    return values[0]
+
+
 def read_philips_xml(path: Path | str) -> Ecg:
     """Read a Philips resting-ECG XML export: (12, L) mV at ``samplingrate`` (12 stored leads: nothing derived)."""
     path = Path(path)
@@ -71,9 +93,16 @@ def read_philips_xml(path: Path | str) -> Ecg:
     waveforms = _find(root, "parsedwaveforms")
     if waveforms is None or not (waveforms.text or "").strip():
         raise EcgReadError(path, "no <parsedwaveforms> data")
-    fs = checked_rate(positive_factor(_text(root, "samplingrate"), "samplingrate", path), path)
-    resolution = _text(root, "resolution") or _text(root, "signalresolution") or waveforms.get("resolution")
-    uv_per_count = positive_factor(resolution, "resolution (µV per count)", path)
+    characteristics = _find(root, "signalcharacteristics")
+    where = characteristics if characteristics is not None else root
+    fs = checked_rate(_agreed(_text(where, "samplingrate"), waveforms.get("samplespersecond"), "samplingrate", path),
+                      path)
+    uv_per_count = _agreed(_text(where, "resolution") or _text(where, "signalresolution"), waveforms.get("resolution"),
+                           "resolution (µV per count)", path)
+    for field, allowed in (("signaloffset", 0.0), ("bitspersample", 16.0)):
+        value = waveforms.get(field) or _text(where, field)
+        if value is not None and _number(value, field, path) != allowed:
+            raise EcgReadError(path, f"{field} {value!r} is not supported (expected {allowed:g})")
     duration_ms = positive_factor(waveforms.get("durationperchannel"), "durationperchannel (ms)", path)
     expected = int(round(duration_ms * fs / 1000))
     encoding = waveforms.get("dataencoding", "")
@@ -87,6 +116,9 @@ def read_philips_xml(path: Path | str) -> Ecg:
         data = base64.b64decode("".join(waveforms.text.split()), validate=True)
     except (binascii.Error, ValueError) as error:
         raise EcgReadError(path, f"<parsedwaveforms> is not valid base64 ({error})") from error
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise EcgReadError(path, f"<parsedwaveforms> holds {len(data) / 1e6:.1f} MB of samples: too large for a resting "
+                                 f"ECG (at most {MAX_PAYLOAD_BYTES / 1e6:.1f} MB)")
     if compression == "XLI":
         from sierraecg.xli import xli_decode  # lazy: only Philips reads need it
 
@@ -102,16 +134,17 @@ def read_philips_xml(path: Path | str) -> Ecg:
     if len(leads) < len(labels):
         raise EcgReadError(path, f"{len(leads)} waveforms for {len(labels)} lead labels (truncated?)")
     leads = leads[:len(labels)]  # 1.03 files carry unlabelled spare channels after the 12 leads
-    short = {label: len(samples) for label, samples in zip(labels, leads, strict=True) if len(samples) < expected}
-    if short:
-        raise EcgReadError(path, f"lead(s) shorter than durationperchannel {duration_ms:g} ms ({expected} samples): "
-                                 f"{short} (truncated?)")
+    wrong = {label: len(samples) for label, samples in zip(labels, leads, strict=True) if len(samples) != expected}
+    if wrong:
+        why = "truncated?" if min(wrong.values()) < expected else "a damaged header or payload"
+        raise EcgReadError(path, f"lead sample counts {wrong} disagree with durationperchannel {duration_ms:g} ms at "
+                                 f"{fs:g} Hz ({expected} samples) ({why})")
     stored: dict[str, np.ndarray] = {}
     for label, samples in zip(labels, leads, strict=True):
         lead = canonical_lead_name(label)
         if lead is None:
             continue
-        counts = np.asarray(samples[:expected], dtype=np.int64)
+        counts = np.asarray(samples, dtype=np.int64)
         if lead in stored and not np.array_equal(stored[lead], counts):
             raise EcgReadError(path, f"lead {lead} is stored twice with different samples: ambiguous, refused")
         stored[lead] = counts
