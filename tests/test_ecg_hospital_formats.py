@@ -422,3 +422,39 @@ def test_edf_leads_at_two_rates_are_refused(wfdb_ecg, tmp_path):
     path = _write_edf(tmp_path / "rates.edf", wfdb_ecg.signal, wfdb_ecg.fs, leads=leads, extra=[slow])
     with pytest.raises(EcgReadError, match="different sampling rates"):
         read_edf(path)
+
+
+@pytest.mark.realdata
+def test_edf_header_numbers_must_be_finite_and_digital_bounds_whole(wfdb_ecg, tmp_path):
+    """edfio, given a NaN or fractional digital bound, returns raw counts without a word (a ~60x misread)."""
+    raw = _write_edf(tmp_path / "good.edf", wfdb_ecg.signal, wfdb_ecg.fs).read_bytes()
+    cases = {"digital_nan": (_patch(raw, "digital_min", 0, "nan"), "not a finite number"),
+             "digital_fraction": (_patch(raw, "digital_min", 0, "-32768.5"), "not a whole number in -32768..32767"),
+             "digital_range": (_patch(raw, "digital_max", 0, "99999"), "not a whole number in -32768..32767"),
+             "physical_inf": (_patch(raw, "physical_max", 0, "inf"), "not a finite number"),
+             "records_nan": (raw[:236] + b"nan     " + raw[244:], "not a finite number"),
+             "samples_nan": (_patch(raw, "samples", 0, "nan"), "not a finite number")}
+    for name, (data, message) in cases.items():
+        (tmp_path / f"{name}.edf").write_bytes(data)
+        with pytest.raises(EcgReadError, match=re.escape(message)):
+            read_edf(tmp_path / f"{name}.edf")
+
+
+@pytest.mark.realdata
+def test_edf_micro_sign_units_device_labels_and_unmapped_ecg_channels(wfdb_ecg, tmp_path):
+    raw = _write_edf(tmp_path / "good.edf", wfdb_ecg.signal, wfdb_ecg.fs).read_bytes()
+    count, offset = 12, 256 + (16 + 80) * 12  # the dimension fields: after the labels and transducers
+    micro = bytearray(raw)
+    for index in range(count):
+        micro[offset + 8 * index: offset + 8 * (index + 1)] = b"\xb5V".ljust(8)  # Latin-1 µV, as devices write it
+    (tmp_path / "micro.edf").write_bytes(bytes(micro))
+    np.testing.assert_allclose(read_edf(tmp_path / "micro.edf").signal, read_edf(tmp_path / "good.edf").signal)
+    labels = {"II": "ECG DII", "V1": "ECG V1-Ref", "III": "EKG DIII"}
+    relabelled = raw
+    for lead, label in labels.items():
+        relabelled = _patch(relabelled, "label", LEAD_NAMES.index(lead), label)
+    (tmp_path / "labels.edf").write_bytes(relabelled)
+    np.testing.assert_array_equal(read_edf(tmp_path / "labels.edf").signal, read_edf(tmp_path / "good.edf").signal)
+    (tmp_path / "v3r.edf").write_bytes(_patch(raw, "label", LEAD_NAMES.index("V3"), "ECG V3R"))
+    with pytest.raises(EcgReadError, match=re.escape("missing lead(s) V3; found") + ".*ECG V3R.*never substituted"):
+        read_edf(tmp_path / "v3r.edf")

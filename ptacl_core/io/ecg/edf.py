@@ -23,6 +23,7 @@ from ptacl_core.leads import canonical_lead_name
 EDF_MAGIC, BDF_MAGIC = b"0       ", b"\xffBIOSEMI"
 MAX_HEADER_SIGNALS = 4096
 MAX_BDF_BYTES = 2 * 1024**3
+DIGITAL_LIMITS = {"edf": (-(2**15), 2**15 - 1), "bdf": (-(2**23), 2**23 - 1)}  # 16- and 24-bit two's complement
 MAX_PHYSICAL_MV = 1e6  # a physical range beyond ±1 kV is a damaged header (ECG front ends span a few mV to a few V)
 _SIGNAL_FIELDS = (("label", 16), ("transducer", 80), ("dimension", 8), ("physical_min", 8), ("physical_max", 8),
                   ("digital_min", 8), ("digital_max", 8), ("prefiltering", 80), ("samples", 8), ("reserved", 32))
@@ -42,15 +43,26 @@ def _is_annotation(label: str) -> bool:
 
 
 def lead_of(label: str) -> str | None:
-    """The kit's lead name of an EDF channel label (``ECG I``, ``EKG-V2``, ``II``), or None."""
-    return canonical_lead_name(re.sub(r"^\s*(ECG|EKG)[\s_:-]*", "", label, flags=re.IGNORECASE))
+    """The kit's lead name of an EDF channel label (``ECG I``, ``EKG-V2``, ``II``, ``ECG V1-Ref``, ``ECG DII`` as
+    Romance-language devices write II), or None."""
+    name = re.sub(r"^\s*(ECG|EKG)[\s_:-]*", "", label, flags=re.IGNORECASE)
+    name = re.sub(r"[\s_-]*REF\s*$", "", name, flags=re.IGNORECASE)
+    name = re.sub(r"^D(I{1,3})$", r"\1", name.strip(), flags=re.IGNORECASE)
+    return canonical_lead_name(name)
+
+
+def _ecg_like(label: str) -> bool:
+    return re.match(r"^\s*(ECG|EKG)", label, flags=re.IGNORECASE) is not None
 
 
 def _number(text: bytes, what: str, path: Path) -> float:
     try:
-        return float(text.decode("ascii").strip())
+        value = float(text.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):
         raise EcgReadError(path, f"EDF header field {what} is {text!r}, not a number") from None
+    if not np.isfinite(value):
+        raise EcgReadError(path, f"EDF header field {what} is {text!r}, not a finite number")
+    return value
 
 
 def read_header(path: Path) -> dict:
@@ -119,6 +131,11 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         if lead is None or _is_annotation(signal["label"]):
             continue
         where = f"channel {signal['label']!r}"
+        low, high = DIGITAL_LIMITS["bdf" if header["bdf"] else "edf"]
+        for bound in ("digital_min", "digital_max"):
+            if signal[bound] != int(signal[bound]) or not low <= signal[bound] <= high:
+                raise EcgReadError(path, f"{where}: {bound.replace('_', ' ')} {signal[bound]:g} is not a whole number "
+                                         f"in {low}..{high}")
         if signal["digital_max"] <= signal["digital_min"]:
             raise EcgReadError(path, f"{where}: digital maximum {signal['digital_max']:g} is not above the minimum "
                                      f"{signal['digital_min']:g}")
@@ -151,11 +168,18 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         signals = dict(zip(ordinary, recording.signals, strict=True))  # edfio's signals: all but the annotations
         channels: dict[str, np.ndarray] = {}
         for index, lead in leads.items():
-            signal = signals[index]
-            data = np.asarray(signal.get_data_slice(0, int(round(seconds * fs)) / fs), dtype=np.float64)
-            add_lead(channels, lead, data * unit_scale(signal.physical_dimension, path, signal.label), path)
+            stated = header["signals"][index]  # calibrated here from the checked header, not by edfio
+            digital = np.asarray(signals[index].get_digital_slice(0, int(round(seconds * fs)) / fs), dtype=np.float64)
+            gain = (stated["physical_max"] - stated["physical_min"]) / (stated["digital_max"] - stated["digital_min"])
+            physical = (digital - stated["digital_min"]) * gain + stated["physical_min"]
+            add_lead(channels, lead, physical * unit_scale(stated["dimension"], path, stated["label"]), path)
     except EcgReadError:
         raise
     except (ValueError, OSError, IndexError) as error:
         raise EcgReadError(path, f"edfio cannot read the recording ({type(error).__name__}: {error})") from error
+    needed = [lead for lead in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6") if lead not in channels]
+    if needed:
+        unread = [s["label"] for i, s in enumerate(header["signals"]) if i not in leads and _ecg_like(s["label"])]
+        named = f" and ECG channel(s) {unread} that are none of the 12 leads (never substituted)" if unread else ""
+        raise EcgReadError(path, f"missing lead(s) {', '.join(needed)}; found {', '.join(sorted(channels))}{named}")
     return assemble(channels, fs, path, derive=True)
