@@ -158,18 +158,21 @@ def _predict(args: argparse.Namespace) -> int:
     out = check_output(Path(args.out) if args.out else Path("outputs") / "predictions" / source)
     if args.run is not None:
         predictor = Predictor.from_run(args.run, args.cache, coverage=args.coverage)
-        origin = f"{shown(str(args.run))}, trained on {{cohort}} (cache {shown(predictor.provenance['cache'])})"
     else:
         predictor = Predictor.from_bundle(args.bundle, onnx=args.onnx)
         if args.coverage != predictor.coverage:
             print(f"note: the bundle's intervals were calibrated for {100 * predictor.coverage:.0f} % coverage; "
                   "--coverage applies to --run", file=sys.stderr)
-        engine = "onnxruntime" if args.onnx else "PyTorch"
-        origin = f"bundle {shown(str(args.bundle))} ({engine}; run {shown(predictor.provenance.get('run', '?'))}), trained on {{cohort}}"
     for note in predictor.notes:
         print(f"note: {shown(note)}", file=sys.stderr)
     cohort = "the kit's synthetic cohort" if predictor.synthetic else "its own cohort"
-    print(f"model: {origin.format(cohort=cohort)}; intervals: split-conformal, {100 * predictor.coverage:.0f} % nominal")
+    if args.run is not None:
+        origin = f"{shown(str(args.run))}, trained on {cohort} (cache {shown(predictor.provenance['cache'])})"
+    else:
+        engine = "onnxruntime" if args.onnx else "PyTorch"
+        origin = (f"bundle {shown(str(args.bundle))} ({engine}; run {shown(predictor.provenance.get('run', '?'))}), "
+                  f"trained on {cohort}")
+    print(f"model: {origin}; intervals: split-conformal, {100 * predictor.coverage:.0f} % nominal")
     if predictor.synthetic:
         print("DEMONSTRATION ONLY: this model learned from synthetic ECG-CMR pairs; its numbers show the pipeline working, "
               "they are not a measurement of this patient.")

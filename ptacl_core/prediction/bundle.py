@@ -163,8 +163,9 @@ def export_bundle(run: Path | str, out: Path | str, cache: Path | str | None = N
                               f"({predictor.provenance['data_fingerprint'][:12]}); a bundle's heads, intervals and "
                               "participant-id check must be of the cohort the encoder learned from: export with the "
                               "run's own training cache")
-    if onnx and onnx_available():
-        raise PredictionError(f"{onnx_available()}; or export with --no-onnx")
+    missing = onnx_available() if onnx else None
+    if missing:
+        raise PredictionError(f"{missing}; or export with --no-onnx")
     tensors = bundle_tensors(predictor)
     ids = predictor.cache.index.subject_id.astype(str).tolist()
     named = {"run name": predictor.provenance["run"], "cache name": predictor.provenance["cache"],

@@ -136,8 +136,7 @@ class Predictor:
         provenance = {"run": run_folder(run).name, "method": config.method, "preset": config.preset, "seed": config.seed,
                       "epochs": int(state.get("epoch", 0)), "data_fingerprint": opened.fingerprint,
                       "trained_on_fingerprint": trained_on or "", "cache": opened.folder.name,
-                      "n_subjects": {"train": len(train), "val": len(val), "test": len(test)},
-                      "model": config.model.to_dict()}
+                      "n_subjects": {"train": len(train), "val": len(val), "test": len(test)}}
         return cls(TorchEmbedder(model.ecg_encoder), opened.config.ecg, heads,
                    pd.DataFrame(errors).set_index("phenotype"), Gallery(gallery, opened.index), notes, halfwidths,
                    novelty, coverage, synthetic, provenance, opened)
@@ -177,8 +176,7 @@ class Predictor:
         for file in files:
             path = Path(file)
             try:
-                ecg, flags = self.preprocessed(path)
-                embedding = self.embed(ecg)[0]
+                embedding, flags = self.embed_file(path)
             except Exception as error:  # every failure is one file's row; the others still get predictions
                 message = str(error) if isinstance(error, (EcgReadError, EcgQualityError)) else f"{path}: {type(error).__name__}: {error}"
                 rows.append({"file": str(path), "status": "error", "error": message})

@@ -125,7 +125,7 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
     if header["bdf"] and path.stat().st_size > MAX_BDF_BYTES:  # edfio reads BDF data whole (EDF lazily)
         raise EcgReadError(path, f"{path.stat().st_size / 1e9:.1f} GB: a BDF this large is read whole into memory; "
                                  f"cut it below {MAX_BDF_BYTES / 1e9:.0f} GB (or convert it to EDF, read lazily)")
-    leads: dict[int, str] = {}
+    leads: dict[int, tuple[str, float]] = {}  # header index -> (lead, mV per physical unit)
     for index, signal in enumerate(header["signals"]):
         lead = lead_of(signal["label"])
         if lead is None or _is_annotation(signal["label"]):
@@ -151,7 +151,7 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         if max(abs(signal["physical_min"]), abs(signal["physical_max"])) * to_mv > MAX_PHYSICAL_MV:
             raise EcgReadError(path, f"{where}: physical range {signal['physical_min']:g} to {signal['physical_max']:g} "
                                      f"{signal['dimension']} is implausible for an ECG (beyond ±{MAX_PHYSICAL_MV / 1e6:g} kV)")
-        leads[index] = lead
+        leads[index] = lead, to_mv
     if not leads:
         labels = [s["label"] for s in header["signals"]]
         raise EcgReadError(path, f"no ECG lead among the channels {labels} (expected labels such as 'ECG I', 'II', 'V1')")
@@ -167,12 +167,12 @@ def read_edf(path: Path | str, max_seconds: float | None = 60.0) -> Ecg:
         ordinary = [i for i, s in enumerate(header["signals"]) if not _is_annotation(s["label"])]
         signals = dict(zip(ordinary, recording.signals, strict=True))  # edfio's signals: all but the annotations
         channels: dict[str, np.ndarray] = {}
-        for index, lead in leads.items():
+        for index, (lead, to_mv) in leads.items():
             stated = header["signals"][index]  # calibrated here from the checked header, not by edfio
             digital = np.asarray(signals[index].get_digital_slice(0, int(round(seconds * fs)) / fs), dtype=np.float64)
             gain = (stated["physical_max"] - stated["physical_min"]) / (stated["digital_max"] - stated["digital_min"])
             physical = (digital - stated["digital_min"]) * gain + stated["physical_min"]
-            add_lead(channels, lead, physical * unit_scale(stated["dimension"], path, stated["label"]), path)
+            add_lead(channels, lead, physical * to_mv, path)
     except EcgReadError:
         raise
     except (ValueError, OSError, IndexError) as error:
